@@ -1,0 +1,103 @@
+//! The element types ndprune prunes.
+
+use std::fmt;
+
+use num_traits::Float;
+
+/// A floating-point element type that tensors can be pruned in.
+///
+/// Implemented for `f32` and `f64`. Besides [`num_traits::Float`], it gives
+/// the two things the kernels need: a lossless widening to `f64` (norms are
+/// accumulated in `f64`), and an order-preserving integer key of the
+/// magnitude, used by the selection kernel.
+///
+/// ```
+/// use ndprune::PruneFloat;
+///
+/// // Keys order magnitudes; NaN is the largest of all, as in `torch.topk`.
+/// assert!(1.5f32.magnitude_key() > (-1.0f32).magnitude_key());
+/// assert_eq!(0.0f32.magnitude_key(), (-0.0f32).magnitude_key());
+/// assert!(f32::NAN.magnitude_key() > f32::INFINITY.magnitude_key());
+/// assert_eq!(f32::KEY_BITS, 32);
+/// ```
+pub trait PruneFloat: Float + fmt::Debug + fmt::Display + Send + Sync + 'static {
+    /// Number of significant bits of [`PruneFloat::magnitude_key`].
+    const KEY_BITS: u32;
+
+    /// The value as `f64` (exact for `f32` and `f64`).
+    fn to_f64(self) -> f64;
+
+    /// The nearest value of this type to `x`.
+    fn from_f64(x: f64) -> Self;
+
+    /// An integer key that orders `|self|`: `a.abs() < b.abs()` implies
+    /// `a.magnitude_key() < b.magnitude_key()`, equal magnitudes give equal
+    /// keys (`-0.0` and `0.0` alike), and every NaN gets the largest key,
+    /// `2^KEY_BITS - 1`.
+    fn magnitude_key(self) -> u64;
+}
+
+impl PruneFloat for f32 {
+    const KEY_BITS: u32 = 32;
+
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+
+    fn from_f64(x: f64) -> Self {
+        // Rounding to the nearest f32 is the documented intent of this cast.
+        x as f32
+    }
+
+    fn magnitude_key(self) -> u64 {
+        if self.is_nan() {
+            u64::from(u32::MAX)
+        } else {
+            u64::from(self.to_bits() & 0x7fff_ffff)
+        }
+    }
+}
+
+impl PruneFloat for f64 {
+    const KEY_BITS: u32 = 64;
+
+    fn to_f64(self) -> f64 {
+        self
+    }
+
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+
+    fn magnitude_key(self) -> u64 {
+        if self.is_nan() {
+            u64::MAX
+        } else {
+            self.to_bits() & 0x7fff_ffff_ffff_ffff
+        }
+    }
+}
+
+/// The order-preserving key of a non-negative or NaN `f64` score (a norm),
+/// with NaN largest, for the channel selection.
+pub(crate) fn score_key(x: f64) -> u64 {
+    x.magnitude_key()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_order_magnitudes_and_put_nan_last() {
+        let values = [0.0f32, 1e-45, 0.5, 1.0, 3.0e38, f32::INFINITY];
+        for pair in values.windows(2) {
+            assert!(pair[0].magnitude_key() < pair[1].magnitude_key());
+            assert!((-pair[1]).magnitude_key() > pair[0].magnitude_key());
+        }
+        assert!(f32::NAN.magnitude_key() > f32::INFINITY.magnitude_key());
+        assert_eq!((-f32::NAN).magnitude_key(), f32::NAN.magnitude_key());
+        assert!(f64::NAN.magnitude_key() > f64::INFINITY.magnitude_key());
+        assert!(score_key(2.0) > score_key(1.0));
+    }
+}

@@ -1,0 +1,83 @@
+//! # ndprune
+//!
+//! Tensor pruning for [`ndarray`] with the semantics of PyTorch's
+//! `torch.nn.utils.prune`, to the bit.
+//!
+//! A model is a tree of [`Module`]s holding named tensors. Pruning the
+//! parameter `weight` reparametrizes it exactly as PyTorch does: the
+//! original moves to the parameter `weight_orig`, a 0/1 buffer
+//! `weight_mask` appears, and `weight` becomes `weight_orig * weight_mask`.
+//! Pruning it again combines masks as PyTorch's `PruningContainer` does, and
+//! [`prune::remove`] makes it permanent.
+//!
+//! ```
+//! use ndprune::prelude::*;
+//! use rand::SeedableRng;
+//!
+//! # fn main() -> Result<(), PruneError> {
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+//! let mut model = Sequential::<f32>::new()
+//!     .push(Layer::conv2d(1, 8, 3, &mut rng))
+//!     .push(Layer::linear(32, 10, &mut rng));
+//!
+//! // Half of the conv's output channels, by L2 norm.
+//! prune::ln_structured(&mut model, "0.weight", Amount::Fraction(0.5), Norm::L(2.0), Dim(0), None)?;
+//! // Then 30 % of what is left, by magnitude.
+//! prune::l1_unstructured(&mut model, "0.weight", Amount::Fraction(0.3), None)?;
+//! // 20 % of both weights together.
+//! let l1 = L1Unstructured::new(Amount::Fraction(0.2))?;
+//! prune::global_unstructured(&mut model, &["0.weight", "1.weight"], &l1, None)?;
+//!
+//! let mask = model.buffer("0.weight_mask").unwrap();
+//! let orig = model.parameter("0.weight_orig").unwrap();
+//! assert_eq!(model.tensor("0.weight").unwrap(), &(orig * mask));
+//!
+//! prune::remove(&mut model, "0.weight")?;
+//! assert!(model.parameter("0.weight").is_some());
+//! # Ok(()) }
+//! ```
+//!
+//! Ties, NaN and rounding follow documented rules (see [`select`] and
+//! [`Amount`]); a call that fails returns a [`PruneError`] and changes
+//! nothing.
+#![warn(missing_docs)]
+#![deny(missing_debug_implementations)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![doc(test(attr(deny(warnings))))]
+
+mod amount;
+mod dim;
+mod error;
+mod float;
+pub mod method;
+mod module;
+pub mod norm;
+pub mod prune;
+mod reparam;
+pub mod select;
+
+pub use amount::Amount;
+pub use dim::Dim;
+pub use error::PruneError;
+pub use float::PruneFloat;
+pub use method::{
+    CustomFromMask, Identity, L1Unstructured, LnStructured, MaskState, PruningKind, PruningMethod,
+    RandomStructured, RandomUnstructured,
+};
+pub use module::{Layer, Module, Sequential, TensorStore};
+pub use norm::Norm;
+
+/// The names most code needs: `use ndprune::prelude::*;`.
+///
+/// ```
+/// use ndprune::prelude::*;
+/// let _ = (Amount::Count(1), Norm::Inf, Dim(0));
+/// ```
+pub mod prelude {
+    pub use crate::prune;
+    pub use crate::{
+        Amount, Dim, L1Unstructured, Layer, LnStructured, Module, Norm, PruneError, PruneFloat,
+        PruningMethod, RandomStructured, RandomUnstructured, Sequential, TensorStore,
+        CustomFromMask, Identity,
+    };
+}

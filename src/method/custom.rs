@@ -1,0 +1,76 @@
+//! `CustomFromMask`: prune where a given mask is 0.
+
+use ndarray::{ArrayD, ArrayViewD, Zip};
+
+use super::container::check_binary;
+use super::{MaskState, PruningKind, PruningMethod};
+use crate::{PruneError, PruneFloat};
+
+/// Prunes the entries where the given mask is 0 (PyTorch's
+/// `CustomFromMask`). The mask must have the tensor's shape and hold only 0
+/// and 1; it is multiplied into any existing mask.
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use ndarray::array;
+///
+/// # fn main() -> Result<(), PruneError> {
+/// let keep = array![[1.0f32, 0.0], [0.0, 1.0]].into_dyn();
+/// let method = CustomFromMask::new(keep.view());
+/// let mask = method.compute_mask(keep.view(), ndarray::ArrayD::ones(vec![2, 2]).view())?;
+/// assert_eq!(mask, keep);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CustomFromMask<'a, T> {
+    mask: ArrayViewD<'a, T>,
+}
+
+impl<'a, T: PruneFloat> CustomFromMask<'a, T> {
+    /// The method for this mask (checked when applied).
+    pub fn new(mask: ArrayViewD<'a, T>) -> Self {
+        CustomFromMask { mask }
+    }
+
+    fn check(&self, shape: &[usize]) -> Result<(), PruneError> {
+        if self.mask.shape() != shape {
+            return Err(PruneError::ShapeMismatch {
+                tensor: String::new(),
+                what: "mask",
+                expected: shape.to_vec(),
+                got: self.mask.shape().to_vec(),
+            });
+        }
+        check_binary(self.mask.view())
+    }
+}
+
+impl<T: PruneFloat> PruningMethod<T> for CustomFromMask<'_, T> {
+    fn kind(&self) -> PruningKind {
+        PruningKind::Global
+    }
+
+    fn compute_mask(
+        &self,
+        _t: ArrayViewD<'_, T>,
+        default_mask: ArrayViewD<'_, T>,
+    ) -> Result<ArrayD<T>, PruneError> {
+        self.check(default_mask.shape())?;
+        Ok(&default_mask * &self.mask)
+    }
+
+    fn update_mask(
+        &self,
+        _importance: ArrayViewD<'_, T>,
+        mask: &mut ArrayD<T>,
+        _state: MaskState,
+    ) -> Result<(), PruneError> {
+        self.check(mask.shape())?;
+        Zip::from(mask).and(&self.mask).for_each(|m, &c| *m = *m * c);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("CustomFromMask(shape={:?})", self.mask.shape())
+    }
+}

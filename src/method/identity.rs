@@ -1,0 +1,55 @@
+//! `Identity`: prune nothing, but set up the reparametrization.
+
+use ndarray::{ArrayD, ArrayViewD};
+
+use super::{MaskState, PruningKind, PruningMethod};
+use crate::{PruneError, PruneFloat};
+
+/// Prunes nothing: applied first, it gives a tensor `name_orig` and an
+/// all-ones `name_mask` (PyTorch's `Identity`), e.g. so that a pruned
+/// checkpoint can be loaded into the module.
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use ndarray::ArrayD;
+///
+/// # fn main() -> Result<(), PruneError> {
+/// let mut layer = Layer::<f32>::new().with_parameter("weight", ArrayD::ones(vec![2, 2]));
+/// prune::identity(&mut layer, "weight")?;
+/// assert_eq!(layer.buffer("weight_mask").unwrap().sum(), 4.0);
+/// assert!(layer.parameter("weight_orig").is_some());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Identity;
+
+impl<T: PruneFloat> PruningMethod<T> for Identity {
+    fn kind(&self) -> PruningKind {
+        PruningKind::Unstructured
+    }
+
+    fn compute_mask(
+        &self,
+        _t: ArrayViewD<'_, T>,
+        default_mask: ArrayViewD<'_, T>,
+    ) -> Result<ArrayD<T>, PruneError> {
+        Ok(default_mask.to_owned())
+    }
+
+    fn update_mask(
+        &self,
+        _importance: ArrayViewD<'_, T>,
+        _mask: &mut ArrayD<T>,
+        _state: MaskState,
+    ) -> Result<(), PruneError> {
+        Ok(())
+    }
+
+    fn update_masks_jointly(
+        &self,
+        _importances: &[ArrayViewD<'_, T>],
+        _masks: &mut [ArrayD<T>],
+    ) -> Result<(), PruneError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! `L1Unstructured`: prune the entries of smallest magnitude.
+
+use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
+
+use super::{flat, flat_mut, MaskState, PruningKind, PruningMethod};
+use crate::select::{apply_cut, count_candidates, smallest_cut, Segment};
+use crate::{Amount, PruneError, PruneFloat};
+
+/// Prunes the `amount` entries of smallest absolute importance among those
+/// still unpruned (PyTorch's `L1Unstructured`). Ties: see [`crate::select`].
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use ndarray::array;
+///
+/// # fn main() -> Result<(), PruneError> {
+/// let method = L1Unstructured::new(Amount::Fraction(0.5))?;
+/// let t = array![0.3f32, -0.1, 2.0, -4.0].into_dyn();
+/// let mask = method.compute_mask(t.view(), ndarray::ArrayD::ones(vec![4]).view())?;
+/// assert_eq!(mask, array![0.0f32, 0.0, 1.0, 1.0].into_dyn());
+/// assert!(L1Unstructured::new(Amount::Fraction(1.5)).is_err());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct L1Unstructured {
+    amount: Amount,
+}
+
+impl L1Unstructured {
+    /// The method for `amount`; fails for a fraction outside `[0, 1]` or NaN.
+    pub fn new(amount: Amount) -> Result<Self, PruneError> {
+        amount.validate()?;
+        Ok(L1Unstructured { amount })
+    }
+}
+
+/// Importance scores in standard layout, checked against the mask's shape.
+pub(super) fn standard<'a, T: PruneFloat>(
+    importance: &'a ArrayViewD<'a, T>,
+    mask: &ArrayD<T>,
+) -> Result<CowArray<'a, T, IxDyn>, PruneError> {
+    if importance.shape() != mask.shape() {
+        return Err(PruneError::ShapeMismatch {
+            tensor: String::new(),
+            what: "importance scores",
+            expected: mask.shape().to_vec(),
+            got: importance.shape().to_vec(),
+        });
+    }
+    Ok(importance.as_standard_layout())
+}
+
+impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
+    fn kind(&self) -> PruningKind {
+        PruningKind::Unstructured
+    }
+
+    fn compute_mask(
+        &self,
+        t: ArrayViewD<'_, T>,
+        default_mask: ArrayViewD<'_, T>,
+    ) -> Result<ArrayD<T>, PruneError> {
+        // PyTorch ranks every entry of `t` here, whatever `default_mask` says.
+        let mut chosen = ArrayD::ones(t.raw_dim());
+        self.update_mask(t, &mut chosen, MaskState::Fresh)?;
+        Ok(chosen * &default_mask)
+    }
+
+    fn update_mask(
+        &self,
+        importance: ArrayViewD<'_, T>,
+        mask: &mut ArrayD<T>,
+        _state: MaskState,
+    ) -> Result<(), PruneError> {
+        self.update_masks_jointly(&[importance], std::slice::from_mut(mask))
+    }
+
+    fn update_masks_jointly(
+        &self,
+        importances: &[ArrayViewD<'_, T>],
+        masks: &mut [ArrayD<T>],
+    ) -> Result<(), PruneError> {
+        let scores = importances
+            .iter()
+            .zip(masks.iter())
+            .map(|(imp, m)| standard(imp, m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let open: usize = masks.iter().map(|m| count_candidates(flat(m))).sum();
+        let k = self.amount.count_of(open)?;
+        let segments: Vec<Segment<'_, T>> = scores
+            .iter()
+            .zip(masks.iter())
+            .map(|(s, m)| Segment {
+                scores: s.as_slice().unwrap_or(&[]),
+                mask: flat(m),
+            })
+            .collect();
+        let Some(cut) = smallest_cut(&segments, k) else {
+            return Ok(());
+        };
+        drop(segments);
+        let mut ties = cut.ties();
+        for (s, m) in scores.iter().zip(masks.iter_mut()) {
+            apply_cut(s.as_slice().unwrap_or(&[]), flat_mut(m), cut, &mut ties);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! `LnStructured`: prune the channels of smallest Lₙ norm.
+
+use ndarray::{ArrayD, ArrayViewD, Axis};
+
+use super::container::live_channels;
+use super::l1::standard;
+use super::{MaskState, PruningKind, PruningMethod};
+use crate::select::smallest_channels;
+use crate::{Amount, Dim, Norm, PruneError, PruneFloat};
+
+/// Prunes the `amount` channels along `dim` of smallest norm `n` among the
+/// channels not yet pruned (PyTorch's `LnStructured`). Norms are taken over
+/// all other dims of the importance scores; NaN norms rank largest; ties:
+/// see [`crate::select`].
+///
+/// The seed example of `torch.nn.utils.prune`'s documentation: the input
+/// channels (`dim=1`) of a `Conv2d(5, 3, 2)` weight, 30 % of them, by the
+/// `-inf` norm (the smallest magnitude in each channel).
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use rand::SeedableRng;
+///
+/// # fn main() -> Result<(), PruneError> {
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let mut conv = Layer::<f32>::conv2d(5, 3, 2, &mut rng);
+/// prune::ln_structured(&mut conv, "weight", Amount::Fraction(0.3), Norm::NegInf, Dim(1), None)?;
+///
+/// let mask = conv.buffer("weight_mask").unwrap();
+/// assert_eq!(mask.shape(), &[3, 5, 2, 2]);
+/// // round(0.3 × 5) = 2 input channels pruned, each entirely.
+/// let pruned: Vec<usize> = (0..5)
+///     .filter(|&c| mask.index_axis(ndarray::Axis(1), c).iter().all(|&m| m == 0.0))
+///     .collect();
+/// assert_eq!(pruned.len(), 2);
+/// assert_eq!(mask.sum(), 3.0 * 3.0 * 4.0);
+/// // They are the two channels whose smallest magnitude is smallest.
+/// let orig = conv.parameter("weight_orig").unwrap();
+/// let min_abs: Vec<f32> = (0..5)
+///     .map(|c| orig.index_axis(ndarray::Axis(1), c).iter().fold(f32::INFINITY, |a, x| a.min(x.abs())))
+///     .collect();
+/// let mut order: Vec<usize> = (0..5).collect();
+/// order.sort_by(|&a, &b| min_abs[a].total_cmp(&min_abs[b]));
+/// let mut expected = order[..2].to_vec();
+/// expected.sort();
+/// assert_eq!(pruned, expected);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LnStructured {
+    amount: Amount,
+    n: Norm,
+    dim: Dim,
+}
+
+impl LnStructured {
+    /// The method for `amount` of the channels along `dim`, ranked by norm
+    /// `n`; fails for an invalid amount or `Norm::L(NaN)`.
+    pub fn new(amount: Amount, n: Norm, dim: Dim) -> Result<Self, PruneError> {
+        amount.validate()?;
+        if let Norm::L(p) = n {
+            if p.is_nan() {
+                return Err(PruneError::InvalidNorm { p });
+            }
+        }
+        Ok(LnStructured { amount, n, dim })
+    }
+}
+
+/// The channel dim of a structured method, checked in PyTorch's order: a
+/// first pruning checks the number of dims, then the dim; a later one the
+/// dim first.
+pub(crate) fn structured_dim(shape: &[usize], dim: Dim, state: MaskState) -> Result<usize, PruneError> {
+    let multidimensional = || {
+        if shape.len() < 2 {
+            Err(PruneError::NotMultidimensional {
+                tensor: String::new(),
+                shape: shape.to_vec(),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    match state {
+        MaskState::Fresh => {
+            multidimensional()?;
+            dim.resolve(shape.len())
+        }
+        MaskState::Existing => {
+            let d = dim.resolve(shape.len())?;
+            multidimensional()?;
+            Ok(d)
+        }
+    }
+}
+
+impl<T: PruneFloat> PruningMethod<T> for LnStructured {
+    fn kind(&self) -> PruningKind {
+        PruningKind::Structured { dim: self.dim }
+    }
+
+    fn compute_mask(
+        &self,
+        t: ArrayViewD<'_, T>,
+        default_mask: ArrayViewD<'_, T>,
+    ) -> Result<ArrayD<T>, PruneError> {
+        let mut mask = default_mask.to_owned();
+        self.update_mask(t, &mut mask, MaskState::Fresh)?;
+        Ok(mask)
+    }
+
+    fn update_mask(
+        &self,
+        importance: ArrayViewD<'_, T>,
+        mask: &mut ArrayD<T>,
+        state: MaskState,
+    ) -> Result<(), PruneError> {
+        let d = structured_dim(mask.shape(), self.dim, state)?;
+        let channels = mask.shape()[d];
+        let live = match state {
+            MaskState::Fresh => vec![true; channels],
+            MaskState::Existing => {
+                let mut live = vec![false; channels];
+                for c in live_channels(mask, d) {
+                    live[c] = true;
+                }
+                live
+            }
+        };
+        let k = self
+            .amount
+            .count_of(live.iter().filter(|&&l| l).count())?;
+        let importance = standard(&importance, mask)?;
+        let norms = self.n.channel_norms(importance.view(), d)?;
+        for c in smallest_channels(&norms, &live, k) {
+            mask.index_axis_mut(Axis(d), c).fill(T::zero());
+        }
+        Ok(())
+    }
+}

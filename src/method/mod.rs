@@ -1,0 +1,155 @@
+//! Pruning methods: each computes a mask; the reparametrization applies it.
+//!
+//! The built-in methods are PyTorch's. Write your own by implementing
+//! [`PruningMethod`]: say which [`PruningKind`] it is and compute a mask in
+//! [`PruningMethod::compute_mask`]. Iterative combination (measuring the
+//! amount on what is left) and the reparametrization come for free.
+
+mod container;
+mod custom;
+mod identity;
+mod l1;
+mod ln;
+mod random;
+
+pub use custom::CustomFromMask;
+pub use identity::Identity;
+pub use l1::L1Unstructured;
+pub use ln::LnStructured;
+pub use random::{RandomStructured, RandomUnstructured};
+
+use std::fmt;
+
+use ndarray::{ArrayD, ArrayViewD};
+
+use crate::{Dim, PruneError, PruneFloat};
+
+/// What part of a tensor a method may prune on a later call, as PyTorch's
+/// `PRUNING_TYPE`.
+///
+/// ```
+/// use ndprune::{Dim, PruningKind};
+/// assert_ne!(PruningKind::Unstructured, PruningKind::Structured { dim: Dim(0) });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruningKind {
+    /// Single entries: a later call sees only the entries still unpruned.
+    Unstructured,
+    /// Whole channels along `dim`: a later call sees only the channels not
+    /// yet entirely pruned.
+    Structured {
+        /// The channel dimension.
+        dim: Dim,
+    },
+    /// The whole tensor: a later call sees everything, and its mask is
+    /// multiplied into the existing one.
+    Global,
+}
+
+/// Whether the mask a method updates is the all-ones mask of a first
+/// pruning, or the mask earlier pruning left.
+///
+/// ```
+/// use ndprune::MaskState;
+/// assert_ne!(MaskState::Fresh, MaskState::Existing);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskState {
+    /// First pruning of the tensor: the mask is all ones and the method sees
+    /// the whole tensor.
+    Fresh,
+    /// The tensor was pruned before: the method sees what its kind allows.
+    Existing,
+}
+
+/// A way of choosing what to prune, as PyTorch's `BasePruningMethod`.
+///
+/// Only [`PruningMethod::kind`] and [`PruningMethod::compute_mask`] are
+/// required. On a later pruning of the same tensor, `compute_mask` is given
+/// only the part its kind allows (the unpruned entries as a 1-D tensor, or
+/// the channels not yet pruned) and its result is written back into the
+/// existing mask, exactly as PyTorch's `PruningContainer` does.
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use ndprune::{MaskState, PruningKind};
+/// use ndarray::{ArrayD, ArrayViewD};
+///
+/// /// Prunes every entry whose importance is negative.
+/// #[derive(Debug)]
+/// struct DropNegative;
+///
+/// impl PruningMethod<f32> for DropNegative {
+///     fn kind(&self) -> PruningKind { PruningKind::Unstructured }
+///     fn compute_mask(&self, t: ArrayViewD<'_, f32>, default_mask: ArrayViewD<'_, f32>)
+///         -> Result<ArrayD<f32>, PruneError> {
+///         let mut mask = default_mask.to_owned();
+///         mask.zip_mut_with(&t, |m, &x| if x < 0.0 { *m = 0.0 });
+///         Ok(mask)
+///     }
+/// }
+///
+/// # fn main() -> Result<(), PruneError> {
+/// let w = ArrayD::from_shape_vec(vec![4], vec![1.0f32, -2.0, 3.0, -0.5]).unwrap();
+/// let mut layer = Layer::new().with_parameter("weight", w);
+/// prune::apply(&mut layer, "weight", &DropNegative, None)?;
+/// assert_eq!(layer.buffer("weight_mask").unwrap().as_slice().unwrap(), &[1.0, 0.0, 1.0, 0.0]);
+/// # Ok(()) }
+/// ```
+pub trait PruningMethod<T: PruneFloat>: fmt::Debug {
+    /// The method's kind, which decides what a later call sees.
+    fn kind(&self) -> PruningKind;
+
+    /// PyTorch's `compute_mask`: the new mask for `t` (importance scores of
+    /// the part being pruned), starting from `default_mask` (its current
+    /// mask, of the same shape). Must return a 0/1 mask of `t`'s shape.
+    fn compute_mask(
+        &self,
+        t: ArrayViewD<'_, T>,
+        default_mask: ArrayViewD<'_, T>,
+    ) -> Result<ArrayD<T>, PruneError>;
+
+    /// Updates `mask` in place for a tensor whose importance scores are
+    /// `importance` (same shape). `Fresh` calls `compute_mask` on the whole
+    /// tensor; `Existing` calls it on the part the kind allows and writes the
+    /// result back. On error `mask` is unchanged.
+    ///
+    /// The built-in methods override this with kernels that work in place;
+    /// they give the same masks as this default.
+    fn update_mask(
+        &self,
+        importance: ArrayViewD<'_, T>,
+        mask: &mut ArrayD<T>,
+        state: MaskState,
+    ) -> Result<(), PruneError> {
+        container::update_mask(self, importance, mask, state)
+    }
+
+    /// Updates several masks as one, as if the importances and masks were
+    /// concatenated into one flat tensor: global pruning. On error no mask
+    /// is changed. The default concatenates; built-in methods work in place.
+    fn update_masks_jointly(
+        &self,
+        importances: &[ArrayViewD<'_, T>],
+        masks: &mut [ArrayD<T>],
+    ) -> Result<(), PruneError> {
+        container::update_masks_jointly(self, importances, masks)
+    }
+
+    /// A short description for the pruning history, e.g.
+    /// `L1Unstructured(amount=0.3)`. Defaults to the `Debug` form.
+    fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// The flat row-major data of a standard-layout array (every array this
+/// crate makes or converts with `as_standard_layout` is one).
+pub(crate) fn flat<T>(a: &ArrayD<T>) -> &[T] {
+    a.as_slice().unwrap_or(&[])
+}
+
+/// The flat row-major data of a standard-layout array, mutable.
+pub(crate) fn flat_mut<T>(a: &mut ArrayD<T>) -> &mut [T] {
+    a.as_slice_mut().unwrap_or(&mut [])
+}

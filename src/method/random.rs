@@ -1,0 +1,177 @@
+//! `RandomUnstructured` and `RandomStructured`: prune uniformly at random.
+
+use ndarray::{ArrayD, ArrayViewD, Axis};
+use rand::rngs::StdRng;
+use rand::{Rng, RngExt, SeedableRng};
+
+use super::container::live_channels;
+use super::ln::structured_dim;
+use super::{flat, flat_mut, MaskState, PruningKind, PruningMethod};
+use crate::select::{count_candidates, sample_in_order};
+use crate::{Amount, Dim, PruneError, PruneFloat};
+
+/// Prunes `amount` of the unpruned entries, chosen uniformly at random
+/// (PyTorch's `RandomUnstructured`). The choice is a function of the seed:
+/// the same seed, tensor and mask give the same mask.
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use ndarray::ArrayD;
+///
+/// # fn main() -> Result<(), PruneError> {
+/// let method = RandomUnstructured::new(Amount::Count(3), 42)?;
+/// let t = ArrayD::<f32>::ones(vec![10]);
+/// let mask = method.compute_mask(t.view(), t.view())?;
+/// assert_eq!(mask.sum(), 7.0);
+/// assert_eq!(mask, method.compute_mask(t.view(), t.view())?);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomUnstructured {
+    amount: Amount,
+    seed: u64,
+}
+
+impl RandomUnstructured {
+    /// The method for `amount`, drawing with a generator seeded by `seed`.
+    pub fn new(amount: Amount, seed: u64) -> Result<Self, PruneError> {
+        amount.validate()?;
+        Ok(RandomUnstructured { amount, seed })
+    }
+
+    /// The method for `amount`, seeded from `rng`.
+    ///
+    /// ```
+    /// use ndprune::{Amount, RandomUnstructured};
+    /// use rand::SeedableRng;
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    /// assert!(RandomUnstructured::from_rng(Amount::Fraction(0.2), &mut rng).is_ok());
+    /// ```
+    pub fn from_rng<R: Rng + ?Sized>(amount: Amount, rng: &mut R) -> Result<Self, PruneError> {
+        Self::new(amount, rng.random())
+    }
+}
+
+impl<T: PruneFloat> PruningMethod<T> for RandomUnstructured {
+    fn kind(&self) -> PruningKind {
+        PruningKind::Unstructured
+    }
+
+    fn compute_mask(
+        &self,
+        t: ArrayViewD<'_, T>,
+        default_mask: ArrayViewD<'_, T>,
+    ) -> Result<ArrayD<T>, PruneError> {
+        let mut chosen = ArrayD::ones(t.raw_dim());
+        self.update_mask(t, &mut chosen, MaskState::Fresh)?;
+        Ok(chosen * &default_mask)
+    }
+
+    fn update_mask(
+        &self,
+        importance: ArrayViewD<'_, T>,
+        mask: &mut ArrayD<T>,
+        _state: MaskState,
+    ) -> Result<(), PruneError> {
+        self.update_masks_jointly(&[importance], std::slice::from_mut(mask))
+    }
+
+    fn update_masks_jointly(
+        &self,
+        _importances: &[ArrayViewD<'_, T>],
+        masks: &mut [ArrayD<T>],
+    ) -> Result<(), PruneError> {
+        let open: usize = masks.iter().map(|m| count_candidates(flat(m))).sum();
+        let k = self.amount.count_of(open)?;
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let mut pick = sample_in_order(&mut rng, open, k);
+        for m in masks.iter_mut() {
+            for v in flat_mut(m).iter_mut().filter(|v| **v == T::one()) {
+                if pick() {
+                    *v = T::zero();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Prunes `amount` of the channels along `dim` not yet pruned, chosen
+/// uniformly at random (PyTorch's `RandomStructured`).
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use ndarray::ArrayD;
+///
+/// # fn main() -> Result<(), PruneError> {
+/// let method = RandomStructured::new(Amount::Count(2), Dim(0), 7)?;
+/// let t = ArrayD::<f32>::ones(vec![5, 3]);
+/// let mask = method.compute_mask(t.view(), t.view())?;
+/// assert_eq!(mask.sum(), 9.0); // 3 of 5 rows kept
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomStructured {
+    amount: Amount,
+    dim: Dim,
+    seed: u64,
+}
+
+impl RandomStructured {
+    /// The method for `amount` of the channels along `dim`, drawing with a
+    /// generator seeded by `seed`.
+    pub fn new(amount: Amount, dim: Dim, seed: u64) -> Result<Self, PruneError> {
+        amount.validate()?;
+        Ok(RandomStructured { amount, dim, seed })
+    }
+
+    /// The method, seeded from `rng`.
+    ///
+    /// ```
+    /// use ndprune::{Amount, Dim, RandomStructured};
+    /// use rand::SeedableRng;
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    /// assert!(RandomStructured::from_rng(Amount::Count(1), Dim(-1), &mut rng).is_ok());
+    /// ```
+    pub fn from_rng<R: Rng + ?Sized>(amount: Amount, dim: Dim, rng: &mut R) -> Result<Self, PruneError> {
+        Self::new(amount, dim, rng.random())
+    }
+}
+
+impl<T: PruneFloat> PruningMethod<T> for RandomStructured {
+    fn kind(&self) -> PruningKind {
+        PruningKind::Structured { dim: self.dim }
+    }
+
+    fn compute_mask(
+        &self,
+        t: ArrayViewD<'_, T>,
+        default_mask: ArrayViewD<'_, T>,
+    ) -> Result<ArrayD<T>, PruneError> {
+        let mut mask = default_mask.to_owned();
+        self.update_mask(t, &mut mask, MaskState::Fresh)?;
+        Ok(mask)
+    }
+
+    fn update_mask(
+        &self,
+        _importance: ArrayViewD<'_, T>,
+        mask: &mut ArrayD<T>,
+        state: MaskState,
+    ) -> Result<(), PruneError> {
+        let d = structured_dim(mask.shape(), self.dim, state)?;
+        let live = match state {
+            MaskState::Fresh => (0..mask.shape()[d]).collect(),
+            MaskState::Existing => live_channels(mask, d),
+        };
+        let k = self.amount.count_of(live.len())?;
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let mut pick = sample_in_order(&mut rng, live.len(), k);
+        for &c in &live {
+            if pick() {
+                mask.index_axis_mut(Axis(d), c).fill(T::zero());
+            }
+        }
+        Ok(())
+    }
+}

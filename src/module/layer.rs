@@ -1,0 +1,254 @@
+//! Ready-made modules: a leaf of named tensors, and a container of modules.
+
+use ndarray::ArrayD;
+use rand::{Rng, RngExt};
+
+use crate::{Module, PruneError, PruneFloat, TensorStore};
+
+/// A leaf module holding any named tensors: a linear or conv layer, a norm
+/// layer, or anything else that is a bag of tensors.
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use ndarray::ArrayD;
+/// use rand::SeedableRng;
+///
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let fc = Layer::<f32>::linear(64, 10, &mut rng);
+/// assert_eq!(fc.parameter("weight").unwrap().shape(), &[10, 64]);
+/// assert_eq!(fc.parameter("bias").unwrap().shape(), &[10]);
+///
+/// let bn = Layer::<f32>::new()
+///     .with_parameter("weight", ArrayD::ones(vec![8]))
+///     .with_buffer("running_mean", ArrayD::zeros(vec![8]));
+/// assert!(bn.buffer("running_mean").is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer<T> {
+    store: TensorStore<T>,
+}
+
+impl<T> Default for Layer<T> {
+    fn default() -> Self {
+        Layer {
+            store: TensorStore::default(),
+        }
+    }
+}
+
+impl<T: PruneFloat> Layer<T> {
+    /// An empty layer.
+    ///
+    /// ```
+    /// let layer = ndprune::Layer::<f64>::new();
+    /// assert_eq!(layer.store().parameters().count(), 0);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The layer's tensors.
+    ///
+    /// ```
+    /// let layer = ndprune::Layer::<f64>::new();
+    /// assert!(!layer.store().any_pruned());
+    /// ```
+    pub fn store(&self) -> &TensorStore<T> {
+        &self.store
+    }
+
+    /// Adds a parameter, replacing one of the same name (builder style).
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module};
+    /// let layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::zeros(vec![2, 2]));
+    /// assert!(layer.parameter("weight").is_some());
+    /// ```
+    pub fn with_parameter(mut self, name: &str, tensor: ArrayD<T>) -> Self {
+        if let Some(t) = self.store.parameter_mut(name) {
+            *t = tensor;
+        } else {
+            // The name is free unless it is a buffer or pruned tensor; a
+            // builder has no error path, so such a clash keeps the old one.
+            let _ = self.store.add_parameter(name, tensor);
+        }
+        self
+    }
+
+    /// Adds a buffer (builder style); a name already in use keeps its tensor.
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module};
+    /// let layer = Layer::<f32>::new().with_buffer("running_var", ndarray::ArrayD::ones(vec![4]));
+    /// assert!(layer.buffer("running_var").is_some());
+    /// ```
+    pub fn with_buffer(mut self, name: &str, tensor: ArrayD<T>) -> Self {
+        let _ = self.store.add_buffer(name, tensor);
+        self
+    }
+
+    /// A linear layer (`weight` `[out, in]`, `bias` `[out]`) with PyTorch's
+    /// default initialisation range: uniform in `±1/√in`.
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module};
+    /// use rand::SeedableRng;
+    /// let fc = Layer::<f32>::linear(3, 2, &mut rand::rngs::StdRng::seed_from_u64(1));
+    /// assert!(fc.parameter("weight").unwrap().iter().all(|w| w.abs() <= 1.0 / 3f32.sqrt()));
+    /// ```
+    pub fn linear<R: Rng + ?Sized>(in_features: usize, out_features: usize, rng: &mut R) -> Self {
+        let bound = 1.0 / (in_features.max(1) as f64).sqrt();
+        Layer::new()
+            .with_parameter("weight", uniform(vec![out_features, in_features], bound, rng))
+            .with_parameter("bias", uniform(vec![out_features], bound, rng))
+    }
+
+    /// A 2-D convolution layer (`weight` `[out, in, k, k]`, `bias` `[out]`),
+    /// uniform in `±1/√(in·k·k)` as PyTorch initialises it.
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module};
+    /// use rand::SeedableRng;
+    /// let conv = Layer::<f32>::conv2d(5, 3, 2, &mut rand::rngs::StdRng::seed_from_u64(1));
+    /// assert_eq!(conv.parameter("weight").unwrap().shape(), &[3, 5, 2, 2]);
+    /// ```
+    pub fn conv2d<R: Rng + ?Sized>(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        rng: &mut R,
+    ) -> Self {
+        let fan_in = (in_channels * kernel * kernel).max(1) as f64;
+        let bound = 1.0 / fan_in.sqrt();
+        Layer::new()
+            .with_parameter(
+                "weight",
+                uniform(vec![out_channels, in_channels, kernel, kernel], bound, rng),
+            )
+            .with_parameter("bias", uniform(vec![out_channels], bound, rng))
+    }
+}
+
+fn uniform<T: PruneFloat, R: Rng + ?Sized>(shape: Vec<usize>, bound: f64, rng: &mut R) -> ArrayD<T> {
+    ArrayD::from_shape_simple_fn(shape, || T::from_f64(rng.random_range(-bound..=bound)))
+}
+
+impl<T: PruneFloat> Module<T> for Layer<T> {
+    fn store(&self) -> &TensorStore<T> {
+        &self.store
+    }
+
+    fn store_mut(&mut self) -> &mut TensorStore<T> {
+        &mut self.store
+    }
+}
+
+/// A module of named child modules (and, optionally, tensors of its own):
+/// PyTorch's `nn.Sequential` when children are pushed, numbered `0`, `1`,
+/// …, and a general tree when they are added by name.
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use rand::SeedableRng;
+///
+/// # fn main() -> Result<(), PruneError> {
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let features = Sequential::<f32>::new()
+///     .push(Layer::conv2d(1, 4, 3, &mut rng))
+///     .push(Layer::conv2d(4, 8, 3, &mut rng));
+/// let mut model = Sequential::new()
+///     .with_child("features", features)
+///     .with_child("classifier", Layer::linear(32, 10, &mut rng));
+/// prune::ln_structured(&mut model, "features.1.weight", Amount::Fraction(0.5), Norm::L(2.0), Dim(0), None)?;
+/// assert!(model.buffer("features.1.weight_mask").is_some());
+/// assert_eq!(model.named_parameters().len(), 6);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct Sequential<T> {
+    store: TensorStore<T>,
+    children: Vec<(String, Box<dyn Module<T>>)>,
+}
+
+impl<T: PruneFloat> Sequential<T> {
+    /// An empty container.
+    ///
+    /// ```
+    /// use ndprune::{Module, Sequential};
+    /// assert!(Sequential::<f32>::new().children().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Sequential {
+            store: TensorStore::default(),
+            children: Vec::new(),
+        }
+    }
+
+    /// Appends a child named by its position (`"0"`, `"1"`, …).
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module, Sequential};
+    /// let s = Sequential::<f32>::new().push(Layer::new()).push(Layer::new());
+    /// assert_eq!(s.children().iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["0", "1"]);
+    /// ```
+    pub fn push(self, child: impl Module<T> + 'static) -> Self {
+        let name = self.children.len().to_string();
+        self.with_child(&name, child)
+    }
+
+    /// Adds a named child (builder style), replacing one of the same name.
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module, Sequential};
+    /// let s = Sequential::<f32>::new().with_child("head", Layer::new());
+    /// assert!(s.store_at("head").is_some());
+    /// ```
+    pub fn with_child(mut self, name: &str, child: impl Module<T> + 'static) -> Self {
+        self.children.retain(|(n, _)| n != name);
+        self.children.push((name.to_string(), Box::new(child)));
+        self
+    }
+
+    /// Adds a named child; fails if the name is taken or contains a dot.
+    ///
+    /// ```
+    /// use ndprune::{Layer, Sequential};
+    /// let mut s = Sequential::<f32>::new();
+    /// assert!(s.add_child("a", Layer::new()).is_ok());
+    /// assert!(s.add_child("a", Layer::new()).is_err());
+    /// ```
+    pub fn add_child(&mut self, name: &str, child: impl Module<T> + 'static) -> Result<(), PruneError> {
+        if name.contains('.') || self.children.iter().any(|(n, _)| n == name) {
+            return Err(PruneError::DuplicateTensor {
+                module: String::new(),
+                name: name.to_string(),
+            });
+        }
+        self.children.push((name.to_string(), Box::new(child)));
+        Ok(())
+    }
+}
+
+impl<T: PruneFloat> Module<T> for Sequential<T> {
+    fn store(&self) -> &TensorStore<T> {
+        &self.store
+    }
+
+    fn store_mut(&mut self) -> &mut TensorStore<T> {
+        &mut self.store
+    }
+
+    fn children(&self) -> Vec<(&str, &dyn Module<T>)> {
+        self.children
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.as_ref()))
+            .collect()
+    }
+
+    fn children_mut(&mut self) -> Vec<(&str, &mut dyn Module<T>)> {
+        self.children
+            .iter_mut()
+            .map(|(n, c)| (n.as_str(), c.as_mut() as &mut dyn Module<T>))
+            .collect()
+    }
+}

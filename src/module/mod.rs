@@ -1,0 +1,11 @@
+//! Modules: named tensors in a tree, addressed by dotted paths.
+
+mod layer;
+mod store;
+mod tree;
+
+pub use layer::{Layer, Sequential};
+pub use store::TensorStore;
+pub use tree::Module;
+
+pub(crate) use tree::{resolve, resolve_mut, split_path};

@@ -1,0 +1,387 @@
+//! The named tensors of one module: parameters, buffers, and pruned tensors.
+
+use ndarray::{ArrayD, Zip};
+
+use crate::{PruneError, PruneFloat};
+
+/// The tensors one module holds, by name, in insertion order:
+///
+/// - **parameters** (`weight`, `bias`, and after pruning `weight_orig`),
+/// - **buffers** (after pruning, `weight_mask`),
+/// - **pruned tensors**: the recomputed `weight = weight_orig * weight_mask`
+///   of each pruned parameter, neither parameter nor buffer, as the attribute
+///   PyTorch's forward pre-hook sets.
+///
+/// Pruning is the only code that moves tensors between these; users add
+/// tensors, read them, and change parameter values (then call
+/// [`TensorStore::recompute`], as PyTorch's forward pre-hook would).
+///
+/// ```
+/// use ndprune::TensorStore;
+/// use ndarray::ArrayD;
+///
+/// # fn main() -> Result<(), ndprune::PruneError> {
+/// let mut store = TensorStore::<f32>::new();
+/// store.add_parameter("weight", ArrayD::ones(vec![2, 3]))?;
+/// store.add_buffer("running_mean", ArrayD::zeros(vec![2]))?;
+/// assert_eq!(store.get("weight").map(|t| t.len()), Some(6));
+/// assert!(store.add_parameter("weight", ArrayD::zeros(vec![1])).is_err());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorStore<T> {
+    parameters: Vec<(String, ArrayD<T>)>,
+    buffers: Vec<(String, ArrayD<T>)>,
+    pruned: Vec<Pruned<T>>,
+}
+
+/// The reparametrization of one pruned parameter.
+#[derive(Debug, Clone, PartialEq)]
+struct Pruned<T> {
+    name: String,
+    /// `orig * mask`, as of the last pruning call or `recompute`.
+    tensor: ArrayD<T>,
+    /// Descriptions of the methods applied, oldest first.
+    history: Vec<String>,
+}
+
+impl<T> Default for TensorStore<T> {
+    fn default() -> Self {
+        TensorStore {
+            parameters: Vec::new(),
+            buffers: Vec::new(),
+            pruned: Vec::new(),
+        }
+    }
+}
+
+fn find<'a, T>(list: &'a [(String, ArrayD<T>)], name: &str) -> Option<&'a ArrayD<T>> {
+    list.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+}
+
+fn position<T>(list: &[(String, ArrayD<T>)], name: &str) -> Option<usize> {
+    list.iter().position(|(n, _)| n == name)
+}
+
+/// Name of the original of a pruned tensor, as PyTorch names it.
+pub(crate) fn orig_name(name: &str) -> String {
+    format!("{name}_orig")
+}
+
+/// Name of the mask buffer of a pruned tensor, as PyTorch names it.
+pub(crate) fn mask_name(name: &str) -> String {
+    format!("{name}_mask")
+}
+
+impl<T: PruneFloat> TensorStore<T> {
+    /// An empty store.
+    ///
+    /// ```
+    /// let store = ndprune::TensorStore::<f64>::new();
+    /// assert_eq!(store.parameters().count(), 0);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn has_name(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Adds a parameter; fails if the name is taken.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// let mut s = TensorStore::<f32>::new();
+    /// assert!(s.add_parameter("w", ndarray::ArrayD::zeros(vec![3])).is_ok());
+    /// ```
+    pub fn add_parameter(&mut self, name: &str, tensor: ArrayD<T>) -> Result<(), PruneError> {
+        if self.has_name(name) {
+            return Err(PruneError::DuplicateTensor {
+                module: String::new(),
+                name: name.to_string(),
+            });
+        }
+        self.parameters.push((name.to_string(), tensor));
+        Ok(())
+    }
+
+    /// Adds a buffer; fails if the name is taken.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// let mut s = TensorStore::<f32>::new();
+    /// assert!(s.add_buffer("running_var", ndarray::ArrayD::ones(vec![3])).is_ok());
+    /// ```
+    pub fn add_buffer(&mut self, name: &str, tensor: ArrayD<T>) -> Result<(), PruneError> {
+        if self.has_name(name) {
+            return Err(PruneError::DuplicateTensor {
+                module: String::new(),
+                name: name.to_string(),
+            });
+        }
+        self.buffers.push((name.to_string(), tensor));
+        Ok(())
+    }
+
+    /// The parameter of that name.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// let mut s = TensorStore::<f32>::new();
+    /// s.add_parameter("w", ndarray::ArrayD::zeros(vec![3])).unwrap();
+    /// assert!(s.parameter("w").is_some() && s.parameter("v").is_none());
+    /// ```
+    pub fn parameter(&self, name: &str) -> Option<&ArrayD<T>> {
+        find(&self.parameters, name)
+    }
+
+    /// The parameter of that name, to change its values. After changing a
+    /// `*_orig` parameter, call [`TensorStore::recompute`] to refresh the
+    /// pruned tensor.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// let mut s = TensorStore::<f32>::new();
+    /// s.add_parameter("w", ndarray::ArrayD::zeros(vec![3])).unwrap();
+    /// s.parameter_mut("w").unwrap().fill(2.0);
+    /// assert_eq!(s.parameter("w").unwrap().sum(), 6.0);
+    /// ```
+    pub fn parameter_mut(&mut self, name: &str) -> Option<&mut ArrayD<T>> {
+        self.parameters
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+    }
+
+    /// The buffer of that name.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// let s = TensorStore::<f32>::new();
+    /// assert!(s.buffer("weight_mask").is_none());
+    /// ```
+    pub fn buffer(&self, name: &str) -> Option<&ArrayD<T>> {
+        find(&self.buffers, name)
+    }
+
+    /// The pruned tensor `name` (= `name_orig * name_mask`), if `name` is
+    /// pruned.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// let s = TensorStore::<f32>::new();
+    /// assert!(s.pruned("weight").is_none());
+    /// ```
+    pub fn pruned(&self, name: &str) -> Option<&ArrayD<T>> {
+        self.pruned_entry(name).map(|p| &p.tensor)
+    }
+
+    fn pruned_entry(&self, name: &str) -> Option<&Pruned<T>> {
+        self.pruned.iter().find(|p| p.name == name)
+    }
+
+    /// The tensor a forward pass would see under that name, as PyTorch's
+    /// `getattr(module, name)`: the pruned tensor, else the parameter, else
+    /// the buffer.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// let mut s = TensorStore::<f32>::new();
+    /// s.add_buffer("b", ndarray::ArrayD::zeros(vec![3])).unwrap();
+    /// assert!(s.get("b").is_some());
+    /// ```
+    pub fn get(&self, name: &str) -> Option<&ArrayD<T>> {
+        self.pruned(name)
+            .or_else(|| self.parameter(name))
+            .or_else(|| self.buffer(name))
+    }
+
+    /// Parameters in order, with their names.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// let mut s = TensorStore::<f32>::new();
+    /// s.add_parameter("w", ndarray::ArrayD::zeros(vec![3])).unwrap();
+    /// assert_eq!(s.parameters().map(|(n, _)| n).collect::<Vec<_>>(), ["w"]);
+    /// ```
+    pub fn parameters(&self) -> impl Iterator<Item = (&str, &ArrayD<T>)> {
+        self.parameters.iter().map(|(n, t)| (n.as_str(), t))
+    }
+
+    /// Buffers in order, with their names.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// let s = TensorStore::<f32>::new();
+    /// assert_eq!(s.buffers().count(), 0);
+    /// ```
+    pub fn buffers(&self) -> impl Iterator<Item = (&str, &ArrayD<T>)> {
+        self.buffers.iter().map(|(n, t)| (n.as_str(), t))
+    }
+
+    /// Pruned tensors (`orig * mask`) in the order they were first pruned.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// let s = TensorStore::<f32>::new();
+    /// assert_eq!(s.pruned_tensors().count(), 0);
+    /// ```
+    pub fn pruned_tensors(&self) -> impl Iterator<Item = (&str, &ArrayD<T>)> {
+        self.pruned.iter().map(|p| (p.name.as_str(), &p.tensor))
+    }
+
+    /// Whether the tensor `name` is pruned (has `name_orig` and `name_mask`).
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// assert!(!TensorStore::<f32>::new().is_pruned("weight"));
+    /// ```
+    pub fn is_pruned(&self, name: &str) -> bool {
+        self.pruned_entry(name).is_some()
+    }
+
+    /// Whether any tensor of this store is pruned.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// assert!(!TensorStore::<f32>::new().any_pruned());
+    /// ```
+    pub fn any_pruned(&self) -> bool {
+        !self.pruned.is_empty()
+    }
+
+    /// The methods applied to `name`, oldest first (empty when not pruned):
+    /// the `PruningContainer` PyTorch keeps in its hook.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// assert!(TensorStore::<f32>::new().pruning_history("weight").is_empty());
+    /// ```
+    pub fn pruning_history(&self, name: &str) -> &[String] {
+        self.pruned_entry(name).map_or(&[], |p| &p.history)
+    }
+
+    /// Recomputes every pruned tensor as `orig * mask`: what PyTorch's
+    /// forward pre-hook does before each forward pass.
+    ///
+    /// ```
+    /// # use ndprune::TensorStore;
+    /// let mut s = TensorStore::<f32>::new();
+    /// s.recompute();
+    /// ```
+    pub fn recompute(&mut self) {
+        for p in &mut self.pruned {
+            if let (Some(orig), Some(mask)) = (
+                find(&self.parameters, &orig_name(&p.name)),
+                find(&self.buffers, &mask_name(&p.name)),
+            ) {
+                product_into(&mut p.tensor, orig, mask);
+            }
+        }
+    }
+
+    // ---- crate-internal: the reparametrization's access to the stores ----
+
+    /// For a pruned `name`: its current pruned tensor (the default
+    /// importance) and its mask, mutable.
+    pub(crate) fn pruned_and_mask_mut(&mut self, name: &str) -> Option<(&ArrayD<T>, &mut ArrayD<T>)> {
+        let tensor = &self.pruned.iter().find(|p| p.name == name)?.tensor;
+        let mask_at = position(&self.buffers, &mask_name(name))?;
+        Some((tensor, &mut self.buffers[mask_at].1))
+    }
+
+    /// Takes the mask of a pruned `name` out (leaving an empty array), to be
+    /// put back by [`TensorStore::put_mask`].
+    pub(crate) fn take_mask(&mut self, name: &str) -> Option<ArrayD<T>> {
+        if !self.is_pruned(name) {
+            return None;
+        }
+        let at = position(&self.buffers, &mask_name(name))?;
+        Some(std::mem::replace(&mut self.buffers[at].1, ArrayD::zeros(vec![0])))
+    }
+
+    /// Puts back a mask taken by [`TensorStore::take_mask`].
+    pub(crate) fn put_mask(&mut self, name: &str, mask: ArrayD<T>) {
+        if let Some(at) = position(&self.buffers, &mask_name(name)) {
+            self.buffers[at].1 = mask;
+        }
+    }
+
+    /// After a successful pruning step on an already pruned `name`: records
+    /// the method and recomputes the pruned tensor.
+    pub(crate) fn commit_step(&mut self, name: &str, method: String) {
+        let orig = find(&self.parameters, &orig_name(name));
+        let mask = find(&self.buffers, &mask_name(name));
+        if let (Some(p), Some(orig), Some(mask)) = (
+            self.pruned.iter_mut().find(|p| p.name == name),
+            orig,
+            mask,
+        ) {
+            product_into(&mut p.tensor, orig, mask);
+            p.history.push(method);
+        }
+    }
+
+    /// Checks that `name` can be pruned for the first time: it is a
+    /// parameter and `name_orig` / `name_mask` are free.
+    pub(crate) fn check_first_pruning(&self, name: &str) -> Result<&ArrayD<T>, PruneError> {
+        let param = self.parameter(name).ok_or_else(|| PruneError::NoSuchTensor {
+            module: String::new(),
+            name: name.to_string(),
+        })?;
+        for taken in [orig_name(name), mask_name(name)] {
+            if self.has_name(&taken) {
+                return Err(PruneError::DuplicateTensor {
+                    module: String::new(),
+                    name: taken,
+                });
+            }
+        }
+        Ok(param)
+    }
+
+    /// The first pruning of `name` (checked by `check_first_pruning`):
+    /// the parameter becomes `name_orig`, `mask` becomes `name_mask`, and
+    /// `name` becomes the pruned tensor.
+    pub(crate) fn commit_first_pruning(&mut self, name: &str, mask: ArrayD<T>, method: String) {
+        let Some(at) = position(&self.parameters, name) else {
+            return;
+        };
+        let (_, orig) = self.parameters.remove(at);
+        let mut tensor = orig.clone();
+        product_into(&mut tensor, &orig, &mask);
+        self.parameters.push((orig_name(name), orig));
+        self.buffers.push((mask_name(name), mask));
+        self.pruned.push(Pruned {
+            name: name.to_string(),
+            tensor,
+            history: vec![method],
+        });
+    }
+
+    /// Makes the pruning of `name` permanent: `name` becomes a parameter
+    /// holding `orig * mask`, and `name_orig` and `name_mask` go.
+    pub(crate) fn remove_pruning(&mut self, name: &str) -> Result<(), PruneError> {
+        let not_pruned = || PruneError::NotPruned {
+            tensor: name.to_string(),
+        };
+        let pruned_at = self.pruned.iter().position(|p| p.name == name).ok_or_else(not_pruned)?;
+        let orig_at = position(&self.parameters, &orig_name(name)).ok_or_else(not_pruned)?;
+        let mask_at = position(&self.buffers, &mask_name(name)).ok_or_else(not_pruned)?;
+        self.pruned.remove(pruned_at);
+        let (_, mask) = self.buffers.remove(mask_at);
+        let (_, mut weight) = self.parameters.remove(orig_at);
+        Zip::from(&mut weight).and(&mask).for_each(|w, &m| *w = *w * m);
+        self.parameters.push((name.to_string(), weight));
+        Ok(())
+    }
+}
+
+/// `out = orig * mask`, elementwise (a masked NaN or infinity gives NaN, as
+/// in PyTorch).
+fn product_into<T: PruneFloat>(out: &mut ArrayD<T>, orig: &ArrayD<T>, mask: &ArrayD<T>) {
+    if out.shape() == orig.shape() && orig.shape() == mask.shape() {
+        Zip::from(out).and(orig).and(mask).for_each(|o, &w, &m| *o = w * m);
+    }
+}

@@ -1,0 +1,272 @@
+//! Norms, and the per-channel norm kernel of structured pruning.
+
+use std::fmt;
+
+use ndarray::{ArrayViewD, Axis};
+
+use crate::{PruneError, PruneFloat};
+
+/// Which norm ranks the channels in [`crate::prune::ln_structured`], as
+/// PyTorch's `n` argument.
+///
+/// ```text
+/// L(p)    (Σ |x|^p)^(1/p)    any real p; p = 0 counts the nonzero entries
+/// Inf     max |x|            (same as L(f64::INFINITY))
+/// NegInf  min |x|            (same as L(f64::NEG_INFINITY))
+/// Fro     (Σ x²)^(1/2)       (same as L(2.0))
+/// Nuc     Σ σᵢ               sum of singular values of the 2-D slice;
+///                            only for tensors of exactly 3 dims
+/// ```
+///
+/// NaN anywhere in a channel makes its norm NaN (except for `L(0.0)`, where
+/// NaN counts as nonzero), and a NaN norm ranks as the largest.
+///
+/// ```
+/// use ndprune::Norm;
+/// use ndarray::array;
+///
+/// # fn main() -> Result<(), ndprune::PruneError> {
+/// let t = array![[3.0f32, -4.0], [0.0, 1.0]].into_dyn();
+/// assert_eq!(Norm::L(2.0).channel_norms(t.view(), 0)?, vec![5.0, 1.0]);
+/// assert_eq!(Norm::L(1.0).channel_norms(t.view(), 1)?, vec![3.0, 5.0]);
+/// assert_eq!(Norm::Inf.channel_norms(t.view(), 1)?, vec![3.0, 4.0]);
+/// assert_eq!(Norm::NegInf.channel_norms(t.view(), 0)?, vec![3.0, 0.0]);
+/// assert_eq!(Norm::L(0.0).channel_norms(t.view(), 0)?, vec![2.0, 1.0]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Norm {
+    /// The Lp norm for any real `p` (negative, zero and infinite included).
+    L(f64),
+    /// The maximum magnitude.
+    Inf,
+    /// The minimum magnitude.
+    NegInf,
+    /// The Frobenius norm, i.e. L2 over the reduced dims.
+    Fro,
+    /// The nuclear norm: needs exactly two reduced dims (a 3-dim tensor).
+    Nuc,
+}
+
+/// The reduction a norm comes down to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Reduction {
+    Count,
+    Sum,
+    SumSquares,
+    Max,
+    Min,
+    Power(f64),
+    Nuclear,
+}
+
+impl Norm {
+    fn reduction(self) -> Result<Reduction, PruneError> {
+        let p = match self {
+            Norm::L(p) => p,
+            Norm::Inf => f64::INFINITY,
+            Norm::NegInf => f64::NEG_INFINITY,
+            Norm::Fro => 2.0,
+            Norm::Nuc => return Ok(Reduction::Nuclear),
+        };
+        Ok(match p {
+            p if p.is_nan() => return Err(PruneError::InvalidNorm { p }),
+            0.0 => Reduction::Count,
+            1.0 => Reduction::Sum,
+            2.0 => Reduction::SumSquares,
+            f64::INFINITY => Reduction::Max,
+            f64::NEG_INFINITY => Reduction::Min,
+            p => Reduction::Power(p),
+        })
+    }
+
+    /// The norm of every channel along `dim` (already resolved, `< ndim`),
+    /// reducing over all other dims, in `f64`.
+    ///
+    /// Fails for [`Norm::Nuc`] unless the tensor has exactly 3 dims, and for
+    /// `L(NaN)`.
+    pub fn channel_norms<T: PruneFloat>(
+        self,
+        t: ArrayViewD<'_, T>,
+        dim: usize,
+    ) -> Result<Vec<f64>, PruneError> {
+        let reduction = self.reduction()?;
+        if reduction == Reduction::Nuclear && t.ndim() != 3 {
+            return Err(PruneError::NormUndefined {
+                tensor: String::new(),
+                norm: self,
+                ndim: t.ndim(),
+            });
+        }
+        let t = t.as_standard_layout();
+        let shape = t.shape();
+        let channels = shape[dim];
+        let outer: usize = shape[..dim].iter().product();
+        let inner: usize = shape[dim + 1..].iter().product();
+        // `as_standard_layout` makes the data contiguous; the fallback is
+        // unreachable but keeps this free of a panic path.
+        let data = t.as_slice().unwrap_or(&[]);
+        Ok(match reduction {
+            Reduction::Count => reduce(data, outer, channels, inner, 0.0, |a, x| {
+                a + f64::from(u8::from(x != 0.0))
+            }),
+            Reduction::Sum => reduce(data, outer, channels, inner, 0.0, |a, x| a + x.abs()),
+            Reduction::SumSquares => {
+                let mut s = reduce(data, outer, channels, inner, 0.0, |a, x| a + x * x);
+                s.iter_mut().for_each(|v| *v = v.sqrt());
+                s
+            }
+            Reduction::Max => reduce(data, outer, channels, inner, 0.0, |a, x| {
+                let x = x.abs();
+                if x.is_nan() || x > a {
+                    x
+                } else {
+                    a
+                }
+            }),
+            Reduction::Min => reduce(data, outer, channels, inner, f64::INFINITY, |a, x| {
+                let x = x.abs();
+                if x.is_nan() || x < a {
+                    x
+                } else {
+                    a
+                }
+            }),
+            Reduction::Power(p) => {
+                let mut s = if p.fract() == 0.0 && p.abs() <= 64.0 {
+                    let e = p as i32;
+                    reduce(data, outer, channels, inner, 0.0, |a, x| a + x.abs().powi(e))
+                } else {
+                    reduce(data, outer, channels, inner, 0.0, |a, x| a + x.abs().powf(p))
+                };
+                s.iter_mut().for_each(|v| *v = v.powf(1.0 / p));
+                s
+            }
+            Reduction::Nuclear => nuclear_norms(t.view(), dim),
+        })
+    }
+}
+
+/// Folds every channel of the `[outer, channels, inner]` view of `data`
+/// with `add`, walking memory in order.
+fn reduce<T: PruneFloat>(
+    data: &[T],
+    outer: usize,
+    channels: usize,
+    inner: usize,
+    init: f64,
+    add: impl Fn(f64, f64) -> f64,
+) -> Vec<f64> {
+    let mut acc = vec![init; channels];
+    if channels == 0 || inner == 0 {
+        return acc;
+    }
+    for block in data.chunks_exact(channels * inner).take(outer) {
+        if inner == 1 {
+            for (a, &x) in acc.iter_mut().zip(block) {
+                *a = add(*a, x.to_f64());
+            }
+        } else {
+            for (a, run) in acc.iter_mut().zip(block.chunks_exact(inner)) {
+                *a = run.iter().fold(*a, |s, &x| add(s, x.to_f64()));
+            }
+        }
+    }
+    acc
+}
+
+/// Sum of singular values of each channel's 2-D slice (3-dim tensor).
+fn nuclear_norms<T: PruneFloat>(t: ArrayViewD<'_, T>, dim: usize) -> Vec<f64> {
+    t.axis_iter(Axis(dim))
+        .map(|slice| {
+            let (rows, cols) = (slice.shape()[0], slice.shape()[1]);
+            if rows == 0 || cols == 0 {
+                return 0.0;
+            }
+            if slice.iter().any(|x| !x.is_finite()) {
+                return f64::NAN;
+            }
+            let m = nalgebra::DMatrix::from_fn(rows, cols, |r, c| slice[[r, c]].to_f64());
+            nalgebra::SVD::try_new_unordered(m, false, false, f64::EPSILON, 10_000)
+                .map_or(f64::NAN, |svd| svd.singular_values.iter().sum())
+        })
+        .collect()
+}
+
+impl fmt::Display for Norm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Norm::L(p) => write!(f, "L{p}"),
+            Norm::Inf => f.write_str("inf"),
+            Norm::NegInf => f.write_str("-inf"),
+            Norm::Fro => f.write_str("fro"),
+            Norm::Nuc => f.write_str("nuc"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ArrayD;
+
+    fn t3() -> ArrayD<f64> {
+        ArrayD::from_shape_vec(vec![2, 3, 2], (0..12).map(|i| i as f64 - 5.0).collect()).unwrap()
+    }
+
+    /// Reference: norms by explicit index walk.
+    fn naive(t: &ArrayD<f64>, dim: usize, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+        t.axis_iter(Axis(dim))
+            .map(|c| f(&c.iter().copied().collect::<Vec<_>>()))
+            .collect()
+    }
+
+    #[test]
+    fn every_dim_matches_a_naive_walk() {
+        let t = t3();
+        for dim in 0..3 {
+            let l1 = naive(&t, dim, |v| v.iter().map(|x| x.abs()).sum());
+            assert_eq!(Norm::L(1.0).channel_norms(t.view(), dim).unwrap(), l1);
+            let l3 = naive(&t, dim, |v| {
+                v.iter().map(|x| x.abs().powi(3)).sum::<f64>().powf(1.0 / 3.0)
+            });
+            assert_eq!(Norm::L(3.0).channel_norms(t.view(), dim).unwrap(), l3);
+            let min = naive(&t, dim, |v| v.iter().map(|x| x.abs()).fold(f64::INFINITY, f64::min));
+            assert_eq!(Norm::NegInf.channel_norms(t.view(), dim).unwrap(), min);
+        }
+    }
+
+    #[test]
+    fn negative_p_with_a_zero_gives_zero() {
+        let t = ArrayD::from_shape_vec(vec![2, 2], vec![0.0f32, 2.0, 1.0, 1.0]).unwrap();
+        let n = Norm::L(-2.0).channel_norms(t.view(), 0).unwrap();
+        assert_eq!(n[0], 0.0);
+        assert!((n[1] - 0.5f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn nan_propagates_except_for_the_count() {
+        let t = ArrayD::from_shape_vec(vec![2, 2], vec![f32::NAN, 2.0, 1.0, 1.0]).unwrap();
+        for norm in [Norm::L(1.0), Norm::Fro, Norm::Inf, Norm::NegInf, Norm::L(0.5)] {
+            let n = norm.channel_norms(t.view(), 0).unwrap();
+            assert!(n[0].is_nan(), "{norm}");
+            assert!(!n[1].is_nan(), "{norm}");
+        }
+        assert_eq!(Norm::L(0.0).channel_norms(t.view(), 0).unwrap(), vec![2.0, 2.0]);
+    }
+
+    #[test]
+    fn nuclear_norm_needs_three_dims() {
+        let t = ArrayD::<f32>::zeros(vec![3, 4]);
+        assert!(matches!(
+            Norm::Nuc.channel_norms(t.view(), 0),
+            Err(PruneError::NormUndefined { ndim: 2, .. })
+        ));
+        // diag(3, 4) has singular values 3 and 4.
+        let mut t = ArrayD::<f64>::zeros(vec![1, 2, 2]);
+        t[[0, 0, 0]] = 3.0;
+        t[[0, 1, 1]] = -4.0;
+        let n = Norm::Nuc.channel_norms(t.view(), 0).unwrap();
+        assert!((n[0] - 7.0).abs() < 1e-12);
+    }
+}

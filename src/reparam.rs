@@ -1,0 +1,182 @@
+//! The reparametrization: the only code that moves a module's tensors.
+//!
+//! ```text
+//! first pruning of `weight`:   weight (parameter) ──► weight_orig (parameter)
+//!                                                     weight_mask (buffer, 0/1)
+//!                                                     weight = weight_orig * weight_mask
+//! later pruning:               weight_mask updated in place, weight recomputed
+//! remove:                      weight = weight_orig * weight_mask (parameter again)
+//! ```
+//!
+//! Every call checks everything that can fail before it changes anything,
+//! so a failing call leaves the module exactly as it was.
+
+use std::collections::HashMap;
+
+use ndarray::{ArrayD, ArrayViewD};
+
+use crate::module::{resolve, resolve_mut, split_path};
+use crate::{MaskState, Module, PruneError, PruneFloat, PruningKind, PruningMethod, TensorStore};
+
+/// Prunes the tensor at `path` with `method`.
+pub(crate) fn prune_one<T, M, P>(
+    root: &mut M,
+    path: &str,
+    method: &P,
+    importance: Option<ArrayViewD<'_, T>>,
+) -> Result<(), PruneError>
+where
+    T: PruneFloat,
+    M: Module<T> + ?Sized,
+    P: PruningMethod<T> + ?Sized,
+{
+    let (store, name) = resolve_mut(root, path)?;
+    prune_in_store(store, name, method, importance).map_err(|e| with_context(e, path))
+}
+
+fn prune_in_store<T, P>(
+    store: &mut TensorStore<T>,
+    name: &str,
+    method: &P,
+    importance: Option<ArrayViewD<'_, T>>,
+) -> Result<(), PruneError>
+where
+    T: PruneFloat,
+    P: PruningMethod<T> + ?Sized,
+{
+    if let Some((current, mask)) = store.pruned_and_mask_mut(name) {
+        let importance = importance.unwrap_or_else(|| current.view());
+        check_importance(&importance, mask.shape())?;
+        method.update_mask(importance, mask, MaskState::Existing)?;
+        store.commit_step(name, method.describe());
+    } else {
+        let param = store.check_first_pruning(name)?;
+        let importance = importance.unwrap_or_else(|| param.view());
+        check_importance(&importance, param.shape())?;
+        let mut mask = ArrayD::ones(param.raw_dim());
+        method.update_mask(importance, &mut mask, MaskState::Fresh)?;
+        store.commit_first_pruning(name, mask, method.describe());
+    }
+    Ok(())
+}
+
+fn check_importance<T>(importance: &ArrayViewD<'_, T>, shape: &[usize]) -> Result<(), PruneError> {
+    if importance.shape() == shape {
+        Ok(())
+    } else {
+        Err(PruneError::ShapeMismatch {
+            tensor: String::new(),
+            what: "importance scores",
+            expected: shape.to_vec(),
+            got: importance.shape().to_vec(),
+        })
+    }
+}
+
+/// Names the tensor (and its module) in an error raised below.
+fn with_context(err: PruneError, path: &str) -> PruneError {
+    let (module_path, _) = split_path(path);
+    match err {
+        PruneError::NoSuchTensor { name, .. } => PruneError::NoSuchTensor {
+            module: module_path.to_string(),
+            name,
+        },
+        PruneError::DuplicateTensor { name, .. } => PruneError::DuplicateTensor {
+            module: module_path.to_string(),
+            name,
+        },
+        other => other.for_tensor(path),
+    }
+}
+
+/// Makes the pruning of the tensor at `path` permanent.
+pub(crate) fn remove<T: PruneFloat, M: Module<T> + ?Sized>(root: &mut M, path: &str) -> Result<(), PruneError> {
+    let (store, name) = resolve_mut(root, path)?;
+    store.remove_pruning(name).map_err(|e| with_context(e, path))
+}
+
+/// Global pruning: `method` (unstructured) over all `targets` as one flat
+/// tensor, then each target's share of the mask applied as a custom mask.
+pub(crate) fn prune_global<T, M, P>(
+    root: &mut M,
+    targets: &[&str],
+    method: &P,
+    importance_scores: Option<&HashMap<String, ArrayD<T>>>,
+) -> Result<(), PruneError>
+where
+    T: PruneFloat,
+    M: Module<T> + ?Sized,
+    P: PruningMethod<T> + ?Sized,
+{
+    // 1. Check everything, changing nothing.
+    let mut fresh = Vec::with_capacity(targets.len());
+    for (i, path) in targets.iter().enumerate() {
+        let (store, name) = resolve(root, path)?;
+        let shape = if store.is_pruned(name) {
+            fresh.push(false);
+            store.get(name).map(|t| t.shape().to_vec())
+        } else {
+            fresh.push(true);
+            Some(store.check_first_pruning(name).map_err(|e| with_context(e, path))?.shape().to_vec())
+        };
+        if targets[..i].contains(path) {
+            return Err(PruneError::DuplicateTensor {
+                module: split_path(path).0.to_string(),
+                name: split_path(path).1.to_string(),
+            });
+        }
+        if let (Some(shape), Some(scores)) = (shape, importance_scores.and_then(|m| m.get(*path))) {
+            check_importance(&scores.view(), &shape).map_err(|e| e.for_tensor(path))?;
+        }
+    }
+    if method.kind() != PruningKind::Unstructured {
+        return Err(PruneError::WrongMethodKind {
+            call: "global_unstructured",
+            method: method.describe(),
+        });
+    }
+
+    // 2. Take the existing masks out (all-ones masks for first prunings).
+    // Step 1 resolved every path, so `resolve_mut` cannot fail here or in 4.
+    let mut masks = Vec::with_capacity(targets.len());
+    for (path, &is_fresh) in targets.iter().zip(&fresh) {
+        let (store, name) = resolve_mut(root, path)?;
+        let mask = if is_fresh {
+            store.parameter(name).map(|p| ArrayD::ones(p.raw_dim()))
+        } else {
+            store.take_mask(name)
+        };
+        masks.push(mask.unwrap_or_else(|| ArrayD::zeros(vec![0])));
+    }
+
+    // 3. One joint selection over all targets.
+    let outcome = targets
+        .iter()
+        .map(|path| {
+            importance_scores
+                .and_then(|m| m.get(*path))
+                .map(|s| s.view())
+                .or_else(|| root.tensor(path).map(|t| t.view()))
+                .ok_or_else(|| PruneError::NoSuchTensor {
+                    module: split_path(path).0.to_string(),
+                    name: split_path(path).1.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|importances| method.update_masks_jointly(&importances, &mut masks));
+
+    // 4. Put the masks back (unchanged on error), then commit.
+    for ((path, &is_fresh), mask) in targets.iter().zip(&fresh).zip(masks) {
+        let (store, name) = resolve_mut(root, path)?;
+        match (&outcome, is_fresh) {
+            (Ok(()), true) => store.commit_first_pruning(name, mask, "CustomFromMask(global)".into()),
+            (Ok(()), false) => {
+                store.put_mask(name, mask);
+                store.commit_step(name, "CustomFromMask(global)".into());
+            }
+            (Err(_), true) => {}
+            (Err(_), false) => store.put_mask(name, mask),
+        }
+    }
+    outcome
+}
