@@ -25,7 +25,7 @@ pub trait PruneFloat: Float + fmt::Debug + fmt::Display + Send + Sync + 'static 
     const KEY_BITS: u32;
 
     /// The value as `f64` (exact for `f32` and `f64`).
-    fn to_f64(self) -> f64;
+    fn as_f64(self) -> f64;
 
     /// The nearest value of this type to `x`.
     fn from_f64(x: f64) -> Self;
@@ -40,7 +40,7 @@ pub trait PruneFloat: Float + fmt::Debug + fmt::Display + Send + Sync + 'static 
 impl PruneFloat for f32 {
     const KEY_BITS: u32 = 32;
 
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         f64::from(self)
     }
 
@@ -61,7 +61,7 @@ impl PruneFloat for f32 {
 impl PruneFloat for f64 {
     const KEY_BITS: u32 = 64;
 
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self
     }
 

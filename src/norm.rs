@@ -164,11 +164,11 @@ fn reduce<T: PruneFloat>(
     for block in data.chunks_exact(channels * inner).take(outer) {
         if inner == 1 {
             for (a, &x) in acc.iter_mut().zip(block) {
-                *a = add(*a, x.to_f64());
+                *a = add(*a, x.as_f64());
             }
         } else {
             for (a, run) in acc.iter_mut().zip(block.chunks_exact(inner)) {
-                *a = run.iter().fold(*a, |s, &x| add(s, x.to_f64()));
+                *a = run.iter().fold(*a, |s, &x| add(s, x.as_f64()));
             }
         }
     }
@@ -186,7 +186,7 @@ fn nuclear_norms<T: PruneFloat>(t: ArrayViewD<'_, T>, dim: usize) -> Vec<f64> {
             if slice.iter().any(|x| !x.is_finite()) {
                 return f64::NAN;
             }
-            let m = nalgebra::DMatrix::from_fn(rows, cols, |r, c| slice[[r, c]].to_f64());
+            let m = nalgebra::DMatrix::from_fn(rows, cols, |r, c| slice[[r, c]].as_f64());
             nalgebra::SVD::try_new_unordered(m, false, false, f64::EPSILON, 10_000)
                 .map_or(f64::NAN, |svd| svd.singular_values.iter().sum())
         })

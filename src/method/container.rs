@@ -141,7 +141,7 @@ pub(crate) fn check_binary<T: PruneFloat>(mask: ArrayViewD<'_, T>) -> Result<(),
         Some((index, &value)) => Err(PruneError::InvalidMask {
             tensor: String::new(),
             index,
-            value: value.to_f64(),
+            value: value.as_f64(),
         }),
         None => Ok(()),
     }
