@@ -26,7 +26,9 @@ use crate::{Amount, Norm};
 #[non_exhaustive]
 pub enum PruneError {
     /// A fraction outside `[0, 1]` or NaN, or a negative count.
-    #[error("invalid amount {amount}: a fraction must lie in [0, 1] and a count must not be negative")]
+    #[error(
+        "invalid amount {amount}: a fraction must lie in [0, 1] and a count must not be negative"
+    )]
     InvalidAmount {
         /// The amount as given.
         amount: Amount,
@@ -48,7 +50,9 @@ pub enum PruneError {
         available: usize,
     },
     /// Structured pruning of a tensor with fewer than two dimensions.
-    #[error("structured pruning needs a tensor of at least 2 dims, `{tensor}` has shape {shape:?}")]
+    #[error(
+        "structured pruning needs a tensor of at least 2 dims, `{tensor}` has shape {shape:?}"
+    )]
     NotMultidimensional {
         /// The tensor being pruned.
         tensor: String,

@@ -76,8 +76,8 @@ pub use norm::Norm;
 pub mod prelude {
     pub use crate::prune;
     pub use crate::{
-        Amount, Dim, L1Unstructured, Layer, LnStructured, Module, Norm, PruneError, PruneFloat,
-        PruningMethod, RandomStructured, RandomUnstructured, Sequential, TensorStore,
-        CustomFromMask, Identity,
+        Amount, CustomFromMask, Dim, Identity, L1Unstructured, Layer, LnStructured, Module, Norm,
+        PruneError, PruneFloat, PruningMethod, RandomStructured, RandomUnstructured, Sequential,
+        TensorStore,
     };
 }

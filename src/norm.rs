@@ -135,9 +135,13 @@ impl Norm {
             Reduction::Power(p) => {
                 let mut s = if p.fract() == 0.0 && p.abs() <= 64.0 {
                     let e = p as i32;
-                    reduce(data, outer, channels, inner, 0.0, |a, x| a + x.abs().powi(e))
+                    reduce(data, outer, channels, inner, 0.0, |a, x| {
+                        a + x.abs().powi(e)
+                    })
                 } else {
-                    reduce(data, outer, channels, inner, 0.0, |a, x| a + x.abs().powf(p))
+                    reduce(data, outer, channels, inner, 0.0, |a, x| {
+                        a + x.abs().powf(p)
+                    })
                 };
                 s.iter_mut().for_each(|v| *v = v.powf(1.0 / p));
                 s
@@ -228,10 +232,15 @@ mod tests {
             let l1 = naive(&t, dim, |v| v.iter().map(|x| x.abs()).sum());
             assert_eq!(Norm::L(1.0).channel_norms(t.view(), dim).unwrap(), l1);
             let l3 = naive(&t, dim, |v| {
-                v.iter().map(|x| x.abs().powi(3)).sum::<f64>().powf(1.0 / 3.0)
+                v.iter()
+                    .map(|x| x.abs().powi(3))
+                    .sum::<f64>()
+                    .powf(1.0 / 3.0)
             });
             assert_eq!(Norm::L(3.0).channel_norms(t.view(), dim).unwrap(), l3);
-            let min = naive(&t, dim, |v| v.iter().map(|x| x.abs()).fold(f64::INFINITY, f64::min));
+            let min = naive(&t, dim, |v| {
+                v.iter().map(|x| x.abs()).fold(f64::INFINITY, f64::min)
+            });
             assert_eq!(Norm::NegInf.channel_norms(t.view(), dim).unwrap(), min);
         }
     }
@@ -247,12 +256,21 @@ mod tests {
     #[test]
     fn nan_propagates_except_for_the_count() {
         let t = ArrayD::from_shape_vec(vec![2, 2], vec![f32::NAN, 2.0, 1.0, 1.0]).unwrap();
-        for norm in [Norm::L(1.0), Norm::Fro, Norm::Inf, Norm::NegInf, Norm::L(0.5)] {
+        for norm in [
+            Norm::L(1.0),
+            Norm::Fro,
+            Norm::Inf,
+            Norm::NegInf,
+            Norm::L(0.5),
+        ] {
             let n = norm.channel_norms(t.view(), 0).unwrap();
             assert!(n[0].is_nan(), "{norm}");
             assert!(!n[1].is_nan(), "{norm}");
         }
-        assert_eq!(Norm::L(0.0).channel_norms(t.view(), 0).unwrap(), vec![2.0, 2.0]);
+        assert_eq!(
+            Norm::L(0.0).channel_norms(t.view(), 0).unwrap(),
+            vec![2.0, 2.0]
+        );
     }
 
     #[test]

@@ -69,7 +69,10 @@ where
 /// assert!(prune::is_pruned(&layer));
 /// # Ok(()) }
 /// ```
-pub fn identity<T: PruneFloat, M: Module<T> + ?Sized>(module: &mut M, name: &str) -> Result<(), PruneError> {
+pub fn identity<T: PruneFloat, M: Module<T> + ?Sized>(
+    module: &mut M,
+    name: &str,
+) -> Result<(), PruneError> {
     apply(module, name, &Identity, None)
 }
 
@@ -94,7 +97,12 @@ pub fn l1_unstructured<T: PruneFloat, M: Module<T> + ?Sized>(
     amount: Amount,
     importance_scores: Option<ArrayViewD<'_, T>>,
 ) -> Result<(), PruneError> {
-    apply(module, name, &L1Unstructured::new(amount)?, importance_scores)
+    apply(
+        module,
+        name,
+        &L1Unstructured::new(amount)?,
+        importance_scores,
+    )
 }
 
 /// Prunes `amount` of the unpruned entries, chosen uniformly at random with
@@ -110,13 +118,23 @@ pub fn l1_unstructured<T: PruneFloat, M: Module<T> + ?Sized>(
 /// assert_eq!(layer.buffer("weight_mask").unwrap().sum(), 15.0);
 /// # Ok(()) }
 /// ```
-pub fn random_unstructured<T, M, R>(module: &mut M, name: &str, amount: Amount, rng: &mut R) -> Result<(), PruneError>
+pub fn random_unstructured<T, M, R>(
+    module: &mut M,
+    name: &str,
+    amount: Amount,
+    rng: &mut R,
+) -> Result<(), PruneError>
 where
     T: PruneFloat,
     M: Module<T> + ?Sized,
     R: Rng + ?Sized,
 {
-    apply(module, name, &RandomUnstructured::from_rng(amount, rng)?, None)
+    apply(
+        module,
+        name,
+        &RandomUnstructured::from_rng(amount, rng)?,
+        None,
+    )
 }
 
 /// Prunes the `amount` channels along `dim` of smallest norm `n` (of
@@ -143,7 +161,12 @@ pub fn ln_structured<T: PruneFloat, M: Module<T> + ?Sized>(
     dim: Dim,
     importance_scores: Option<ArrayViewD<'_, T>>,
 ) -> Result<(), PruneError> {
-    apply(module, name, &LnStructured::new(amount, n, dim)?, importance_scores)
+    apply(
+        module,
+        name,
+        &LnStructured::new(amount, n, dim)?,
+        importance_scores,
+    )
 }
 
 /// Prunes `amount` of the channels along `dim` not yet pruned, chosen
@@ -171,7 +194,12 @@ where
     M: Module<T> + ?Sized,
     R: Rng + ?Sized,
 {
-    apply(module, name, &RandomStructured::from_rng(amount, dim, rng)?, None)
+    apply(
+        module,
+        name,
+        &RandomStructured::from_rng(amount, dim, rng)?,
+        None,
+    )
 }
 
 /// Prunes where `mask` is 0 (same shape as the tensor, only 0 and 1).
@@ -242,7 +270,10 @@ where
 /// assert!(prune::remove(&mut layer, "weight").is_err());
 /// # Ok(()) }
 /// ```
-pub fn remove<T: PruneFloat, M: Module<T> + ?Sized>(module: &mut M, name: &str) -> Result<(), PruneError> {
+pub fn remove<T: PruneFloat, M: Module<T> + ?Sized>(
+    module: &mut M,
+    name: &str,
+) -> Result<(), PruneError> {
     reparam::remove(module, name)
 }
 

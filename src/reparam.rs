@@ -90,9 +90,14 @@ fn with_context(err: PruneError, path: &str) -> PruneError {
 }
 
 /// Makes the pruning of the tensor at `path` permanent.
-pub(crate) fn remove<T: PruneFloat, M: Module<T> + ?Sized>(root: &mut M, path: &str) -> Result<(), PruneError> {
+pub(crate) fn remove<T: PruneFloat, M: Module<T> + ?Sized>(
+    root: &mut M,
+    path: &str,
+) -> Result<(), PruneError> {
     let (store, name) = resolve_mut(root, path)?;
-    store.remove_pruning(name).map_err(|e| with_context(e, path))
+    store
+        .remove_pruning(name)
+        .map_err(|e| with_context(e, path))
 }
 
 /// Global pruning: `method` (unstructured) over all `targets` as one flat
@@ -117,7 +122,13 @@ where
             store.get(name).map(|t| t.shape().to_vec())
         } else {
             fresh.push(true);
-            Some(store.check_first_pruning(name).map_err(|e| with_context(e, path))?.shape().to_vec())
+            Some(
+                store
+                    .check_first_pruning(name)
+                    .map_err(|e| with_context(e, path))?
+                    .shape()
+                    .to_vec(),
+            )
         };
         if targets[..i].contains(path) {
             return Err(PruneError::DuplicateTensor {
@@ -169,7 +180,9 @@ where
     for ((path, &is_fresh), mask) in targets.iter().zip(&fresh).zip(masks) {
         let (store, name) = resolve_mut(root, path)?;
         match (&outcome, is_fresh) {
-            (Ok(()), true) => store.commit_first_pruning(name, mask, "CustomFromMask(global)".into()),
+            (Ok(()), true) => {
+                store.commit_first_pruning(name, mask, "CustomFromMask(global)".into())
+            }
             (Ok(()), false) => {
                 store.put_mask(name, mask);
                 store.commit_step(name, "CustomFromMask(global)".into());

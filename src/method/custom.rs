@@ -66,7 +66,9 @@ impl<T: PruneFloat> PruningMethod<T> for CustomFromMask<'_, T> {
         _state: MaskState,
     ) -> Result<(), PruneError> {
         self.check(mask.shape())?;
-        Zip::from(mask).and(&self.mask).for_each(|m, &c| *m = *m * c);
+        Zip::from(mask)
+            .and(&self.mask)
+            .for_each(|m, &c| *m = *m * c);
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
 use super::{flat, flat_mut, MaskState, PruningKind, PruningMethod};
-use crate::select::{apply_cut, count_candidates, smallest_cut, Segment};
+use crate::select::{count_candidates, prune_smallest};
 use crate::{Amount, PruneError, PruneFloat};
 
 /// Prunes the `amount` entries of smallest absolute importance among those
@@ -87,22 +87,9 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
             .collect::<Result<Vec<_>, _>>()?;
         let open: usize = masks.iter().map(|m| count_candidates(flat(m))).sum();
         let k = self.amount.count_of(open)?;
-        let segments: Vec<Segment<'_, T>> = scores
-            .iter()
-            .zip(masks.iter())
-            .map(|(s, m)| Segment {
-                scores: s.as_slice().unwrap_or(&[]),
-                mask: flat(m),
-            })
-            .collect();
-        let Some(cut) = smallest_cut(&segments, k) else {
-            return Ok(());
-        };
-        drop(segments);
-        let mut ties = cut.ties();
-        for (s, m) in scores.iter().zip(masks.iter_mut()) {
-            apply_cut(s.as_slice().unwrap_or(&[]), flat_mut(m), cut, &mut ties);
-        }
+        let score_slices: Vec<&[T]> = scores.iter().map(|s| s.as_slice().unwrap_or(&[])).collect();
+        let mut mask_slices: Vec<&mut [T]> = masks.iter_mut().map(flat_mut).collect();
+        prune_smallest(&score_slices, &mut mask_slices, k);
         Ok(())
     }
 }

@@ -5,7 +5,7 @@ use ndarray::{ArrayD, ArrayViewD, Axis};
 use super::container::live_channels;
 use super::l1::standard;
 use super::{MaskState, PruningKind, PruningMethod};
-use crate::select::smallest_channels;
+use crate::select::channels_to_prune;
 use crate::{Amount, Dim, Norm, PruneError, PruneFloat};
 
 /// Prunes the `amount` channels along `dim` of smallest norm `n` among the
@@ -70,7 +70,11 @@ impl LnStructured {
 /// The channel dim of a structured method, checked in PyTorch's order: a
 /// first pruning checks the number of dims, then the dim; a later one the
 /// dim first.
-pub(crate) fn structured_dim(shape: &[usize], dim: Dim, state: MaskState) -> Result<usize, PruneError> {
+pub(crate) fn structured_dim(
+    shape: &[usize],
+    dim: Dim,
+    state: MaskState,
+) -> Result<usize, PruneError> {
     let multidimensional = || {
         if shape.len() < 2 {
             Err(PruneError::NotMultidimensional {
@@ -127,12 +131,14 @@ impl<T: PruneFloat> PruningMethod<T> for LnStructured {
                 live
             }
         };
-        let k = self
-            .amount
-            .count_of(live.iter().filter(|&&l| l).count())?;
+        let open = live.iter().filter(|&&l| l).count();
+        let k = self.amount.count_of(open)?;
         let importance = standard(&importance, mask)?;
         let norms = self.n.channel_norms(importance.view(), d)?;
-        for c in smallest_channels(&norms, &live, k) {
+        if k == 0 {
+            return Ok(());
+        }
+        for c in channels_to_prune(&norms, &live, open - k) {
             mask.index_axis_mut(Axis(d), c).fill(T::zero());
         }
         Ok(())

@@ -133,7 +133,11 @@ impl RandomStructured {
     /// let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     /// assert!(RandomStructured::from_rng(Amount::Count(1), Dim(-1), &mut rng).is_ok());
     /// ```
-    pub fn from_rng<R: Rng + ?Sized>(amount: Amount, dim: Dim, rng: &mut R) -> Result<Self, PruneError> {
+    pub fn from_rng<R: Rng + ?Sized>(
+        amount: Amount,
+        dim: Dim,
+        rng: &mut R,
+    ) -> Result<Self, PruneError> {
         Self::new(amount, dim, rng.random())
     }
 }

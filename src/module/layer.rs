@@ -99,7 +99,10 @@ impl<T: PruneFloat> Layer<T> {
     pub fn linear<R: Rng + ?Sized>(in_features: usize, out_features: usize, rng: &mut R) -> Self {
         let bound = 1.0 / (in_features.max(1) as f64).sqrt();
         Layer::new()
-            .with_parameter("weight", uniform(vec![out_features, in_features], bound, rng))
+            .with_parameter(
+                "weight",
+                uniform(vec![out_features, in_features], bound, rng),
+            )
             .with_parameter("bias", uniform(vec![out_features], bound, rng))
     }
 
@@ -129,7 +132,11 @@ impl<T: PruneFloat> Layer<T> {
     }
 }
 
-fn uniform<T: PruneFloat, R: Rng + ?Sized>(shape: Vec<usize>, bound: f64, rng: &mut R) -> ArrayD<T> {
+fn uniform<T: PruneFloat, R: Rng + ?Sized>(
+    shape: Vec<usize>,
+    bound: f64,
+    rng: &mut R,
+) -> ArrayD<T> {
     ArrayD::from_shape_simple_fn(shape, || T::from_f64(rng.random_range(-bound..=bound)))
 }
 
@@ -217,7 +224,11 @@ impl<T: PruneFloat> Sequential<T> {
     /// assert!(s.add_child("a", Layer::new()).is_ok());
     /// assert!(s.add_child("a", Layer::new()).is_err());
     /// ```
-    pub fn add_child(&mut self, name: &str, child: impl Module<T> + 'static) -> Result<(), PruneError> {
+    pub fn add_child(
+        &mut self,
+        name: &str,
+        child: impl Module<T> + 'static,
+    ) -> Result<(), PruneError> {
         if name.contains('.') || self.children.iter().any(|(n, _)| n == name) {
             return Err(PruneError::DuplicateTensor {
                 module: String::new(),

@@ -285,7 +285,10 @@ impl<T: PruneFloat> TensorStore<T> {
 
     /// For a pruned `name`: its current pruned tensor (the default
     /// importance) and its mask, mutable.
-    pub(crate) fn pruned_and_mask_mut(&mut self, name: &str) -> Option<(&ArrayD<T>, &mut ArrayD<T>)> {
+    pub(crate) fn pruned_and_mask_mut(
+        &mut self,
+        name: &str,
+    ) -> Option<(&ArrayD<T>, &mut ArrayD<T>)> {
         let tensor = &self.pruned.iter().find(|p| p.name == name)?.tensor;
         let mask_at = position(&self.buffers, &mask_name(name))?;
         Some((tensor, &mut self.buffers[mask_at].1))
@@ -298,7 +301,10 @@ impl<T: PruneFloat> TensorStore<T> {
             return None;
         }
         let at = position(&self.buffers, &mask_name(name))?;
-        Some(std::mem::replace(&mut self.buffers[at].1, ArrayD::zeros(vec![0])))
+        Some(std::mem::replace(
+            &mut self.buffers[at].1,
+            ArrayD::zeros(vec![0]),
+        ))
     }
 
     /// Puts back a mask taken by [`TensorStore::take_mask`].
@@ -313,11 +319,9 @@ impl<T: PruneFloat> TensorStore<T> {
     pub(crate) fn commit_step(&mut self, name: &str, method: String) {
         let orig = find(&self.parameters, &orig_name(name));
         let mask = find(&self.buffers, &mask_name(name));
-        if let (Some(p), Some(orig), Some(mask)) = (
-            self.pruned.iter_mut().find(|p| p.name == name),
-            orig,
-            mask,
-        ) {
+        if let (Some(p), Some(orig), Some(mask)) =
+            (self.pruned.iter_mut().find(|p| p.name == name), orig, mask)
+        {
             product_into(&mut p.tensor, orig, mask);
             p.history.push(method);
         }
@@ -326,10 +330,12 @@ impl<T: PruneFloat> TensorStore<T> {
     /// Checks that `name` can be pruned for the first time: it is a
     /// parameter and `name_orig` / `name_mask` are free.
     pub(crate) fn check_first_pruning(&self, name: &str) -> Result<&ArrayD<T>, PruneError> {
-        let param = self.parameter(name).ok_or_else(|| PruneError::NoSuchTensor {
-            module: String::new(),
-            name: name.to_string(),
-        })?;
+        let param = self
+            .parameter(name)
+            .ok_or_else(|| PruneError::NoSuchTensor {
+                module: String::new(),
+                name: name.to_string(),
+            })?;
         for taken in [orig_name(name), mask_name(name)] {
             if self.has_name(&taken) {
                 return Err(PruneError::DuplicateTensor {
@@ -366,13 +372,19 @@ impl<T: PruneFloat> TensorStore<T> {
         let not_pruned = || PruneError::NotPruned {
             tensor: name.to_string(),
         };
-        let pruned_at = self.pruned.iter().position(|p| p.name == name).ok_or_else(not_pruned)?;
+        let pruned_at = self
+            .pruned
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(not_pruned)?;
         let orig_at = position(&self.parameters, &orig_name(name)).ok_or_else(not_pruned)?;
         let mask_at = position(&self.buffers, &mask_name(name)).ok_or_else(not_pruned)?;
         self.pruned.remove(pruned_at);
         let (_, mask) = self.buffers.remove(mask_at);
         let (_, mut weight) = self.parameters.remove(orig_at);
-        Zip::from(&mut weight).and(&mask).for_each(|w, &m| *w = *w * m);
+        Zip::from(&mut weight)
+            .and(&mask)
+            .for_each(|w, &m| *w = *w * m);
         self.parameters.push((name.to_string(), weight));
         Ok(())
     }
@@ -382,6 +394,9 @@ impl<T: PruneFloat> TensorStore<T> {
 /// in PyTorch).
 fn product_into<T: PruneFloat>(out: &mut ArrayD<T>, orig: &ArrayD<T>, mask: &ArrayD<T>) {
     if out.shape() == orig.shape() && orig.shape() == mask.shape() {
-        Zip::from(out).and(orig).and(mask).for_each(|o, &w, &m| *o = w * m);
+        Zip::from(out)
+            .and(orig)
+            .and(mask)
+            .for_each(|o, &w, &m| *o = w * m);
     }
 }

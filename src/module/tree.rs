@@ -152,7 +152,9 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     /// children).
     fn state_dict(&self) -> Vec<(String, &ArrayD<T>)> {
         let mut out = Vec::new();
-        collect(self, "", &mut out, &|s| s.parameters().chain(s.buffers()).collect());
+        collect(self, "", &mut out, &|s| {
+            s.parameters().chain(s.buffers()).collect()
+        });
         out
     }
 
@@ -201,9 +203,11 @@ pub(crate) fn resolve_mut<'a, T: PruneFloat, M: Module<T> + ?Sized>(
     path: &'a str,
 ) -> Result<(&'a mut TensorStore<T>, &'a str), PruneError> {
     let (module, name) = split_path(path);
-    let store = root.store_at_mut(module).ok_or_else(|| PruneError::NoSuchModule {
-        path: module.to_string(),
-    })?;
+    let store = root
+        .store_at_mut(module)
+        .ok_or_else(|| PruneError::NoSuchModule {
+            path: module.to_string(),
+        })?;
     Ok((store, name))
 }
 
@@ -213,8 +217,10 @@ pub(crate) fn resolve<'a, T: PruneFloat, M: Module<T> + ?Sized>(
     path: &'a str,
 ) -> Result<(&'a TensorStore<T>, &'a str), PruneError> {
     let (module, name) = split_path(path);
-    let store = root.store_at(module).ok_or_else(|| PruneError::NoSuchModule {
-        path: module.to_string(),
-    })?;
+    let store = root
+        .store_at(module)
+        .ok_or_else(|| PruneError::NoSuchModule {
+            path: module.to_string(),
+        })?;
     Ok((store, name))
 }

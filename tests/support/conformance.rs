@@ -37,7 +37,10 @@ pub fn check_file(text: &str) -> Report {
                 case["id"].as_str().unwrap_or("?").to_string(),
                 check_case(&case),
             ),
-            Err(e) => (format!("line {}", lineno + 1), Err(format!("not JSON: {e}"))),
+            Err(e) => (
+                format!("line {}", lineno + 1),
+                Err(format!("not JSON: {e}")),
+            ),
         };
         match outcome {
             Ok(()) => report.passed += 1,
@@ -78,11 +81,19 @@ impl<T: PruneFloat> Case<T> {
         for (i, step) in steps.iter().enumerate() {
             match (this.step(step)?, error_step == Some(i)) {
                 (Ok(()), false) => {}
-                (Ok(()), true) => return Err(format!("step {i} succeeded, PyTorch raised {}", case["error"]["kind"])),
+                (Ok(()), true) => {
+                    return Err(format!(
+                        "step {i} succeeded, PyTorch raised {}",
+                        case["error"]["kind"]
+                    ))
+                }
                 (Err(e), true) => {
                     let want = case["error"]["kind"].as_str().unwrap_or("?");
                     if e.torch_kind() != want {
-                        return Err(format!("step {i}: {} ({e}), PyTorch raised {want}", e.torch_kind()));
+                        return Err(format!(
+                            "step {i}: {} ({e}), PyTorch raised {want}",
+                            e.torch_kind()
+                        ));
                     }
                     break;
                 }
@@ -96,7 +107,11 @@ impl<T: PruneFloat> Case<T> {
     /// `Ok(Err(e))` when ndprune rejected it.
     fn step(&mut self, step: &Value) -> Result<Result<(), PruneError>, String> {
         let op = step["op"].as_str().ok_or("step without op")?;
-        let path = format!("{}.{}", step["module"].as_str().unwrap_or(""), step["name"].as_str().unwrap_or(""));
+        let path = format!(
+            "{}.{}",
+            step["module"].as_str().unwrap_or(""),
+            step["name"].as_str().unwrap_or("")
+        );
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let scores = match &step["importance_scores"] {
             Value::Null => None,
@@ -108,16 +123,20 @@ impl<T: PruneFloat> Case<T> {
         Ok(match op {
             "identity" => prune::identity(root, &path),
             "remove" => prune::remove(root, &path),
-            "l1_unstructured" => amount(&step["amount"])?.and_then(|a| prune::l1_unstructured(root, &path, a, scores)),
-            "random_unstructured" => amount(&step["amount"])?.and_then(|a| prune::random_unstructured(root, &path, a, &mut rng)),
+            "l1_unstructured" => amount(&step["amount"])?
+                .and_then(|a| prune::l1_unstructured(root, &path, a, scores)),
+            "random_unstructured" => amount(&step["amount"])?
+                .and_then(|a| prune::random_unstructured(root, &path, a, &mut rng)),
             "ln_structured" => {
                 let n = norm(&step["n"])?;
                 let d = dim(&step["dim"])?;
-                amount(&step["amount"])?.and_then(|a| prune::ln_structured(root, &path, a, n, d, scores))
+                amount(&step["amount"])?
+                    .and_then(|a| prune::ln_structured(root, &path, a, n, d, scores))
             }
             "random_structured" => {
                 let d = dim(&step["dim"])?;
-                amount(&step["amount"])?.and_then(|a| prune::random_structured(root, &path, a, d, &mut rng))
+                amount(&step["amount"])?
+                    .and_then(|a| prune::random_structured(root, &path, a, d, &mut rng))
             }
             "custom_from_mask" => {
                 let mask = tensor::<T>(&step["mask"])?;
@@ -128,7 +147,13 @@ impl<T: PruneFloat> Case<T> {
                     .as_array()
                     .ok_or("no `parameters`")?
                     .iter()
-                    .map(|p| format!("{}.{}", p[0].as_str().unwrap_or(""), p[1].as_str().unwrap_or("")))
+                    .map(|p| {
+                        format!(
+                            "{}.{}",
+                            p[0].as_str().unwrap_or(""),
+                            p[1].as_str().unwrap_or("")
+                        )
+                    })
                     .collect();
                 let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
                 let mut importance = HashMap::new();
@@ -167,21 +192,31 @@ impl<T: PruneFloat> Case<T> {
             for (group, got) in groups {
                 let want = obj(&want[group])?;
                 let got: BTreeMap<&str, &ArrayD<T>> = got.into_iter().collect();
-                let (g, w): (BTreeSet<_>, BTreeSet<_>) =
-                    (got.keys().copied().collect(), want.keys().map(String::as_str).collect());
+                let (g, w): (BTreeSet<_>, BTreeSet<_>) = (
+                    got.keys().copied().collect(),
+                    want.keys().map(String::as_str).collect(),
+                );
                 if g != w {
                     return Err(format!("{mname} {group}: {g:?}, expected {w:?}"));
                 }
                 for (name, t) in got {
                     let where_ = format!("{mname}.{name} ({group})");
-                    self.compare_tensor(group, t, &want[name]).map_err(|e| format!("{where_}: {e}"))?;
+                    self.compare_tensor(group, t, &want[name])
+                        .map_err(|e| format!("{where_}: {e}"))?;
                 }
             }
             let children = self.root.children();
-            let module = children.iter().find(|(n, _)| n == mname).map(|(_, m)| *m).ok_or("module vanished")?;
+            let module = children
+                .iter()
+                .find(|(n, _)| n == mname)
+                .map(|(_, m)| *m)
+                .ok_or("module vanished")?;
             let pruned = prune::is_pruned(module);
             if Some(pruned) != want["is_pruned"].as_bool() {
-                return Err(format!("{mname}: is_pruned {pruned}, expected {}", want["is_pruned"]));
+                return Err(format!(
+                    "{mname}: is_pruned {pruned}, expected {}",
+                    want["is_pruned"]
+                ));
             }
         }
         Ok(())
@@ -196,12 +231,19 @@ impl<T: PruneFloat> Case<T> {
             (false, "buffers") => {
                 let sum = want["sum"].as_f64().ok_or("no `sum`")?;
                 let ours: f64 = got.iter().map(|v| v.as_f64()).sum();
-                (ours == sum).then_some(()).ok_or(format!("mask holds {ours} ones, expected {sum}"))
+                (ours == sum)
+                    .then_some(())
+                    .ok_or(format!("mask holds {ours} ones, expected {sum}"))
             }
             (false, "pruned") => Ok(()),
             _ => {
                 let want = tensor::<T>(want)?;
-                match got.iter().zip(want.iter()).enumerate().find(|(_, (a, b))| !same(**a, **b)) {
+                match got
+                    .iter()
+                    .zip(want.iter())
+                    .enumerate()
+                    .find(|(_, (a, b))| !same(**a, **b))
+                {
                     None => Ok(()),
                     Some((i, (a, b))) => Err(format!("flat index {i}: {a}, expected {b}")),
                 }
@@ -216,7 +258,8 @@ fn same<T: PruneFloat>(a: T, b: T) -> bool {
 }
 
 fn obj(v: &Value) -> Result<&serde_json::Map<String, Value>, String> {
-    v.as_object().ok_or_else(|| format!("expected an object, got {v}"))
+    v.as_object()
+        .ok_or_else(|| format!("expected an object, got {v}"))
 }
 
 fn number(v: &Value) -> Result<f64, String> {
@@ -234,7 +277,11 @@ fn shape(v: &Value) -> Result<Vec<usize>, String> {
         .as_array()
         .ok_or("tensor without shape")?
         .iter()
-        .map(|d| d.as_u64().map(|d| d as usize).ok_or_else(|| format!("bad dim {d}")))
+        .map(|d| {
+            d.as_u64()
+                .map(|d| d as usize)
+                .ok_or_else(|| format!("bad dim {d}"))
+        })
         .collect()
 }
 
@@ -271,5 +318,7 @@ fn norm(v: &Value) -> Result<Norm, String> {
 }
 
 fn dim(v: &Value) -> Result<Dim, String> {
-    v.as_i64().map(|d| Dim(d as isize)).ok_or_else(|| format!("bad dim {v}"))
+    v.as_i64()
+        .map(|d| Dim(d as isize))
+        .ok_or_else(|| format!("bad dim {v}"))
 }

@@ -1,0 +1,239 @@
+//! The exact choice `torch.topk` makes on the CPU, ties included.
+//!
+//! PyTorch's CPU `topk` fills a vector of `(value, index)` pairs in index
+//! order and runs the C++ standard library's `partial_sort` (when
+//! `64·k ≤ n`) or `nth_element` on it with a comparator that looks at the
+//! values only (NaN above everything). Among equal values the set it
+//! returns is therefore decided by how those algorithms move elements. This
+//! module replays the GNU libstdc++ algorithms PyTorch's Linux builds use,
+//! step for step, so that ndprune's choice among equal scores is PyTorch's.
+//! It is checked against `torch.topk` itself in `tests/torch_topk.rs`.
+
+/// An entry: its order key and its position in the input.
+type Elem = (u64, usize);
+
+/// Indices (in increasing order) of the `k` entries `torch.topk(values, k,
+/// largest)` returns on the CPU, where `keys` are order-preserving keys of
+/// the values (equal values, equal keys; NaN the largest key).
+pub(crate) fn topk_indices(keys: &[u64], k: usize, largest: bool) -> Vec<usize> {
+    let n = keys.len();
+    if k == 0 || n == 0 {
+        return Vec::new();
+    }
+    let k = k.min(n);
+    let mut queue: Vec<Elem> = keys.iter().copied().zip(0..).collect();
+    let less = |a: &Elem, b: &Elem| if largest { a.0 > b.0 } else { a.0 < b.0 };
+    if k * 64 <= n {
+        heap_select(&mut queue, k, &less);
+    } else {
+        nth_element(&mut queue, k - 1, &less);
+    }
+    let mut out: Vec<usize> = queue[..k].iter().map(|e| e.1).collect();
+    out.sort_unstable();
+    out
+}
+
+/// `std::nth_element` (libstdc++ `__introselect`).
+fn nth_element(v: &mut [Elem], nth: usize, less: &impl Fn(&Elem, &Elem) -> bool) {
+    let (mut first, mut last) = (0usize, v.len());
+    if first == last || nth == last {
+        return;
+    }
+    let mut depth = 2 * v.len().ilog2();
+    while last - first > 3 {
+        if depth == 0 {
+            heap_select(&mut v[first..last], nth + 1 - first, less);
+            v.swap(first, nth);
+            return;
+        }
+        depth -= 1;
+        let cut = partition_pivot(v, first, last, less);
+        if cut <= nth {
+            first = cut;
+        } else {
+            last = cut;
+        }
+    }
+    insertion_sort(&mut v[first..last], less);
+}
+
+/// `__unguarded_partition_pivot`: median of three moved to `first`, then an
+/// unguarded Hoare partition of `first + 1 .. last` around it.
+fn partition_pivot(
+    v: &mut [Elem],
+    first: usize,
+    last: usize,
+    less: &impl Fn(&Elem, &Elem) -> bool,
+) -> usize {
+    let mid = first + (last - first) / 2;
+    move_median_to_first(v, first, first + 1, mid, last - 1, less);
+    let (mut lo, mut hi) = (first + 1, last);
+    loop {
+        while less(&v[lo], &v[first]) {
+            lo += 1;
+        }
+        hi -= 1;
+        while less(&v[first], &v[hi]) {
+            hi -= 1;
+        }
+        if lo >= hi {
+            return lo;
+        }
+        v.swap(lo, hi);
+        lo += 1;
+    }
+}
+
+fn move_median_to_first(
+    v: &mut [Elem],
+    result: usize,
+    a: usize,
+    b: usize,
+    c: usize,
+    less: &impl Fn(&Elem, &Elem) -> bool,
+) {
+    let pick = if less(&v[a], &v[b]) {
+        if less(&v[b], &v[c]) {
+            b
+        } else if less(&v[a], &v[c]) {
+            c
+        } else {
+            a
+        }
+    } else if less(&v[a], &v[c]) {
+        a
+    } else if less(&v[b], &v[c]) {
+        c
+    } else {
+        b
+    };
+    v.swap(result, pick);
+}
+
+/// `__insertion_sort`.
+fn insertion_sort(v: &mut [Elem], less: &impl Fn(&Elem, &Elem) -> bool) {
+    for i in 1..v.len() {
+        let val = v[i];
+        if less(&val, &v[0]) {
+            v.copy_within(0..i, 1);
+            v[0] = val;
+        } else {
+            let mut j = i;
+            while less(&val, &v[j - 1]) {
+                v[j] = v[j - 1];
+                j -= 1;
+            }
+            v[j] = val;
+        }
+    }
+}
+
+/// `__heap_select`: the first `middle` entries become a max-heap (by
+/// `less`) of the `middle` least entries.
+fn heap_select(v: &mut [Elem], middle: usize, less: &impl Fn(&Elem, &Elem) -> bool) {
+    make_heap(&mut v[..middle], less);
+    for i in middle..v.len() {
+        if less(&v[i], &v[0]) {
+            // __pop_heap(first, middle, i): v[i] takes the top's place.
+            let value = v[i];
+            v[i] = v[0];
+            adjust_heap(&mut v[..middle], 0, value, less);
+        }
+    }
+}
+
+fn make_heap(v: &mut [Elem], less: &impl Fn(&Elem, &Elem) -> bool) {
+    let len = v.len();
+    if len < 2 {
+        return;
+    }
+    let mut parent = (len - 2) / 2;
+    loop {
+        let value = v[parent];
+        adjust_heap(v, parent, value, less);
+        if parent == 0 {
+            return;
+        }
+        parent -= 1;
+    }
+}
+
+/// `__adjust_heap` with `__push_heap`, over the whole of `v`.
+fn adjust_heap(v: &mut [Elem], mut hole: usize, value: Elem, less: &impl Fn(&Elem, &Elem) -> bool) {
+    let len = v.len();
+    let top = hole;
+    let mut second = hole;
+    while second < len.saturating_sub(1) / 2 {
+        second = 2 * (second + 1);
+        if less(&v[second], &v[second - 1]) {
+            second -= 1;
+        }
+        v[hole] = v[second];
+        hole = second;
+    }
+    if len & 1 == 0 && second == (len - 2) / 2 {
+        second = 2 * (second + 1);
+        v[hole] = v[second - 1];
+        hole = second - 1;
+    }
+    // __push_heap
+    while hole > top {
+        let parent = (hole - 1) / 2;
+        if !less(&v[parent], &value) {
+            break;
+        }
+        v[hole] = v[parent];
+        hole = parent;
+    }
+    v[hole] = value;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PruneFloat;
+
+    /// Every line of the fixture `torch.topk` itself produced.
+    #[test]
+    fn replays_torch_topk_on_ties() {
+        let text = include_str!("../../tests/fixtures/torch-topk.jsonl");
+        let mut checked = 0;
+        for line in text.lines() {
+            let case: serde_json::Value = serde_json::from_str(line).unwrap();
+            let keys: Vec<u64> = case["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().map_or(f32::NAN, |x| x as f32).magnitude_key())
+                .collect();
+            let k = case["k"].as_u64().unwrap() as usize;
+            let largest = case["largest"].as_bool().unwrap();
+            let want: Vec<usize> = case["indices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(
+                topk_indices(&keys, k, largest),
+                want,
+                "n={} k={k} largest={largest}",
+                keys.len()
+            );
+            checked += 1;
+        }
+        assert!(checked > 300);
+    }
+
+    #[test]
+    fn distinct_values_give_the_k_extremes() {
+        let keys: Vec<u64> = (0..200).map(|i| (i * 7919 % 200) as u64).collect();
+        for k in [0, 1, 2, 3, 4, 50, 199, 200] {
+            let small = topk_indices(&keys, k, false);
+            assert_eq!(small.len(), k);
+            assert!(small.iter().all(|&i| keys[i] < k as u64));
+            let large = topk_indices(&keys, k, true);
+            assert!(large.iter().all(|&i| keys[i] >= (200 - k) as u64));
+        }
+    }
+}
