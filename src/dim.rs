@@ -24,6 +24,11 @@ impl Dim {
     /// The non-negative index of this dim in a tensor of `ndim` dims, or
     /// [`PruneError::DimOutOfRange`] (with an empty tensor name, which the
     /// pruning calls fill in).
+    ///
+    /// ```
+    /// use ndprune::Dim;
+    /// assert_eq!(Dim(-2).resolve(3), Ok(1));
+    /// ```
     pub fn resolve(self, ndim: usize) -> Result<usize, PruneError> {
         let n = ndim as isize;
         let d = if self.0 < 0 { self.0 + n } else { self.0 };

@@ -197,10 +197,10 @@ impl PruneError {
             | PruneError::ShapeMismatch { tensor, .. }
             | PruneError::InvalidMask { tensor, .. }
             | PruneError::NotPruned { tensor }
-            | PruneError::NormUndefined { tensor, .. } => {
-                if tensor.is_empty() {
-                    *tensor = path.to_string();
-                }
+            | PruneError::NormUndefined { tensor, .. }
+                if tensor.is_empty() =>
+            {
+                *tensor = path.to_string();
             }
             _ => {}
         }

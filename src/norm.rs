@@ -85,6 +85,13 @@ impl Norm {
     ///
     /// Fails for [`Norm::Nuc`] unless the tensor has exactly 3 dims, and for
     /// `L(NaN)`.
+    ///
+    /// ```
+    /// use ndprune::Norm;
+    /// let t = ndarray::ArrayD::<f64>::ones(vec![2, 3, 4]);
+    /// assert_eq!(Norm::L(1.0).channel_norms(t.view(), 1).unwrap(), vec![8.0; 3]);
+    /// assert!(Norm::Nuc.channel_norms(t.view(), 0).is_ok());
+    /// ```
     pub fn channel_norms<T: PruneFloat>(
         self,
         t: ArrayViewD<'_, T>,

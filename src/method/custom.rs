@@ -28,6 +28,12 @@ pub struct CustomFromMask<'a, T> {
 
 impl<'a, T: PruneFloat> CustomFromMask<'a, T> {
     /// The method for this mask (checked when applied).
+    ///
+    /// ```
+    /// use ndprune::CustomFromMask;
+    /// let mask = ndarray::ArrayD::<f32>::ones(vec![2, 2]);
+    /// let _method = CustomFromMask::new(mask.view());
+    /// ```
     pub fn new(mask: ArrayViewD<'a, T>) -> Self {
         CustomFromMask { mask }
     }

@@ -28,6 +28,12 @@ pub struct L1Unstructured {
 
 impl L1Unstructured {
     /// The method for `amount`; fails for a fraction outside `[0, 1]` or NaN.
+    ///
+    /// ```
+    /// use ndprune::{Amount, L1Unstructured};
+    /// assert!(L1Unstructured::new(Amount::Count(3)).is_ok());
+    /// assert!(L1Unstructured::new(Amount::Fraction(-0.1)).is_err());
+    /// ```
     pub fn new(amount: Amount) -> Result<Self, PruneError> {
         amount.validate()?;
         Ok(L1Unstructured { amount })

@@ -56,6 +56,12 @@ pub struct LnStructured {
 impl LnStructured {
     /// The method for `amount` of the channels along `dim`, ranked by norm
     /// `n`; fails for an invalid amount or `Norm::L(NaN)`.
+    ///
+    /// ```
+    /// use ndprune::{Amount, Dim, LnStructured, Norm};
+    /// assert!(LnStructured::new(Amount::Fraction(0.5), Norm::L(2.0), Dim(0)).is_ok());
+    /// assert!(LnStructured::new(Amount::Fraction(0.5), Norm::L(f64::NAN), Dim(0)).is_err());
+    /// ```
     pub fn new(amount: Amount, n: Norm, dim: Dim) -> Result<Self, PruneError> {
         amount.validate()?;
         if let Norm::L(p) = n {

@@ -72,7 +72,7 @@ pub enum MaskState {
 ///
 /// ```
 /// use ndprune::prelude::*;
-/// use ndprune::{MaskState, PruningKind};
+/// use ndprune::PruningKind;
 /// use ndarray::{ArrayD, ArrayViewD};
 ///
 /// /// Prunes every entry whose importance is negative.
@@ -98,11 +98,26 @@ pub enum MaskState {
 /// ```
 pub trait PruningMethod<T: PruneFloat>: fmt::Debug {
     /// The method's kind, which decides what a later call sees.
+    ///
+    /// ```
+    /// use ndprune::{Amount, Dim, LnStructured, Norm, PruningKind, PruningMethod};
+    /// let m = LnStructured::new(Amount::Count(1), Norm::Inf, Dim(-1)).unwrap();
+    /// assert_eq!(PruningMethod::<f32>::kind(&m), PruningKind::Structured { dim: Dim(-1) });
+    /// ```
     fn kind(&self) -> PruningKind;
 
     /// PyTorch's `compute_mask`: the new mask for `t` (importance scores of
     /// the part being pruned), starting from `default_mask` (its current
     /// mask, of the same shape). Must return a 0/1 mask of `t`'s shape.
+    ///
+    /// ```
+    /// use ndprune::{Amount, L1Unstructured, PruningMethod};
+    /// use ndarray::array;
+    /// let m = L1Unstructured::new(Amount::Count(1)).unwrap();
+    /// let t = array![2.0f64, -1.0, 3.0].into_dyn();
+    /// let mask = m.compute_mask(t.view(), array![1.0, 1.0, 1.0].into_dyn().view()).unwrap();
+    /// assert_eq!(mask, array![1.0, 0.0, 1.0].into_dyn());
+    /// ```
     fn compute_mask(
         &self,
         t: ArrayViewD<'_, T>,
@@ -116,6 +131,17 @@ pub trait PruningMethod<T: PruneFloat>: fmt::Debug {
     ///
     /// The built-in methods override this with kernels that work in place;
     /// they give the same masks as this default.
+    ///
+    /// ```
+    /// use ndprune::{Amount, L1Unstructured, MaskState, PruningMethod};
+    /// use ndarray::array;
+    /// let m = L1Unstructured::new(Amount::Count(1)).unwrap();
+    /// let t = array![2.0f64, -1.0, 3.0].into_dyn();
+    /// let mut mask = array![1.0, 0.0, 1.0].into_dyn();
+    /// // One more of the two entries left: the 2.0.
+    /// m.update_mask(t.view(), &mut mask, MaskState::Existing).unwrap();
+    /// assert_eq!(mask, array![0.0, 0.0, 1.0].into_dyn());
+    /// ```
     fn update_mask(
         &self,
         importance: ArrayViewD<'_, T>,
@@ -128,6 +154,17 @@ pub trait PruningMethod<T: PruneFloat>: fmt::Debug {
     /// Updates several masks as one, as if the importances and masks were
     /// concatenated into one flat tensor: global pruning. On error no mask
     /// is changed. The default concatenates; built-in methods work in place.
+    ///
+    /// ```
+    /// use ndprune::{Amount, L1Unstructured, PruningMethod};
+    /// use ndarray::array;
+    /// let m = L1Unstructured::new(Amount::Count(2)).unwrap();
+    /// let (a, b) = (array![0.5f32, 4.0].into_dyn(), array![0.1f32, 3.0].into_dyn());
+    /// let mut masks = [a.mapv(|_| 1.0), b.mapv(|_| 1.0)];
+    /// m.update_masks_jointly(&[a.view(), b.view()], &mut masks).unwrap();
+    /// assert_eq!(masks[0], array![0.0f32, 1.0].into_dyn());
+    /// assert_eq!(masks[1], array![0.0f32, 1.0].into_dyn());
+    /// ```
     fn update_masks_jointly(
         &self,
         importances: &[ArrayViewD<'_, T>],
@@ -137,7 +174,12 @@ pub trait PruningMethod<T: PruneFloat>: fmt::Debug {
     }
 
     /// A short description for the pruning history, e.g.
-    /// `L1Unstructured(amount=0.3)`. Defaults to the `Debug` form.
+    /// `L1Unstructured { amount: Fraction(0.3) }`. Defaults to the `Debug` form.
+    ///
+    /// ```
+    /// use ndprune::{Identity, PruningMethod};
+    /// assert_eq!(PruningMethod::<f32>::describe(&Identity), "Identity");
+    /// ```
     fn describe(&self) -> String {
         format!("{self:?}")
     }

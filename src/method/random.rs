@@ -34,6 +34,12 @@ pub struct RandomUnstructured {
 
 impl RandomUnstructured {
     /// The method for `amount`, drawing with a generator seeded by `seed`.
+    ///
+    /// ```
+    /// use ndprune::{Amount, RandomUnstructured};
+    /// assert!(RandomUnstructured::new(Amount::Fraction(0.3), 7).is_ok());
+    /// assert!(RandomUnstructured::new(Amount::Fraction(f64::NAN), 7).is_err());
+    /// ```
     pub fn new(amount: Amount, seed: u64) -> Result<Self, PruneError> {
         amount.validate()?;
         Ok(RandomUnstructured { amount, seed })
@@ -120,6 +126,11 @@ pub struct RandomStructured {
 impl RandomStructured {
     /// The method for `amount` of the channels along `dim`, drawing with a
     /// generator seeded by `seed`.
+    ///
+    /// ```
+    /// use ndprune::{Amount, Dim, RandomStructured};
+    /// assert!(RandomStructured::new(Amount::Count(1), Dim(0), 7).is_ok());
+    /// ```
     pub fn new(amount: Amount, dim: Dim, seed: u64) -> Result<Self, PruneError> {
         amount.validate()?;
         Ok(RandomStructured { amount, dim, seed })

@@ -60,17 +60,37 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     fn store_mut(&mut self) -> &mut TensorStore<T>;
 
     /// The direct children, with their names, in order. None by default.
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module, Sequential};
+    /// let s = Sequential::<f32>::new().with_child("fc", Layer::new());
+    /// assert_eq!(s.children().len(), 1);
+    /// assert!(Layer::<f32>::new().children().is_empty());
+    /// ```
     fn children(&self) -> Vec<(&str, &dyn Module<T>)> {
         Vec::new()
     }
 
     /// The direct children, mutable; the same names in the same order as
     /// [`Module::children`].
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module, Sequential};
+    /// let mut s = Sequential::<f32>::new().push(Layer::new());
+    /// assert_eq!(s.children_mut()[0].0, "0");
+    /// ```
     fn children_mut(&mut self) -> Vec<(&str, &mut dyn Module<T>)> {
         Vec::new()
     }
 
     /// The store of the module at a dotted module path (`""` is this one).
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module, Sequential};
+    /// let s = Sequential::<f32>::new().with_child("a", Sequential::new().push(Layer::new()));
+    /// assert!(s.store_at("a.0").is_some());
+    /// assert!(s.store_at("a.1").is_none());
+    /// ```
     fn store_at(&self, module_path: &str) -> Option<&TensorStore<T>> {
         if module_path.is_empty() {
             return Some(self.store());
@@ -81,6 +101,14 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     }
 
     /// The store of the module at a dotted module path, mutable.
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module, Sequential};
+    /// let mut s = Sequential::<f32>::new().push(Layer::new());
+    /// let store = s.store_at_mut("0").unwrap();
+    /// store.add_parameter("w", ndarray::ArrayD::zeros(vec![2])).unwrap();
+    /// assert!(s.parameter("0.w").is_some());
+    /// ```
     fn store_at_mut(&mut self, module_path: &str) -> Option<&mut TensorStore<T>> {
         if module_path.is_empty() {
             return Some(self.store_mut());
@@ -91,13 +119,30 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     }
 
     /// The tensor at a dotted path as a forward pass sees it (pruned tensor,
-    /// else parameter, else buffer).
+    /// else parameter, else buffer): PyTorch's `getattr`.
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// use ndarray::array;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut m = Sequential::new().push(Layer::new().with_parameter("weight", array![1.0f32, 2.0].into_dyn()));
+    /// prune::l1_unstructured(&mut m, "0.weight", Amount::Count(1), None)?;
+    /// assert_eq!(m.tensor("0.weight").unwrap(), &array![0.0f32, 2.0].into_dyn());
+    /// assert!(m.parameter("0.weight").is_none()); // it is no parameter now
+    /// # Ok(()) }
+    /// ```
     fn tensor(&self, path: &str) -> Option<&ArrayD<T>> {
         let (module, name) = split_path(path);
         self.store_at(module)?.get(name)
     }
 
     /// The parameter at a dotted path.
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module};
+    /// let l = Layer::<f32>::new().with_parameter("bias", ndarray::ArrayD::zeros(vec![3]));
+    /// assert_eq!(l.parameter("bias").unwrap().len(), 3);
+    /// ```
     fn parameter(&self, path: &str) -> Option<&ArrayD<T>> {
         let (module, name) = split_path(path);
         self.store_at(module)?.parameter(name)
@@ -105,12 +150,25 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
 
     /// The parameter at a dotted path, to change its values (then call
     /// [`Module::recompute_pruned`]).
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module};
+    /// let mut l = Layer::<f32>::new().with_parameter("bias", ndarray::ArrayD::zeros(vec![3]));
+    /// l.parameter_mut("bias").unwrap().fill(1.0);
+    /// assert_eq!(l.parameter("bias").unwrap().sum(), 3.0);
+    /// ```
     fn parameter_mut(&mut self, path: &str) -> Option<&mut ArrayD<T>> {
         let (module, name) = split_path(path);
         self.store_at_mut(module)?.parameter_mut(name)
     }
 
     /// The buffer at a dotted path.
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module};
+    /// let l = Layer::<f32>::new().with_buffer("running_mean", ndarray::ArrayD::zeros(vec![3]));
+    /// assert!(l.buffer("running_mean").is_some());
+    /// ```
     fn buffer(&self, path: &str) -> Option<&ArrayD<T>> {
         let (module, name) = split_path(path);
         self.store_at(module)?.buffer(name)
@@ -118,6 +176,14 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
 
     /// Calls `visit` with the dotted path and store of this module and of
     /// every module below it, parents before children.
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module, Sequential};
+    /// let s = Sequential::<f32>::new().push(Layer::new()).push(Layer::new());
+    /// let mut paths = Vec::new();
+    /// s.visit_stores("", &mut |path, _| paths.push(path.to_string()));
+    /// assert_eq!(paths, ["", "0", "1"]);
+    /// ```
     fn visit_stores(&self, prefix: &str, visit: &mut dyn FnMut(&str, &TensorStore<T>)) {
         visit(prefix, self.store());
         for (name, child) in self.children() {
@@ -127,6 +193,15 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
 
     /// Every parameter of the tree with its dotted path, in PyTorch's
     /// `named_parameters` order.
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module, Sequential};
+    /// use rand::SeedableRng;
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let s = Sequential::<f32>::new().push(Layer::linear(2, 2, &mut rng));
+    /// let names: Vec<String> = s.named_parameters().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, ["0.weight", "0.bias"]);
+    /// ```
     fn named_parameters(&self) -> Vec<(String, &ArrayD<T>)> {
         let mut out = Vec::new();
         collect(self, "", &mut out, &|s| s.parameters().collect());
@@ -134,6 +209,15 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     }
 
     /// Every buffer of the tree with its dotted path.
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut s = Sequential::new().push(Layer::new().with_parameter("w", ndarray::ArrayD::<f32>::ones(vec![2])));
+    /// prune::identity(&mut s, "0.w")?;
+    /// assert_eq!(s.named_buffers()[0].0, "0.w_mask");
+    /// # Ok(()) }
+    /// ```
     fn named_buffers(&self) -> Vec<(String, &ArrayD<T>)> {
         let mut out = Vec::new();
         collect(self, "", &mut out, &|s| s.buffers().collect());
@@ -141,6 +225,15 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     }
 
     /// Every pruned tensor (`orig * mask`) of the tree with its dotted path.
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut s = Sequential::new().push(Layer::new().with_parameter("w", ndarray::ArrayD::<f32>::ones(vec![2])));
+    /// prune::identity(&mut s, "0.w")?;
+    /// assert_eq!(s.named_pruned()[0].0, "0.w");
+    /// # Ok(()) }
+    /// ```
     fn named_pruned(&self) -> Vec<(String, &ArrayD<T>)> {
         let mut out = Vec::new();
         collect(self, "", &mut out, &|s| s.pruned_tensors().collect());
@@ -150,6 +243,18 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     /// Parameters and buffers with dotted names, in the order of PyTorch's
     /// `state_dict` (each module's parameters, then its buffers, then its
     /// children).
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// use rand::SeedableRng;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let mut s = Sequential::<f32>::new().push(Layer::linear(3, 2, &mut rng));
+    /// prune::l1_unstructured(&mut s, "0.weight", Amount::Count(1), None)?;
+    /// let keys: Vec<String> = s.state_dict().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(keys, ["0.bias", "0.weight_orig", "0.weight_mask"]);
+    /// # Ok(()) }
+    /// ```
     fn state_dict(&self) -> Vec<(String, &ArrayD<T>)> {
         let mut out = Vec::new();
         collect(self, "", &mut out, &|s| {
@@ -160,6 +265,18 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
 
     /// Recomputes every pruned tensor in the tree as `orig * mask`: what
     /// PyTorch's forward pre-hooks do before each forward pass.
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// use ndarray::array;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut m = Sequential::new().push(Layer::new().with_parameter("w", array![1.0f32, 2.0].into_dyn()));
+    /// prune::l1_unstructured(&mut m, "0.w", Amount::Count(1), None)?;
+    /// m.parameter_mut("0.w_orig").unwrap().fill(5.0); // a training step
+    /// m.recompute_pruned();
+    /// assert_eq!(m.tensor("0.w").unwrap(), &array![0.0f32, 5.0].into_dyn());
+    /// # Ok(()) }
+    /// ```
     fn recompute_pruned(&mut self) {
         self.store_mut().recompute();
         for (_, child) in self.children_mut() {

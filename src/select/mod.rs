@@ -10,7 +10,7 @@
 //! Where equal scores straddle the cut (say 10 zeros and 4 of them to
 //! prune), ndprune picks exactly the ones PyTorch picks: its CPU `topk`
 //! runs the C++ library's `nth_element` or `partial_sort` on `(value,
-//! index)` pairs, and [`torch_topk`] replays those algorithms step for step.
+//! index)` pairs, and ndprune replays those algorithms step for step.
 //! That choice is deterministic (a function of the scores alone), and it is
 //! tested against `torch.topk` itself on hundreds of tie-heavy inputs.
 //!

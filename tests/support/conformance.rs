@@ -59,6 +59,9 @@ pub fn check_case(case: &Value) -> Result<(), String> {
     }
 }
 
+/// Tensors of one group (parameters, buffers or pruned) with their names.
+type Named<'a, T> = Vec<(&'a str, &'a ArrayD<T>)>;
+
 struct Case<T: PruneFloat> {
     root: Sequential<T>,
     exact: bool,
@@ -184,7 +187,7 @@ impl<T: PruneFloat> Case<T> {
         }
         for (mname, want) in modules {
             let store = self.root.store_at(mname).ok_or("module vanished")?;
-            let groups: [(&str, Vec<(&str, &ArrayD<T>)>); 3] = [
+            let groups: [(&str, Named<'_, T>); 3] = [
                 ("parameters", store.parameters().collect()),
                 ("buffers", store.buffers().collect()),
                 ("pruned", store.pruned_tensors().collect()),
