@@ -1,15 +1,43 @@
-//! Every case PyTorch computed (tests/fixtures/torch-cases.jsonl) must pass.
+//! Every case PyTorch computed (tests/fixtures/torch-cases.jsonl) must pass,
+//! except the few whose expected state depends on PyTorch's random stream.
 
 #[path = "support/conformance.rs"]
 mod conformance;
+
+/// Cases with a random step whose expected number of ones per mask depends
+/// on which entries PyTorch's random generator picked, not only on the
+/// amount: `random_structured` after a custom mask (channels hold different
+/// numbers of ones) and `random_unstructured` in global pruning over two
+/// tensors (how the pruned entries split between them). ndprune's random
+/// methods draw from `rand`, not from PyTorch's generator, so these can only
+/// match by chance. They must still fail only on a mask's count of ones.
+const RANDOM_STREAM_DEPENDENT: &[&str] = &["random/1001/8", "random/1001/12", "random/1001/14"];
 
 #[test]
 fn all_torch_cases_pass() {
     let text = include_str!("fixtures/torch-cases.jsonl");
     let report = conformance::check_file(text);
+    let mut unexpected = Vec::new();
     for (id, why) in &report.failures {
-        eprintln!("FAIL {id}: {why}");
+        let known = RANDOM_STREAM_DEPENDENT.contains(&id.as_str()) && why.contains("ones, expected");
+        if !known {
+            unexpected.push(format!("{id}: {why}"));
+        }
     }
-    assert!(report.passed >= 342, "{}", report.summary());
-    assert!(report.failures.is_empty(), "{}", report.summary());
+    assert!(unexpected.is_empty(), "{}\n{}", report.summary(), unexpected.join("\n"));
+    assert!(report.passed + report.failures.len() == 342, "{}", report.summary());
+    assert!(report.passed >= 342 - RANDOM_STREAM_DEPENDENT.len(), "{}", report.summary());
+}
+
+#[test]
+fn the_checker_catches_a_wrong_state() {
+    // A case whose expected mask is altered must fail: the checker is not a rubber stamp.
+    let text = include_str!("fixtures/torch-cases.jsonl");
+    let line = text.lines().find(|l| l.contains("\"l1_unstructured\"") && l.contains("\"exact\": true")).unwrap();
+    let mut case: serde_json::Value = serde_json::from_str(line).unwrap();
+    let expect = case["expect"].as_object_mut().unwrap();
+    let module = expect.values_mut().next().unwrap();
+    let data = module["buffers"]["weight_mask"]["data"].as_array_mut().unwrap();
+    data[0] = serde_json::json!(1.0 - data[0].as_f64().unwrap());
+    assert!(conformance::check_case(&case).is_err());
 }
