@@ -37,12 +37,16 @@ const WORKLOADS: &[Workload] = &[
     Workload {
         name: "ln_structured_linear4096_dim0_l2",
         shapes: LINEAR,
-        run: |m, p| prune::ln_structured(m, &p[0], Amount::Fraction(0.3), Norm::L(2.0), Dim(0), None),
+        run: |m, p| {
+            prune::ln_structured(m, &p[0], Amount::Fraction(0.3), Norm::L(2.0), Dim(0), None)
+        },
     },
     Workload {
         name: "ln_structured_linear4096_dim1_l1",
         shapes: LINEAR,
-        run: |m, p| prune::ln_structured(m, &p[0], Amount::Fraction(0.3), Norm::L(1.0), Dim(1), None),
+        run: |m, p| {
+            prune::ln_structured(m, &p[0], Amount::Fraction(0.3), Norm::L(1.0), Dim(1), None)
+        },
     },
     Workload {
         name: "ln_structured_conv512_dim1_linf",
@@ -52,7 +56,9 @@ const WORKLOADS: &[Workload] = &[
     Workload {
         name: "ln_structured_conv512_dim0_l2",
         shapes: CONV,
-        run: |m, p| prune::ln_structured(m, &p[0], Amount::Fraction(0.5), Norm::L(2.0), Dim(0), None),
+        run: |m, p| {
+            prune::ln_structured(m, &p[0], Amount::Fraction(0.5), Norm::L(2.0), Dim(0), None)
+        },
     },
     Workload {
         name: "l1_unstructured_linear4096",
@@ -72,7 +78,12 @@ const WORKLOADS: &[Workload] = &[
         shapes: GLOBAL,
         run: |m, p| {
             let targets: Vec<&str> = p.iter().map(String::as_str).collect();
-            prune::global_unstructured(m, &targets, &L1Unstructured::new(Amount::Fraction(0.6))?, None)
+            prune::global_unstructured(
+                m,
+                &targets,
+                &L1Unstructured::new(Amount::Fraction(0.6))?,
+                None,
+            )
         },
     },
 ];
@@ -82,7 +93,8 @@ fn holder(shapes: &[&[usize]], seed: u64) -> (Sequential<f32>, Vec<String>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut model = Sequential::new();
     for shape in shapes {
-        let weight = ArrayD::from_shape_simple_fn(shape.to_vec(), || StandardNormal.sample(&mut rng));
+        let weight =
+            ArrayD::from_shape_simple_fn(shape.to_vec(), || StandardNormal.sample(&mut rng));
         model = model.push(Layer::new().with_parameter("weight", weight));
     }
     let paths = (0..shapes.len()).map(|i| format!("{i}.weight")).collect();
@@ -113,7 +125,10 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let Some(workload) = args.first().and_then(|n| WORKLOADS.iter().find(|w| w.name == n)) else {
+    let Some(workload) = args
+        .first()
+        .and_then(|n| WORKLOADS.iter().find(|w| w.name == n))
+    else {
         eprintln!("usage: bench_ops WORKLOAD [REPS] | --list");
         return ExitCode::from(2);
     };

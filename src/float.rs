@@ -78,6 +78,65 @@ impl PruneFloat for f64 {
     }
 }
 
+/// `bf16` and `f16` (feature `half`): magnitudes are ranked exactly and norms
+/// are accumulated in `f64`, so the 16-bit types prune with the same
+/// semantics as `f32`.
+///
+/// ```
+/// # #[cfg(feature = "half")] {
+/// use half::bf16;
+/// use ndprune::PruneFloat;
+/// assert_eq!(bf16::KEY_BITS, 16);
+/// assert!(bf16::from_f32(-3.0).magnitude_key() > bf16::from_f32(2.0).magnitude_key());
+/// assert_eq!(bf16::from_f32(0.5).as_f64(), 0.5);
+/// # }
+/// ```
+#[cfg(feature = "half")]
+mod half_impls {
+    use super::PruneFloat;
+    use half::{bf16, f16};
+
+    impl PruneFloat for bf16 {
+        const KEY_BITS: u32 = 16;
+
+        fn as_f64(self) -> f64 {
+            self.to_f64()
+        }
+
+        fn from_f64(x: f64) -> Self {
+            bf16::from_f64(x)
+        }
+
+        fn magnitude_key(self) -> u64 {
+            if self.is_nan() {
+                0xffff
+            } else {
+                u64::from(self.to_bits() & 0x7fff)
+            }
+        }
+    }
+
+    impl PruneFloat for f16 {
+        const KEY_BITS: u32 = 16;
+
+        fn as_f64(self) -> f64 {
+            self.to_f64()
+        }
+
+        fn from_f64(x: f64) -> Self {
+            f16::from_f64(x)
+        }
+
+        fn magnitude_key(self) -> u64 {
+            if self.is_nan() {
+                0xffff
+            } else {
+                u64::from(self.to_bits() & 0x7fff)
+            }
+        }
+    }
+}
+
 /// The order-preserving key of a non-negative or NaN `f64` score (a norm),
 /// with NaN largest, for the channel selection.
 pub(crate) fn score_key(x: f64) -> u64 {

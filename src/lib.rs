@@ -52,6 +52,7 @@ mod float;
 pub mod method;
 mod module;
 pub mod norm;
+mod par;
 pub mod prune;
 mod reparam;
 pub mod select;
@@ -66,6 +67,7 @@ pub use method::{
 };
 pub use module::{Layer, Module, Sequential, TensorStore};
 pub use norm::Norm;
+pub use select::TieBreak;
 
 /// The names most code needs: `use ndprune::prelude::*;`.
 ///

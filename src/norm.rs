@@ -4,7 +4,7 @@ use std::fmt;
 
 use ndarray::{ArrayViewD, Axis};
 
-use crate::{PruneError, PruneFloat};
+use crate::{par, PruneError, PruneFloat};
 
 /// Which norm ranks the channels in [`crate::prune::ln_structured`], as
 /// PyTorch's `n` argument.
@@ -113,42 +113,46 @@ impl Norm {
         // `as_standard_layout` makes the data contiguous; the fallback is
         // unreachable but keeps this free of a panic path.
         let data = t.as_slice().unwrap_or(&[]);
+        let sum = |a: f64, b: f64| a + b;
+        let max = |a: f64, x: f64| {
+            let x = x.abs();
+            if x.is_nan() || x > a {
+                x
+            } else {
+                a
+            }
+        };
+        let min = |a: f64, x: f64| {
+            let x = x.abs();
+            if x.is_nan() || x < a {
+                x
+            } else {
+                a
+            }
+        };
+        let shape = (outer, channels, inner);
         Ok(match reduction {
-            Reduction::Count => reduce(data, outer, channels, inner, 0.0, |a, x| {
-                a + f64::from(u8::from(x != 0.0))
-            }),
-            Reduction::Sum => reduce(data, outer, channels, inner, 0.0, |a, x| a + x.abs()),
+            Reduction::Count => reduce(
+                data,
+                shape,
+                0.0,
+                |a, x| a + f64::from(u8::from(x != 0.0)),
+                sum,
+            ),
+            Reduction::Sum => reduce(data, shape, 0.0, |a, x| a + x.abs(), sum),
             Reduction::SumSquares => {
-                let mut s = reduce(data, outer, channels, inner, 0.0, |a, x| a + x * x);
+                let mut s = reduce(data, shape, 0.0, |a, x| a + x * x, sum);
                 s.iter_mut().for_each(|v| *v = v.sqrt());
                 s
             }
-            Reduction::Max => reduce(data, outer, channels, inner, 0.0, |a, x| {
-                let x = x.abs();
-                if x.is_nan() || x > a {
-                    x
-                } else {
-                    a
-                }
-            }),
-            Reduction::Min => reduce(data, outer, channels, inner, f64::INFINITY, |a, x| {
-                let x = x.abs();
-                if x.is_nan() || x < a {
-                    x
-                } else {
-                    a
-                }
-            }),
+            Reduction::Max => reduce(data, shape, 0.0, max, max),
+            Reduction::Min => reduce(data, shape, f64::INFINITY, min, min),
             Reduction::Power(p) => {
                 let mut s = if p.fract() == 0.0 && p.abs() <= 64.0 {
                     let e = p as i32;
-                    reduce(data, outer, channels, inner, 0.0, |a, x| {
-                        a + x.abs().powi(e)
-                    })
+                    reduce(data, shape, 0.0, |a, x| a + x.abs().powi(e), sum)
                 } else {
-                    reduce(data, outer, channels, inner, 0.0, |a, x| {
-                        a + x.abs().powf(p)
-                    })
+                    reduce(data, shape, 0.0, |a, x| a + x.abs().powf(p), sum)
                 };
                 s.iter_mut().for_each(|v| *v = v.powf(1.0 / p));
                 s
@@ -158,32 +162,72 @@ impl Norm {
     }
 }
 
+/// Number of blocks the outer dimension is cut into for parallel partial
+/// reductions: fixed, so results do not depend on the number of threads.
+const OUTER_BLOCKS: usize = 64;
+
 /// Folds every channel of the `[outer, channels, inner]` view of `data`
-/// with `add`, walking memory in order.
+/// with `add` (accumulator, element) in one pass over memory in order;
+/// partial results of fixed blocks are combined with `merge`, in block
+/// order. Contiguous runs are folded in four interleaved lanes.
 fn reduce<T: PruneFloat>(
     data: &[T],
-    outer: usize,
-    channels: usize,
-    inner: usize,
+    (outer, channels, inner): (usize, usize, usize),
     init: f64,
-    add: impl Fn(f64, f64) -> f64,
+    add: impl Fn(f64, f64) -> f64 + Sync + Send,
+    merge: impl Fn(f64, f64) -> f64 + Sync + Send,
 ) -> Vec<f64> {
-    let mut acc = vec![init; channels];
-    if channels == 0 || inner == 0 {
-        return acc;
+    if channels == 0 || inner == 0 || outer == 0 {
+        return vec![init; channels];
     }
-    for block in data.chunks_exact(channels * inner).take(outer) {
-        if inner == 1 {
-            for (a, &x) in acc.iter_mut().zip(block) {
-                *a = add(*a, x.as_f64());
-            }
-        } else {
-            for (a, run) in acc.iter_mut().zip(block.chunks_exact(inner)) {
-                *a = run.iter().fold(*a, |s, &x| add(s, x.as_f64()));
+    let slab = channels * inner;
+    let fold_run = |run: &[T]| {
+        let mut lanes = [init; 4];
+        let mut quads = run.chunks_exact(4);
+        for q in &mut quads {
+            for (l, &x) in lanes.iter_mut().zip(q) {
+                *l = add(*l, x.as_f64());
             }
         }
+        let mut acc = merge(merge(lanes[0], lanes[1]), merge(lanes[2], lanes[3]));
+        for &x in quads.remainder() {
+            acc = add(acc, x.as_f64());
+        }
+        acc
+    };
+    if outer == 1 {
+        // One slab: each channel is one contiguous run.
+        return par::map_ordered(channels, data.len(), |c| {
+            fold_run(&data[c * inner..(c + 1) * inner])
+        });
     }
-    acc
+    // Partial results per block of slabs, merged in block order.
+    let blocks = outer.min(OUTER_BLOCKS);
+    let per_block = outer.div_ceil(blocks);
+    let partials = par::map_ordered(blocks, data.len(), |b| {
+        let mut acc = vec![init; channels];
+        let rows = (b * per_block)..((b + 1) * per_block).min(outer);
+        for o in rows {
+            let slab = &data[o * slab..(o + 1) * slab];
+            if inner == 1 {
+                for (a, &x) in acc.iter_mut().zip(slab) {
+                    *a = add(*a, x.as_f64());
+                }
+            } else {
+                for (a, run) in acc.iter_mut().zip(slab.chunks_exact(inner)) {
+                    *a = merge(*a, fold_run(run));
+                }
+            }
+        }
+        acc
+    });
+    let mut total = vec![init; channels];
+    for part in partials {
+        for (t, p) in total.iter_mut().zip(part) {
+            *t = merge(*t, p);
+        }
+    }
+    total
 }
 
 /// Sum of singular values of each channel's 2-D slice (3-dim tensor).

@@ -53,8 +53,14 @@ where
         let param = store.check_first_pruning(name)?;
         let importance = importance.unwrap_or_else(|| param.view());
         check_importance(&importance, param.shape())?;
-        let mut mask = ArrayD::ones(param.raw_dim());
-        method.update_mask(importance, &mut mask, MaskState::Fresh)?;
+        let mask = method.fresh_mask(importance)?;
+        if mask.shape() != param.shape() {
+            return Err(PruneError::MethodContract {
+                method: method.describe(),
+                expected: param.shape().to_vec(),
+                got: mask.shape().to_vec(),
+            });
+        }
         store.commit_first_pruning(name, mask, method.describe());
     }
     Ok(())

@@ -19,25 +19,44 @@ fn all_torch_cases_pass() {
     let report = conformance::check_file(text);
     let mut unexpected = Vec::new();
     for (id, why) in &report.failures {
-        let known = RANDOM_STREAM_DEPENDENT.contains(&id.as_str()) && why.contains("ones, expected");
+        let known =
+            RANDOM_STREAM_DEPENDENT.contains(&id.as_str()) && why.contains("ones, expected");
         if !known {
             unexpected.push(format!("{id}: {why}"));
         }
     }
-    assert!(unexpected.is_empty(), "{}\n{}", report.summary(), unexpected.join("\n"));
-    assert!(report.passed + report.failures.len() == 342, "{}", report.summary());
-    assert!(report.passed >= 342 - RANDOM_STREAM_DEPENDENT.len(), "{}", report.summary());
+    assert!(
+        unexpected.is_empty(),
+        "{}\n{}",
+        report.summary(),
+        unexpected.join("\n")
+    );
+    assert!(
+        report.passed + report.failures.len() == 342,
+        "{}",
+        report.summary()
+    );
+    assert!(
+        report.passed >= 342 - RANDOM_STREAM_DEPENDENT.len(),
+        "{}",
+        report.summary()
+    );
 }
 
 #[test]
 fn the_checker_catches_a_wrong_state() {
     // A case whose expected mask is altered must fail: the checker is not a rubber stamp.
     let text = include_str!("fixtures/torch-cases.jsonl");
-    let line = text.lines().find(|l| l.contains("\"l1_unstructured\"") && l.contains("\"exact\": true")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"l1_unstructured\"") && l.contains("\"exact\": true"))
+        .unwrap();
     let mut case: serde_json::Value = serde_json::from_str(line).unwrap();
     let expect = case["expect"].as_object_mut().unwrap();
     let module = expect.values_mut().next().unwrap();
-    let data = module["buffers"]["weight_mask"]["data"].as_array_mut().unwrap();
+    let data = module["buffers"]["weight_mask"]["data"]
+        .as_array_mut()
+        .unwrap();
     data[0] = serde_json::json!(1.0 - data[0].as_f64().unwrap());
     assert!(conformance::check_case(&case).is_err());
 }

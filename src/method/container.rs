@@ -7,6 +7,7 @@
 
 use ndarray::{Array1, ArrayD, ArrayViewD, Axis, IxDyn};
 
+use super::channels::live_channels;
 use super::{flat, flat_mut, MaskState, PruningKind, PruningMethod};
 use crate::{PruneError, PruneFloat};
 
@@ -45,7 +46,12 @@ pub(super) fn update_mask<T: PruneFloat, M: PruningMethod<T> + ?Sized>(
         }
         (MaskState::Existing, PruningKind::Structured { dim }) => {
             let d = dim.resolve(mask.ndim())?;
-            let kept = live_channels(mask, d);
+            let kept: Vec<usize> = live_channels(mask, d)
+                .iter()
+                .enumerate()
+                .filter(|(_, &l)| l)
+                .map(|(c, _)| c)
+                .collect();
             let t = importance.select(Axis(d), &kept);
             let sub_mask = mask.select(Axis(d), &kept);
             let partial = method.compute_mask(t.view(), sub_mask.view())?;
@@ -104,15 +110,6 @@ fn contract<T: PruneFloat, M: PruningMethod<T> + ?Sized>(method: &M, total: usiz
         expected: vec![total],
         got: vec![],
     }
-}
-
-/// Indices of the channels along `dim` whose mask is not all zero.
-pub(crate) fn live_channels<T: PruneFloat>(mask: &ArrayD<T>, dim: usize) -> Vec<usize> {
-    mask.axis_iter(Axis(dim))
-        .enumerate()
-        .filter(|(_, ch)| ch.iter().any(|&m| m != T::zero()))
-        .map(|(c, _)| c)
-        .collect()
 }
 
 /// A method's mask must have the expected shape and hold only 0 and 1.

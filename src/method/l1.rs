@@ -3,8 +3,8 @@
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
 use super::{flat, flat_mut, MaskState, PruningKind, PruningMethod};
-use crate::select::{count_candidates, prune_smallest};
-use crate::{Amount, PruneError, PruneFloat};
+use crate::select::{count_candidates, prune_smallest, MaskSlot};
+use crate::{Amount, PruneError, PruneFloat, TieBreak};
 
 /// Prunes the `amount` entries of smallest absolute importance among those
 /// still unpruned (PyTorch's `L1Unstructured`). Ties: see [`crate::select`].
@@ -24,6 +24,7 @@ use crate::{Amount, PruneError, PruneFloat};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct L1Unstructured {
     amount: Amount,
+    ties: TieBreak,
 }
 
 impl L1Unstructured {
@@ -36,7 +37,22 @@ impl L1Unstructured {
     /// ```
     pub fn new(amount: Amount) -> Result<Self, PruneError> {
         amount.validate()?;
-        Ok(L1Unstructured { amount })
+        Ok(L1Unstructured {
+            amount,
+            ties: TieBreak::Torch,
+        })
+    }
+
+    /// The same method with another rule for equal magnitudes at the cut
+    /// (default [`TieBreak::Torch`]).
+    ///
+    /// ```
+    /// use ndprune::{Amount, L1Unstructured, TieBreak};
+    /// let fast = L1Unstructured::new(Amount::Fraction(0.5)).unwrap().with_tie_break(TieBreak::LowestIndex);
+    /// # let _ = fast;
+    /// ```
+    pub fn with_tie_break(self, ties: TieBreak) -> Self {
+        L1Unstructured { ties, ..self }
     }
 }
 
@@ -67,9 +83,20 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
         // PyTorch ranks every entry of `t` here, whatever `default_mask` says.
-        let mut chosen = ArrayD::ones(t.raw_dim());
-        self.update_mask(t, &mut chosen, MaskState::Fresh)?;
-        Ok(chosen * &default_mask)
+        Ok(self.fresh_mask(t)? * &default_mask)
+    }
+
+    fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<ArrayD<T>, PruneError> {
+        let scores = importance.as_standard_layout();
+        let k = self.amount.count_of(scores.len())?;
+        let mut mask = ArrayD::zeros(scores.raw_dim());
+        prune_smallest(
+            &[scores.as_slice().unwrap_or(&[])],
+            &mut [MaskSlot::Fresh(flat_mut(&mut mask))],
+            k,
+            self.ties,
+        );
+        Ok(mask)
     }
 
     fn update_mask(
@@ -94,8 +121,11 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
         let open: usize = masks.iter().map(|m| count_candidates(flat(m))).sum();
         let k = self.amount.count_of(open)?;
         let score_slices: Vec<&[T]> = scores.iter().map(|s| s.as_slice().unwrap_or(&[])).collect();
-        let mut mask_slices: Vec<&mut [T]> = masks.iter_mut().map(flat_mut).collect();
-        prune_smallest(&score_slices, &mut mask_slices, k);
+        let mut slots: Vec<MaskSlot<'_, T>> = masks
+            .iter_mut()
+            .map(|m| MaskSlot::Existing(flat_mut(m)))
+            .collect();
+        prune_smallest(&score_slices, &mut slots, k, self.ties);
         Ok(())
     }
 }

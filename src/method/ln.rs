@@ -1,12 +1,11 @@
 //! `LnStructured`: prune the channels of smallest Lₙ norm.
 
-use ndarray::{ArrayD, ArrayViewD, Axis};
+use ndarray::{ArrayD, ArrayViewD};
 
-use super::container::live_channels;
-use super::l1::standard;
+use super::channels::{live_channels, write_channels};
 use super::{MaskState, PruningKind, PruningMethod};
-use crate::select::channels_to_prune;
-use crate::{Amount, Dim, Norm, PruneError, PruneFloat};
+use crate::select::channels_to_keep;
+use crate::{Amount, Dim, Norm, PruneError, PruneFloat, TieBreak};
 
 /// Prunes the `amount` channels along `dim` of smallest norm `n` among the
 /// channels not yet pruned (PyTorch's `LnStructured`). Norms are taken over
@@ -51,6 +50,7 @@ pub struct LnStructured {
     amount: Amount,
     n: Norm,
     dim: Dim,
+    ties: TieBreak,
 }
 
 impl LnStructured {
@@ -69,7 +69,47 @@ impl LnStructured {
                 return Err(PruneError::InvalidNorm { p });
             }
         }
-        Ok(LnStructured { amount, n, dim })
+        Ok(LnStructured {
+            amount,
+            n,
+            dim,
+            ties: TieBreak::Torch,
+        })
+    }
+
+    /// The same method with another rule for equal norms at the cut
+    /// (default [`TieBreak::Torch`]).
+    ///
+    /// ```
+    /// use ndprune::{Amount, Dim, LnStructured, Norm, TieBreak};
+    /// let m = LnStructured::new(Amount::Count(1), Norm::Inf, Dim(0)).unwrap();
+    /// let _fast = m.with_tie_break(TieBreak::LowestIndex);
+    /// ```
+    pub fn with_tie_break(self, ties: TieBreak) -> Self {
+        LnStructured { ties, ..self }
+    }
+
+    /// The channels along resolved dim `d` that stay, given the live ones.
+    fn keep<T: PruneFloat>(
+        &self,
+        importance: ArrayViewD<'_, T>,
+        shape: &[usize],
+        d: usize,
+        live: &[bool],
+    ) -> Result<Option<Vec<bool>>, PruneError> {
+        let open = live.iter().filter(|&&l| l).count();
+        let k = self.amount.count_of(open)?;
+        if importance.shape() != shape {
+            return Err(PruneError::ShapeMismatch {
+                tensor: String::new(),
+                what: "importance scores",
+                expected: shape.to_vec(),
+                got: importance.shape().to_vec(),
+            });
+        }
+        // PyTorch computes the norms (and fails on them) even when k == 0.
+        let norms = self.n.channel_norms(importance, d)?;
+        Ok((k > 0).then(|| channels_to_keep(&norms, live, open - k, self.ties)))
     }
 }
 
@@ -126,27 +166,23 @@ impl<T: PruneFloat> PruningMethod<T> for LnStructured {
         state: MaskState,
     ) -> Result<(), PruneError> {
         let d = structured_dim(mask.shape(), self.dim, state)?;
-        let channels = mask.shape()[d];
         let live = match state {
-            MaskState::Fresh => vec![true; channels],
-            MaskState::Existing => {
-                let mut live = vec![false; channels];
-                for c in live_channels(mask, d) {
-                    live[c] = true;
-                }
-                live
-            }
+            MaskState::Fresh => vec![true; mask.shape()[d]],
+            MaskState::Existing => live_channels(mask, d),
         };
-        let open = live.iter().filter(|&&l| l).count();
-        let k = self.amount.count_of(open)?;
-        let importance = standard(&importance, mask)?;
-        let norms = self.n.channel_norms(importance.view(), d)?;
-        if k == 0 {
-            return Ok(());
-        }
-        for c in channels_to_prune(&norms, &live, open - k) {
-            mask.index_axis_mut(Axis(d), c).fill(T::zero());
+        if let Some(keep) = self.keep(importance, mask.shape(), d, &live)? {
+            write_channels(mask, d, &keep, false);
         }
         Ok(())
+    }
+
+    fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<ArrayD<T>, PruneError> {
+        let shape = importance.shape().to_vec();
+        let d = structured_dim(&shape, self.dim, MaskState::Fresh)?;
+        let live = vec![true; shape[d]];
+        let keep = self.keep(importance, &shape, d, &live)?.unwrap_or(live);
+        let mut mask = ArrayD::zeros(shape);
+        write_channels(&mut mask, d, &keep, true);
+        Ok(mask)
     }
 }

@@ -5,6 +5,7 @@
 //! [`PruningMethod::compute_mask`]. Iterative combination (measuring the
 //! amount on what is left) and the reparametrization come for free.
 
+mod channels;
 mod container;
 mod custom;
 mod identity;
@@ -149,6 +150,24 @@ pub trait PruningMethod<T: PruneFloat>: fmt::Debug {
         state: MaskState,
     ) -> Result<(), PruneError> {
         container::update_mask(self, importance, mask, state)
+    }
+
+    /// The mask of a first pruning of a tensor whose importance scores are
+    /// `importance`: by default an all-ones mask passed to
+    /// [`PruningMethod::update_mask`] as [`MaskState::Fresh`]. Built-in
+    /// methods write it in one pass.
+    ///
+    /// ```
+    /// use ndprune::{Amount, L1Unstructured, PruningMethod};
+    /// use ndarray::array;
+    /// let m = L1Unstructured::new(Amount::Count(1)).unwrap();
+    /// let mask = m.fresh_mask(array![3.0f32, -0.5, 2.0].into_dyn().view()).unwrap();
+    /// assert_eq!(mask, array![1.0f32, 0.0, 1.0].into_dyn());
+    /// ```
+    fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<ArrayD<T>, PruneError> {
+        let mut mask = ArrayD::ones(importance.raw_dim());
+        self.update_mask(importance, &mut mask, MaskState::Fresh)?;
+        Ok(mask)
     }
 
     /// Updates several masks as one, as if the importances and masks were

@@ -1,10 +1,10 @@
 //! `RandomUnstructured` and `RandomStructured`: prune uniformly at random.
 
-use ndarray::{ArrayD, ArrayViewD, Axis};
+use ndarray::{ArrayD, ArrayViewD};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 
-use super::container::live_channels;
+use super::channels::{live_channels, write_channels};
 use super::ln::structured_dim;
 use super::{flat, flat_mut, MaskState, PruningKind, PruningMethod};
 use crate::select::{count_candidates, sample_in_order};
@@ -175,18 +175,23 @@ impl<T: PruneFloat> PruningMethod<T> for RandomStructured {
         state: MaskState,
     ) -> Result<(), PruneError> {
         let d = structured_dim(mask.shape(), self.dim, state)?;
-        let live = match state {
-            MaskState::Fresh => (0..mask.shape()[d]).collect(),
+        let mut keep = match state {
+            MaskState::Fresh => vec![true; mask.shape()[d]],
             MaskState::Existing => live_channels(mask, d),
         };
-        let k = self.amount.count_of(live.len())?;
+        let open = keep.iter().filter(|&&l| l).count();
+        let k = self.amount.count_of(open)?;
+        if k == 0 {
+            return Ok(());
+        }
         let mut rng = StdRng::seed_from_u64(self.seed);
-        let mut pick = sample_in_order(&mut rng, live.len(), k);
-        for &c in &live {
+        let mut pick = sample_in_order(&mut rng, open, k);
+        for c in keep.iter_mut().filter(|l| **l) {
             if pick() {
-                mask.index_axis_mut(Axis(d), c).fill(T::zero());
+                *c = false;
             }
         }
+        write_channels(mask, d, &keep, false);
         Ok(())
     }
 }

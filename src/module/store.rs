@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, Zip};
 
-use crate::{PruneError, PruneFloat};
+use crate::{par, PruneError, PruneFloat};
 
 /// The tensors one module holds, by name, in insertion order:
 ///
@@ -355,7 +355,9 @@ impl<T: PruneFloat> TensorStore<T> {
             return;
         };
         let (_, orig) = self.parameters.remove(at);
-        let mut tensor = orig.clone();
+        // Zeroed memory comes from the allocator untouched, so the product
+        // pass below is the only write.
+        let mut tensor = ArrayD::zeros(orig.raw_dim());
         product_into(&mut tensor, &orig, &mask);
         self.parameters.push((orig_name(name), orig));
         self.buffers.push((mask_name(name), mask));
@@ -382,21 +384,38 @@ impl<T: PruneFloat> TensorStore<T> {
         self.pruned.remove(pruned_at);
         let (_, mask) = self.buffers.remove(mask_at);
         let (_, mut weight) = self.parameters.remove(orig_at);
-        Zip::from(&mut weight)
-            .and(&mask)
-            .for_each(|w, &m| *w = *w * m);
+        multiply_in_place(&mut weight, &mask);
         self.parameters.push((name.to_string(), weight));
         Ok(())
+    }
+}
+
+/// `weight *= mask`, elementwise.
+fn multiply_in_place<T: PruneFloat>(weight: &mut ArrayD<T>, mask: &ArrayD<T>) {
+    if weight.shape() == mask.shape() {
+        Zip::from(weight).and(mask).for_each(|w, &m| *w = *w * m);
     }
 }
 
 /// `out = orig * mask`, elementwise (a masked NaN or infinity gives NaN, as
 /// in PyTorch).
 fn product_into<T: PruneFloat>(out: &mut ArrayD<T>, orig: &ArrayD<T>, mask: &ArrayD<T>) {
-    if out.shape() == orig.shape() && orig.shape() == mask.shape() {
-        Zip::from(out)
+    if out.shape() != orig.shape() || orig.shape() != mask.shape() {
+        return;
+    }
+    let standard = out.is_standard_layout();
+    match (orig.as_slice(), mask.as_slice(), out.as_slice_mut()) {
+        (Some(o), Some(m), Some(out)) if standard => {
+            par::for_chunks_mut(out, |offset, chunk| {
+                let (o, m) = (&o[offset..], &m[offset..]);
+                for ((v, &w), &k) in chunk.iter_mut().zip(o).zip(m) {
+                    *v = w * k;
+                }
+            });
+        }
+        _ => Zip::from(out)
             .and(orig)
             .and(mask)
-            .for_each(|o, &w, &m| *o = w * m);
+            .for_each(|v, &w, &k| *v = w * k),
     }
 }

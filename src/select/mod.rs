@@ -15,16 +15,49 @@
 //! tested against `torch.topk` itself on hundreds of tie-heavy inputs.
 //!
 //! Unstructured selection first finds the cut in O(n) by a radix select on
-//! the magnitude bits, without sorting or copying; only when ties straddle
-//! the cut does it replay PyTorch's order over the candidates (O(n)
-//! expected, with a temporary of 16 bytes per candidate).
+//! the magnitude bits (parallel histograms, no sorting, no copy of the
+//! scores); only when ties straddle the cut does [`TieBreak::Torch`] replay
+//! PyTorch's order over the candidates, which costs O(n) expected time and a
+//! temporary of 8 bytes per candidate (`f32`; 12 for `f64`).
+//! [`TieBreak::LowestIndex`] skips that replay: among equal scores at the
+//! cut, the lower index (the earlier tensor, in global pruning) is pruned
+//! first.
 
 mod topk;
 
 use rand::{Rng, RngExt};
 
 use crate::float::score_key;
+use crate::par;
 use crate::PruneFloat;
+
+/// How equal scores at the cut are chosen between.
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use ndprune::TieBreak;
+/// use ndarray::array;
+///
+/// # fn main() -> Result<(), PruneError> {
+/// // Four equal magnitudes, two to prune.
+/// let t = array![1.0f32, -1.0, 1.0, 1.0].into_dyn();
+/// let ones = ndarray::ArrayD::ones(vec![4]);
+/// let lowest = L1Unstructured::new(Amount::Count(2))?.with_tie_break(TieBreak::LowestIndex);
+/// assert_eq!(lowest.compute_mask(t.view(), ones.view())?, array![0.0f32, 0.0, 1.0, 1.0].into_dyn());
+/// // PyTorch's CPU topk picks another pair; TieBreak::Torch (the default) picks the same.
+/// let torch = L1Unstructured::new(Amount::Count(2))?;
+/// assert_eq!(torch.compute_mask(t.view(), ones.view())?.sum(), 2.0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TieBreak {
+    /// Exactly PyTorch's choice (its CPU `topk`), at the cost of a replay
+    /// when equal scores straddle the cut. The default.
+    #[default]
+    Torch,
+    /// The lower index first: no extra pass or memory, whatever the ties.
+    LowestIndex,
+}
 
 /// Width of one radix digit of the selection keys.
 const DIGIT_BITS: u32 = 16;
@@ -34,139 +67,251 @@ const BUCKETS: usize = 1 << DIGIT_BITS;
 /// `key` is pruned, and `ties` of the `at_key` candidates whose key equals
 /// `key`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cut {
+struct Cut {
     key: u64,
     ties: usize,
     at_key: usize,
 }
 
-/// A run of entries: their scores and the current mask. An entry is a
-/// candidate for pruning where its mask is 1.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Segment<'a, T> {
-    pub scores: &'a [T],
-    pub mask: &'a [T],
+impl Cut {
+    /// Whether the entry with this key is pruned without looking at ties.
+    fn below(self, key: u64) -> bool {
+        key < self.key || (key == self.key && self.ties == self.at_key)
+    }
 }
 
-impl<'a, T: PruneFloat> Segment<'a, T> {
-    fn candidate_keys(self) -> impl Iterator<Item = u64> + 'a {
-        self.scores
-            .iter()
-            .zip(self.mask)
-            .filter(|(_, &m)| m == T::one())
-            .map(|(&s, _)| s.magnitude_key())
+/// A mask being updated: an existing one (entries at 1 are candidates and
+/// may only go to 0), or a fresh one (every entry is a candidate, and every
+/// entry is written).
+#[derive(Debug)]
+pub(crate) enum MaskSlot<'a, T> {
+    /// An existing 0/1 mask.
+    Existing(&'a mut [T]),
+    /// A buffer to fill with the mask of a first pruning.
+    Fresh(&'a mut [T]),
+}
+
+impl<T: PruneFloat> MaskSlot<'_, T> {
+    fn is_candidate(&self, i: usize) -> bool {
+        match self {
+            MaskSlot::Existing(m) => m[i] == T::one(),
+            MaskSlot::Fresh(_) => true,
+        }
+    }
+
+    fn as_existing(&self) -> Option<&[T]> {
+        match self {
+            MaskSlot::Existing(m) => Some(m),
+            MaskSlot::Fresh(_) => None,
+        }
     }
 }
 
 /// Number of entries whose mask is 1.
 pub(crate) fn count_candidates<T: PruneFloat>(mask: &[T]) -> usize {
-    mask.iter().filter(|&&m| m == T::one()).count()
+    par::count_into(mask, 1, |_, c, acc| {
+        acc[0] += c.iter().filter(|&&m| m == T::one()).count();
+    })[0]
+}
+
+/// Histogram of one radix digit of the candidates' keys.
+fn digit_histogram<T: PruneFloat>(
+    scores: &[&[T]],
+    masks: &[Option<&[T]>],
+    shift: u32,
+    prefix: Option<u64>,
+) -> Vec<usize> {
+    let mut total = vec![0usize; BUCKETS];
+    for (s, m) in scores.iter().zip(masks) {
+        let h = par::count_into(s, BUCKETS, |offset, chunk, acc| {
+            for (j, &x) in chunk.iter().enumerate() {
+                if m.is_some_and(|m| m[offset + j] != T::one()) {
+                    continue;
+                }
+                let key = x.magnitude_key();
+                if prefix.is_none_or(|p| key >> (shift + DIGIT_BITS) == p) {
+                    acc[((key >> shift) as usize) & (BUCKETS - 1)] += 1;
+                }
+            }
+        });
+        total.iter_mut().zip(&h).for_each(|(t, c)| *t += c);
+    }
+    total
 }
 
 /// The cut below which the `k` candidates of smallest magnitude lie, by
 /// radix selection on the magnitude keys: one histogram pass per 16-bit
 /// digit, each over the candidates that share the digits found so far.
 /// `k` must not exceed the number of candidates; `None` when `k == 0`.
-pub(crate) fn smallest_cut<T: PruneFloat>(segments: &[Segment<'_, T>], k: usize) -> Option<Cut> {
+fn smallest_cut<T: PruneFloat>(scores: &[&[T]], masks: &[Option<&[T]>], k: usize) -> Option<Cut> {
     if k == 0 {
         return None;
     }
-    let mut hist = vec![0usize; BUCKETS];
-    let mut prefix = 0u64;
+    let mut prefix = None;
     let mut rank = k; // 1-based rank of the cut among keys matching `prefix`
-    let mut shift = T::KEY_BITS.div_ceil(DIGIT_BITS) * DIGIT_BITS;
-    let mut first = true;
     let mut at_key = 0;
+    let mut shift = T::KEY_BITS.div_ceil(DIGIT_BITS) * DIGIT_BITS;
     while shift > 0 {
         shift -= DIGIT_BITS;
-        hist.fill(0);
-        for seg in segments {
-            for key in seg.candidate_keys() {
-                if first || key >> (shift + DIGIT_BITS) == prefix {
-                    hist[((key >> shift) as usize) & (BUCKETS - 1)] += 1;
-                }
-            }
-        }
+        let hist = digit_histogram(scores, masks, shift, prefix);
         let mut below = 0;
         for (bucket, &count) in hist.iter().enumerate() {
             if below + count >= rank {
-                prefix = (prefix << DIGIT_BITS) | bucket as u64;
+                prefix = Some((prefix.unwrap_or(0) << DIGIT_BITS) | bucket as u64);
                 rank -= below;
                 at_key = count;
                 break;
             }
             below += count;
         }
-        first = false;
     }
     Some(Cut {
-        key: prefix,
+        key: prefix.unwrap_or(0),
         ties: rank,
         at_key,
     })
 }
 
-/// Zeroes the masks of the `k` candidates of smallest magnitude across
-/// `segments` (scores with their masks, in order), choosing among equal
-/// magnitudes as `torch.topk` does. `k` must not exceed the number of
-/// candidates.
-pub(crate) fn prune_smallest<T: PruneFloat>(scores: &[&[T]], masks: &mut [&mut [T]], k: usize) {
-    let segments: Vec<Segment<'_, T>> = scores
-        .iter()
-        .zip(masks.iter())
-        .map(|(s, m)| Segment { scores: s, mask: m })
-        .collect();
-    let Some(cut) = smallest_cut(&segments, k) else {
-        return;
+/// Prunes the `k` candidates of smallest magnitude across `scores` (with
+/// their masks, in order), choosing among equal magnitudes by `ties`. `k`
+/// must not exceed the number of candidates. Fresh masks are written whole.
+pub(crate) fn prune_smallest<T: PruneFloat>(
+    scores: &[&[T]],
+    masks: &mut [MaskSlot<'_, T>],
+    k: usize,
+    ties: TieBreak,
+) {
+    let cut = {
+        let existing: Vec<Option<&[T]>> = masks.iter().map(MaskSlot::as_existing).collect();
+        smallest_cut(scores, &existing, k)
     };
-    if cut.ties == cut.at_key {
-        // Everything at the cut goes: the set is the same under any order.
-        for (s, m) in scores.iter().zip(masks.iter_mut()) {
-            for (&x, v) in s.iter().zip(m.iter_mut()) {
-                if *v == T::one() && x.magnitude_key() <= cut.key {
-                    *v = T::zero();
+    // The tied entries at the cut that go, as (segment, index): chosen
+    // before any mask changes, since candidates are read from the masks.
+    let tied: Vec<(usize, usize)> = match cut {
+        Some(cut) if cut.ties < cut.at_key => match ties {
+            TieBreak::LowestIndex => first_at_key(scores, masks, cut.key, cut.ties),
+            TieBreak::Torch => torch_tied(scores, masks, cut.key, k)
+                .unwrap_or_else(|| first_at_key(scores, masks, cut.key, cut.ties)),
+        },
+        _ => Vec::new(),
+    };
+    for (s, slot) in scores.iter().zip(masks.iter_mut()) {
+        match slot {
+            MaskSlot::Existing(m) => {
+                let Some(cut) = cut else { continue };
+                par::for_chunks_mut(m, |offset, chunk| {
+                    for (j, v) in chunk.iter_mut().enumerate() {
+                        if *v == T::one() && cut.below(s[offset + j].magnitude_key()) {
+                            *v = T::zero();
+                        }
+                    }
+                });
+            }
+            MaskSlot::Fresh(m) => par::for_chunks_mut(m, |offset, chunk| {
+                for (j, v) in chunk.iter_mut().enumerate() {
+                    let pruned = cut.is_some_and(|c| c.below(s[offset + j].magnitude_key()));
+                    *v = if pruned { T::zero() } else { T::one() };
                 }
-            }
+            }),
         }
-        return;
     }
-    // Ties straddle the cut: PyTorch's order over all candidates decides.
-    let keys: Vec<u64> = segments
-        .iter()
-        .flat_map(|seg| seg.candidate_keys())
-        .collect();
-    drop(segments);
-    let chosen = topk::topk_indices(&keys, k, false);
-    let mut next = chosen.iter().copied().peekable();
-    let mut position = 0;
-    for m in masks.iter_mut() {
-        for v in m.iter_mut().filter(|v| **v == T::one()) {
-            if next.peek() == Some(&position) {
-                *v = T::zero();
-                next.next();
-            }
-            position += 1;
+    for (seg, i) in tied {
+        match &mut masks[seg] {
+            MaskSlot::Existing(m) | MaskSlot::Fresh(m) => m[i] = T::zero(),
         }
     }
 }
 
-/// The live channels to prune so that the `keep` live channels of largest
-/// norm remain, as PyTorch's `topk(norm, keep, largest=True)` picks them
-/// (NaN largest; ties in its order), in increasing channel order.
-pub(crate) fn channels_to_prune(norms: &[f64], live: &[bool], keep: usize) -> Vec<usize> {
-    let live_idx: Vec<usize> = (0..norms.len()).filter(|&c| live[c]).collect();
-    let keys: Vec<u64> = live_idx.iter().map(|&c| score_key(norms[c])).collect();
-    let kept = topk::topk_indices(&keys, keep, true);
-    let mut kept = kept.into_iter().peekable();
-    let mut pruned = Vec::with_capacity(live_idx.len().saturating_sub(keep));
-    for (j, &c) in live_idx.iter().enumerate() {
-        if kept.peek() == Some(&j) {
-            kept.next();
-        } else {
-            pruned.push(c);
+/// The first `count` candidates whose key is `key`, in order.
+fn first_at_key<T: PruneFloat>(
+    scores: &[&[T]],
+    masks: &[MaskSlot<'_, T>],
+    key: u64,
+    count: usize,
+) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(count);
+    for (seg, (s, m)) in scores.iter().zip(masks).enumerate() {
+        for (i, &x) in s.iter().enumerate() {
+            if out.len() == count {
+                return out;
+            }
+            if m.is_candidate(i) && x.magnitude_key() == key {
+                out.push((seg, i));
+            }
         }
     }
-    pruned
+    out
+}
+
+/// The candidates with key `key` among the `k` PyTorch's `topk` picks, by
+/// replaying it over all candidates; `None` when there are too many
+/// candidates to index with `u32`.
+fn torch_tied<T: PruneFloat>(
+    scores: &[&[T]],
+    masks: &[MaskSlot<'_, T>],
+    key: u64,
+    k: usize,
+) -> Option<Vec<(usize, usize)>> {
+    let positions = || {
+        scores
+            .iter()
+            .zip(masks)
+            .enumerate()
+            .flat_map(|(seg, (s, m))| {
+                s.iter()
+                    .enumerate()
+                    .filter(move |&(i, _)| m.is_candidate(i))
+                    .map(move |(i, &x)| (seg, i, x.magnitude_key()))
+            })
+    };
+    let chosen = if T::KEY_BITS <= 32 {
+        // Keys of at most 32 bits fit a u32: 8 bytes a candidate.
+        topk::topk_indices(positions().map(|(_, _, key)| key as u32), k, false)?
+    } else {
+        topk::topk_indices(positions().map(|(_, _, key)| key), k, false)?
+    };
+    let mut chosen = chosen.into_iter().peekable();
+    let mut out = Vec::new();
+    for (ordinal, (seg, i, x)) in positions().enumerate() {
+        if chosen.peek() == Some(&ordinal) {
+            chosen.next();
+            if x == key {
+                out.push((seg, i));
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Which channels stay when only the `keep` live channels of largest norm
+/// stay (NaN largest), chosen among equal norms by `ties` (PyTorch picks with
+/// `topk(norm, keep, largest=True)`). Dead channels stay dead.
+pub(crate) fn channels_to_keep(
+    norms: &[f64],
+    live: &[bool],
+    keep: usize,
+    ties: TieBreak,
+) -> Vec<bool> {
+    let live_idx: Vec<usize> = (0..norms.len()).filter(|&c| live[c]).collect();
+    let keys: Vec<u64> = live_idx.iter().map(|&c| score_key(norms[c])).collect();
+    let kept = match ties {
+        TieBreak::Torch => topk::topk_indices(keys.iter().copied(), keep, true),
+        TieBreak::LowestIndex => None,
+    };
+    let kept = kept.unwrap_or_else(|| {
+        // The largest `keep`; among equals the higher index stays, so the
+        // lower one is pruned first.
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by_key(|&j| std::cmp::Reverse((keys[j], j)));
+        let mut kept: Vec<usize> = order.into_iter().take(keep).collect();
+        kept.sort_unstable();
+        kept
+    });
+    let mut out = vec![false; norms.len()];
+    for j in kept {
+        out[live_idx[j]] = true;
+    }
+    out
 }
 
 /// Chooses `k` of `n` items uniformly at random, in one pass (selection
@@ -198,7 +343,12 @@ mod tests {
     use rand::SeedableRng;
 
     fn prune_one(scores: &[f32], mask: &mut [f32], k: usize) {
-        prune_smallest(&[scores], &mut [mask], k);
+        prune_smallest(
+            &[scores],
+            &mut [MaskSlot::Existing(mask)],
+            k,
+            TieBreak::Torch,
+        );
     }
 
     #[test]
@@ -229,6 +379,34 @@ mod tests {
     }
 
     #[test]
+    fn lowest_index_prunes_the_first_ties_and_fresh_masks_are_written_whole() {
+        let scores = [0.0f32, 1.0, 0.0, 0.0, 2.0, 0.0];
+        let mut mask = [7.0f32; 6]; // garbage: a fresh buffer is overwritten
+        prune_smallest(
+            &[&scores],
+            &mut [MaskSlot::Fresh(&mut mask)],
+            3,
+            TieBreak::LowestIndex,
+        );
+        assert_eq!(mask, [0.0, 1.0, 0.0, 0.0, 1.0, 1.0]);
+        let mut fresh = [7.0f32; 6];
+        let mut existing = [1.0f32; 6];
+        prune_smallest(
+            &[&scores],
+            &mut [MaskSlot::Fresh(&mut fresh)],
+            3,
+            TieBreak::Torch,
+        );
+        prune_smallest(
+            &[&scores],
+            &mut [MaskSlot::Existing(&mut existing)],
+            3,
+            TieBreak::Torch,
+        );
+        assert_eq!(fresh, existing);
+    }
+
+    #[test]
     fn only_candidates_count() {
         let scores = [0.1f32, 0.2, 0.3, 0.4];
         let mut mask = [0.0f32, 1.0, 0.0, 1.0];
@@ -242,7 +420,12 @@ mod tests {
             .map(|i| ((i * 7919) % 1000) as f64 * 1e-3)
             .collect();
         let mut mask = vec![1.0f64; 1000];
-        prune_smallest(&[&scores], &mut [&mut mask], 500);
+        prune_smallest(
+            &[&scores],
+            &mut [MaskSlot::Existing(&mut mask)],
+            500,
+            TieBreak::Torch,
+        );
         for (s, m) in scores.iter().zip(&mask) {
             assert_eq!(*m == 0.0, *s < 0.5);
         }
@@ -251,12 +434,22 @@ mod tests {
     #[test]
     fn channels_keep_the_largest_nan_first() {
         let norms = [1.0, f64::NAN, 0.5, 2.0];
-        assert_eq!(channels_to_prune(&norms, &[true; 4], 2), vec![0, 2]);
-        assert_eq!(
-            channels_to_prune(&norms, &[true, true, false, true], 1),
-            vec![0, 3]
-        );
-        assert_eq!(channels_to_prune(&norms, &[true; 4], 0), vec![0, 1, 2, 3]);
+        let live = [true, true, false, true];
+        for ties in [TieBreak::Torch, TieBreak::LowestIndex] {
+            let all = [true; 4];
+            assert_eq!(
+                channels_to_keep(&norms, &all, 2, ties),
+                [false, true, false, true]
+            );
+            assert_eq!(
+                channels_to_keep(&norms, &live, 1, ties),
+                [false, true, false, false]
+            );
+            assert_eq!(channels_to_keep(&norms, &all, 0, ties), [false; 4]);
+        }
+        let equal = [1.0; 4];
+        let lowest = channels_to_keep(&equal, &[true; 4], 1, TieBreak::LowestIndex);
+        assert_eq!(lowest, [false, false, false, true]);
     }
 
     #[test]

@@ -9,32 +9,37 @@
 //! step for step, so that ndprune's choice among equal scores is PyTorch's.
 //! It is checked against `torch.topk` itself in `tests/torch_topk.rs`.
 
-/// An entry: its order key and its position in the input.
-type Elem = (u64, usize);
-
 /// Indices (in increasing order) of the `k` entries `torch.topk(values, k,
 /// largest)` returns on the CPU, where `keys` are order-preserving keys of
-/// the values (equal values, equal keys; NaN the largest key).
-pub(crate) fn topk_indices(keys: &[u64], k: usize, largest: bool) -> Vec<usize> {
-    let n = keys.len();
+/// the values (equal values, equal keys; NaN the largest key). `None` when
+/// there are more than `u32::MAX` entries.
+pub(crate) fn topk_indices<K: Copy + Ord>(
+    keys: impl Iterator<Item = K>,
+    k: usize,
+    largest: bool,
+) -> Option<Vec<usize>> {
+    let mut queue = Vec::with_capacity(keys.size_hint().0);
+    for (i, key) in keys.enumerate() {
+        queue.push((key, u32::try_from(i).ok()?));
+    }
+    let n = queue.len();
     if k == 0 || n == 0 {
-        return Vec::new();
+        return Some(Vec::new());
     }
     let k = k.min(n);
-    let mut queue: Vec<Elem> = keys.iter().copied().zip(0..).collect();
-    let less = |a: &Elem, b: &Elem| if largest { a.0 > b.0 } else { a.0 < b.0 };
+    let less = |a: &(K, u32), b: &(K, u32)| if largest { a.0 > b.0 } else { a.0 < b.0 };
     if k * 64 <= n {
         heap_select(&mut queue, k, &less);
     } else {
         nth_element(&mut queue, k - 1, &less);
     }
-    let mut out: Vec<usize> = queue[..k].iter().map(|e| e.1).collect();
+    let mut out: Vec<usize> = queue[..k].iter().map(|e| e.1 as usize).collect();
     out.sort_unstable();
-    out
+    Some(out)
 }
 
 /// `std::nth_element` (libstdc++ `__introselect`).
-fn nth_element(v: &mut [Elem], nth: usize, less: &impl Fn(&Elem, &Elem) -> bool) {
+fn nth_element<E: Copy>(v: &mut [E], nth: usize, less: &impl Fn(&E, &E) -> bool) {
     let (mut first, mut last) = (0usize, v.len());
     if first == last || nth == last {
         return;
@@ -59,11 +64,11 @@ fn nth_element(v: &mut [Elem], nth: usize, less: &impl Fn(&Elem, &Elem) -> bool)
 
 /// `__unguarded_partition_pivot`: median of three moved to `first`, then an
 /// unguarded Hoare partition of `first + 1 .. last` around it.
-fn partition_pivot(
-    v: &mut [Elem],
+fn partition_pivot<E: Copy>(
+    v: &mut [E],
     first: usize,
     last: usize,
-    less: &impl Fn(&Elem, &Elem) -> bool,
+    less: &impl Fn(&E, &E) -> bool,
 ) -> usize {
     let mid = first + (last - first) / 2;
     move_median_to_first(v, first, first + 1, mid, last - 1, less);
@@ -84,13 +89,13 @@ fn partition_pivot(
     }
 }
 
-fn move_median_to_first(
-    v: &mut [Elem],
+fn move_median_to_first<E: Copy>(
+    v: &mut [E],
     result: usize,
     a: usize,
     b: usize,
     c: usize,
-    less: &impl Fn(&Elem, &Elem) -> bool,
+    less: &impl Fn(&E, &E) -> bool,
 ) {
     let pick = if less(&v[a], &v[b]) {
         if less(&v[b], &v[c]) {
@@ -111,7 +116,7 @@ fn move_median_to_first(
 }
 
 /// `__insertion_sort`.
-fn insertion_sort(v: &mut [Elem], less: &impl Fn(&Elem, &Elem) -> bool) {
+fn insertion_sort<E: Copy>(v: &mut [E], less: &impl Fn(&E, &E) -> bool) {
     for i in 1..v.len() {
         let val = v[i];
         if less(&val, &v[0]) {
@@ -130,7 +135,7 @@ fn insertion_sort(v: &mut [Elem], less: &impl Fn(&Elem, &Elem) -> bool) {
 
 /// `__heap_select`: the first `middle` entries become a max-heap (by
 /// `less`) of the `middle` least entries.
-fn heap_select(v: &mut [Elem], middle: usize, less: &impl Fn(&Elem, &Elem) -> bool) {
+fn heap_select<E: Copy>(v: &mut [E], middle: usize, less: &impl Fn(&E, &E) -> bool) {
     make_heap(&mut v[..middle], less);
     for i in middle..v.len() {
         if less(&v[i], &v[0]) {
@@ -142,7 +147,7 @@ fn heap_select(v: &mut [Elem], middle: usize, less: &impl Fn(&Elem, &Elem) -> bo
     }
 }
 
-fn make_heap(v: &mut [Elem], less: &impl Fn(&Elem, &Elem) -> bool) {
+fn make_heap<E: Copy>(v: &mut [E], less: &impl Fn(&E, &E) -> bool) {
     let len = v.len();
     if len < 2 {
         return;
@@ -159,7 +164,7 @@ fn make_heap(v: &mut [Elem], less: &impl Fn(&Elem, &Elem) -> bool) {
 }
 
 /// `__adjust_heap` with `__push_heap`, over the whole of `v`.
-fn adjust_heap(v: &mut [Elem], mut hole: usize, value: Elem, less: &impl Fn(&Elem, &Elem) -> bool) {
+fn adjust_heap<E: Copy>(v: &mut [E], mut hole: usize, value: E, less: &impl Fn(&E, &E) -> bool) {
     let len = v.len();
     let top = hole;
     let mut second = hole;
@@ -215,8 +220,8 @@ mod tests {
                 .map(|i| i.as_u64().unwrap() as usize)
                 .collect();
             assert_eq!(
-                topk_indices(&keys, k, largest),
-                want,
+                topk_indices(keys.iter().copied(), k, largest),
+                Some(want),
                 "n={} k={k} largest={largest}",
                 keys.len()
             );
@@ -229,10 +234,10 @@ mod tests {
     fn distinct_values_give_the_k_extremes() {
         let keys: Vec<u64> = (0..200).map(|i| (i * 7919 % 200) as u64).collect();
         for k in [0, 1, 2, 3, 4, 50, 199, 200] {
-            let small = topk_indices(&keys, k, false);
+            let small = topk_indices(keys.iter().copied(), k, false).unwrap();
             assert_eq!(small.len(), k);
             assert!(small.iter().all(|&i| keys[i] < k as u64));
-            let large = topk_indices(&keys, k, true);
+            let large = topk_indices(keys.iter().copied(), k, true).unwrap();
             assert!(large.iter().all(|&i| keys[i] >= (200 - k) as u64));
         }
     }

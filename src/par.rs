@@ -1,0 +1,111 @@
+//! Parallel loops over fixed chunks.
+//!
+//! Work is always split the same way, whatever the number of threads, and
+//! floating-point partial results are combined in chunk order, so every
+//! result is identical with 1 thread or with many. Without the `rayon`
+//! feature the same chunks run one after another.
+
+#[cfg(feature = "rayon")]
+use rayon::prelude::*;
+
+/// Elements per chunk of an elementwise pass.
+pub(crate) const CHUNK: usize = 1 << 16;
+
+/// Below this many elements a pass runs on the calling thread.
+const PARALLEL_FROM: usize = 1 << 18;
+
+/// `f(i)` for `i in 0..n`, in order.
+pub(crate) fn map_ordered<R: Send>(
+    n: usize,
+    work: usize,
+    f: impl Fn(usize) -> R + Sync + Send,
+) -> Vec<R> {
+    #[cfg(feature = "rayon")]
+    if work >= PARALLEL_FROM {
+        return (0..n).into_par_iter().map(f).collect();
+    }
+    let _ = work;
+    (0..n).map(f).collect()
+}
+
+/// Calls `f(offset, out_chunk)` on consecutive chunks of `out`.
+pub(crate) fn for_chunks_mut<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    for_blocks_mut(out, CHUNK, f);
+}
+
+/// Calls `f(offset, block)` on consecutive blocks of `block` elements of
+/// `out` (the last may be shorter).
+pub(crate) fn for_blocks_mut<T: Send>(
+    out: &mut [T],
+    block: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    let block = block.max(1);
+    #[cfg(feature = "rayon")]
+    if out.len() >= PARALLEL_FROM {
+        out.par_chunks_mut(block)
+            .enumerate()
+            .for_each(|(i, c)| f(i * block, c));
+        return;
+    }
+    for (i, c) in out.chunks_mut(block).enumerate() {
+        f(i * block, c);
+    }
+}
+
+/// Sums `f(chunk)` over consecutive chunks of `data` into a vector of
+/// `len` integer counters (integer sums: any order gives the same result).
+pub(crate) fn count_into<T: Sync>(
+    data: &[T],
+    len: usize,
+    f: impl Fn(usize, &[T], &mut [usize]) + Sync + Send,
+) -> Vec<usize> {
+    #[cfg(feature = "rayon")]
+    if data.len() >= PARALLEL_FROM {
+        return data
+            .par_chunks(CHUNK)
+            .enumerate()
+            .fold(
+                || vec![0usize; len],
+                |mut acc, (i, c)| {
+                    f(i * CHUNK, c, &mut acc);
+                    acc
+                },
+            )
+            .reduce(
+                || vec![0usize; len],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
+    }
+    let mut acc = vec![0usize; len];
+    for (i, c) in data.chunks(CHUNK).enumerate() {
+        f(i * CHUNK, c, &mut acc);
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_everything_once() {
+        let mut v = vec![0u32; 3 * CHUNK + 17];
+        for_chunks_mut(&mut v, |off, c| {
+            for (j, x) in c.iter_mut().enumerate() {
+                *x = (off + j) as u32;
+            }
+        });
+        assert!(v.iter().enumerate().all(|(i, &x)| x as usize == i));
+        let counts = count_into(&v, 2, |_, c, acc| {
+            for &x in c {
+                acc[(x % 2) as usize] += 1;
+            }
+        });
+        assert_eq!(counts[0] + counts[1], v.len());
+        assert_eq!(map_ordered(5, 0, |i| i * 2), vec![0, 2, 4, 6, 8]);
+    }
+}

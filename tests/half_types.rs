@@ -1,0 +1,52 @@
+//! bf16 and f16 prune with the semantics of f32 (feature `half`).
+#![cfg(feature = "half")]
+
+use half::{bf16, f16};
+use ndarray::ArrayD;
+use ndprune::prelude::*;
+
+fn pruned_positions<T: PruneFloat>(values: &[f32]) -> Vec<f32> {
+    let data: Vec<T> = values.iter().map(|&v| T::from_f64(f64::from(v))).collect();
+    let mut layer =
+        Layer::new().with_parameter("weight", ArrayD::from_shape_vec(vec![2, 3], data).unwrap());
+    prune::l1_unstructured(&mut layer, "weight", Amount::Fraction(0.5), None).unwrap();
+    prune::ln_structured(
+        &mut layer,
+        "weight",
+        Amount::Count(1),
+        Norm::L(2.0),
+        Dim(0),
+        None,
+    )
+    .unwrap();
+    layer
+        .buffer("weight_mask")
+        .unwrap()
+        .iter()
+        .map(|m| m.as_f64() as f32)
+        .collect()
+}
+
+#[test]
+fn half_types_prune_like_f32() {
+    let values = [0.5f32, -3.0, 0.25, 2.0, -0.125, 1.0];
+    let want = pruned_positions::<f32>(&values);
+    assert_eq!(pruned_positions::<bf16>(&values), want);
+    assert_eq!(pruned_positions::<f16>(&values), want);
+    assert_eq!(want, [0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn nan_ranks_largest_in_half_types() {
+    let data = vec![bf16::NAN, bf16::from_f32(1.0), bf16::from_f32(-2.0)];
+    let mut layer =
+        Layer::new().with_parameter("weight", ArrayD::from_shape_vec(vec![3], data).unwrap());
+    prune::l1_unstructured(&mut layer, "weight", Amount::Count(2), None).unwrap();
+    let mask: Vec<f32> = layer
+        .buffer("weight_mask")
+        .unwrap()
+        .iter()
+        .map(|m| m.to_f32())
+        .collect();
+    assert_eq!(mask, [1.0, 0.0, 0.0]);
+}
