@@ -113,6 +113,15 @@ pub enum PruneError {
         /// The tensor name.
         name: String,
     },
+    /// Pruning `name_orig` of a pruned `name`: it is part of that
+    /// reparametrization (prune `name` again instead).
+    #[error("`{tensor}` is the original of the pruned `{of}`: prune `{of}` instead")]
+    PartOfPruning {
+        /// The tensor asked for.
+        tensor: String,
+        /// The pruned tensor it belongs to.
+        of: String,
+    },
     /// `remove` of a tensor that is not pruned.
     #[error("`{tensor}` is not pruned, so its pruning cannot be removed")]
     NotPruned {
@@ -174,6 +183,7 @@ impl PruneError {
             | PruneError::AmountTooLarge { .. }
             | PruneError::NotMultidimensional { .. }
             | PruneError::InvalidMask { .. }
+            | PruneError::PartOfPruning { .. }
             | PruneError::NotPruned { .. } => "ValueError",
             PruneError::DimOutOfRange { .. } => "IndexError",
             PruneError::ShapeMismatch { .. } | PruneError::MethodContract { .. } => {

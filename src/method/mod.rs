@@ -7,6 +7,8 @@
 
 mod channels;
 mod container;
+
+pub(crate) use container::check_binary;
 mod custom;
 mod identity;
 mod l1;

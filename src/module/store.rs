@@ -281,6 +281,51 @@ impl<T: PruneFloat> TensorStore<T> {
         }
     }
 
+    /// Installs an already pruned `name` from its parts, as a checkpoint
+    /// holds them (`name_orig`, `name_mask`): `name_orig` becomes a
+    /// parameter, `name_mask` a buffer, and `name` their product. Fails if
+    /// the shapes differ, the mask holds anything but 0 and 1, or any of the
+    /// three names is taken; then nothing changes.
+    ///
+    /// ```
+    /// use ndprune::TensorStore;
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), ndprune::PruneError> {
+    /// let mut store = TensorStore::<f32>::new();
+    /// store.restore_pruned("weight", array![1.0f32, 2.0].into_dyn(), array![0.0f32, 1.0].into_dyn())?;
+    /// assert_eq!(store.get("weight").unwrap(), &array![0.0f32, 2.0].into_dyn());
+    /// assert!(store.is_pruned("weight"));
+    /// # Ok(()) }
+    /// ```
+    pub fn restore_pruned(
+        &mut self,
+        name: &str,
+        orig: ArrayD<T>,
+        mask: ArrayD<T>,
+    ) -> Result<(), PruneError> {
+        if orig.shape() != mask.shape() {
+            return Err(PruneError::ShapeMismatch {
+                tensor: name.to_string(),
+                what: "mask",
+                expected: orig.shape().to_vec(),
+                got: mask.shape().to_vec(),
+            });
+        }
+        crate::method::check_binary(mask.view()).map_err(|e| e.for_tensor(name))?;
+        for taken in [name.to_string(), orig_name(name), mask_name(name)] {
+            if self.has_name(&taken) {
+                return Err(PruneError::DuplicateTensor {
+                    module: String::new(),
+                    name: taken,
+                });
+            }
+        }
+        self.parameters.push((name.to_string(), orig));
+        self.commit_first_pruning(name, mask, "restored".to_string());
+        Ok(())
+    }
+
     // ---- crate-internal: the reparametrization's access to the stores ----
 
     /// For a pruned `name`: its current pruned tensor (the default
@@ -336,6 +381,12 @@ impl<T: PruneFloat> TensorStore<T> {
                 module: String::new(),
                 name: name.to_string(),
             })?;
+        if let Some(base) = name.strip_suffix("_orig").filter(|b| self.is_pruned(b)) {
+            return Err(PruneError::PartOfPruning {
+                tensor: name.to_string(),
+                of: base.to_string(),
+            });
+        }
         for taken in [orig_name(name), mask_name(name)] {
             if self.has_name(&taken) {
                 return Err(PruneError::DuplicateTensor {
