@@ -23,10 +23,13 @@ fn model() -> Sequential<f32> {
         .with_child("b", Layer::new().with_parameter("weight", b))
 }
 
+/// One pruning call on the model.
+type Step = dyn Fn(&mut Sequential<f32>) -> Result<(), PruneError>;
+
 /// Every tensor of the model after a pruning sequence, as bits.
 fn run() -> Vec<(String, Vec<u32>)> {
     let mut m = model();
-    let steps: [&dyn Fn(&mut Sequential<f32>) -> Result<(), PruneError>; 6] = [
+    let steps: [&Step; 6] = [
         &|m| {
             prune::ln_structured(
                 m,
