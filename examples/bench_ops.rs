@@ -4,7 +4,13 @@
 //! cargo build --release --example bench_ops
 //! target/release/examples/bench_ops WORKLOAD REPS     # one JSON line
 //! target/release/examples/bench_ops --list            # the workloads
+//! target/release/examples/bench_ops --ties lowest WORKLOAD REPS
 //! ```
+//!
+//! `--ties torch` (the default, as in the library) breaks ties at the cut
+//! exactly as PyTorch does, replaying its `topk` when equal magnitudes
+//! straddle the cut; `--ties lowest` prunes the lower index first and never
+//! replays (`TieBreak::LowestIndex`).
 //!
 //! Does what `torch_bench.py` (the PyTorch side) does for each workload:
 //! the same shapes, amounts, norms and dims; for each of REPS + 1 runs (the
@@ -18,6 +24,7 @@ use std::time::Instant;
 
 use ndarray::ArrayD;
 use ndprune::prelude::*;
+
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -25,7 +32,26 @@ use rand_distr::{Distribution, StandardNormal};
 struct Workload {
     name: &'static str,
     shapes: &'static [&'static [usize]],
-    run: fn(&mut Sequential<f32>, &[String]) -> Result<(), PruneError>,
+    run: fn(&mut Sequential<f32>, &[String], TieBreak) -> Result<(), PruneError>,
+}
+
+/// `prune.ln_structured(m, path, amount, n, dim)` with the chosen tie rule.
+fn ln(
+    m: &mut Sequential<f32>,
+    path: &str,
+    amount: f64,
+    n: Norm,
+    dim: isize,
+    ties: TieBreak,
+) -> Result<(), PruneError> {
+    let method = LnStructured::new(Amount::Fraction(amount), n, Dim(dim))?.with_tie_break(ties);
+    prune::apply(m, path, &method, None)
+}
+
+/// `prune.l1_unstructured(m, path, amount)` with the chosen tie rule.
+fn l1(m: &mut Sequential<f32>, path: &str, amount: f64, ties: TieBreak) -> Result<(), PruneError> {
+    let method = L1Unstructured::new(Amount::Fraction(amount))?.with_tie_break(ties);
+    prune::apply(m, path, &method, None)
 }
 
 const LINEAR: &[&[usize]] = &[&[4096, 4096]];
@@ -37,53 +63,43 @@ const WORKLOADS: &[Workload] = &[
     Workload {
         name: "ln_structured_linear4096_dim0_l2",
         shapes: LINEAR,
-        run: |m, p| {
-            prune::ln_structured(m, &p[0], Amount::Fraction(0.3), Norm::L(2.0), Dim(0), None)
-        },
+        run: |m, p, t| ln(m, &p[0], 0.3, Norm::L(2.0), 0, t),
     },
     Workload {
         name: "ln_structured_linear4096_dim1_l1",
         shapes: LINEAR,
-        run: |m, p| {
-            prune::ln_structured(m, &p[0], Amount::Fraction(0.3), Norm::L(1.0), Dim(1), None)
-        },
+        run: |m, p, t| ln(m, &p[0], 0.3, Norm::L(1.0), 1, t),
     },
     Workload {
         name: "ln_structured_conv512_dim1_linf",
         shapes: CONV,
-        run: |m, p| prune::ln_structured(m, &p[0], Amount::Fraction(0.5), Norm::Inf, Dim(1), None),
+        run: |m, p, t| ln(m, &p[0], 0.5, Norm::Inf, 1, t),
     },
     Workload {
         name: "ln_structured_conv512_dim0_l2",
         shapes: CONV,
-        run: |m, p| {
-            prune::ln_structured(m, &p[0], Amount::Fraction(0.5), Norm::L(2.0), Dim(0), None)
-        },
+        run: |m, p, t| ln(m, &p[0], 0.5, Norm::L(2.0), 0, t),
     },
     Workload {
         name: "l1_unstructured_linear4096",
         shapes: LINEAR,
-        run: |m, p| prune::l1_unstructured(m, &p[0], Amount::Fraction(0.5), None),
+        run: |m, p, t| l1(m, &p[0], 0.5, t),
     },
     Workload {
         name: "iterative_ln_then_l1_linear4096",
         shapes: LINEAR,
-        run: |m, p| {
-            prune::ln_structured(m, &p[0], Amount::Fraction(0.25), Norm::L(2.0), Dim(0), None)?;
-            prune::l1_unstructured(m, &p[0], Amount::Fraction(0.5), None)
+        run: |m, p, t| {
+            ln(m, &p[0], 0.25, Norm::L(2.0), 0, t)?;
+            l1(m, &p[0], 0.5, t)
         },
     },
     Workload {
         name: "global_unstructured_24x4M",
         shapes: GLOBAL,
-        run: |m, p| {
+        run: |m, p, t| {
             let targets: Vec<&str> = p.iter().map(String::as_str).collect();
-            prune::global_unstructured(
-                m,
-                &targets,
-                &L1Unstructured::new(Amount::Fraction(0.6))?,
-                None,
-            )
+            let method = L1Unstructured::new(Amount::Fraction(0.6))?.with_tie_break(t);
+            prune::global_unstructured(m, &targets, &method, None)
         },
     },
 ];
@@ -118,7 +134,19 @@ fn reset_peak() {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut ties = TieBreak::Torch;
+    if let Some(at) = args.iter().position(|a| a == "--ties") {
+        ties = match args.get(at + 1).map(String::as_str) {
+            Some("torch") => TieBreak::Torch,
+            Some("lowest") => TieBreak::LowestIndex,
+            _ => {
+                eprintln!("--ties takes torch or lowest");
+                return ExitCode::from(2);
+            }
+        };
+        args.drain(at..at + 2);
+    }
     if args.first().map(String::as_str) == Some("--list") {
         for w in WORKLOADS {
             println!("{}", w.name);
@@ -129,7 +157,7 @@ fn main() -> ExitCode {
         .first()
         .and_then(|n| WORKLOADS.iter().find(|w| w.name == n))
     else {
-        eprintln!("usage: bench_ops WORKLOAD [REPS] | --list");
+        eprintln!("usage: bench_ops [--ties torch|lowest] WORKLOAD [REPS] | --list");
         return ExitCode::from(2);
     };
     let reps: usize = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(5);
@@ -140,7 +168,7 @@ fn main() -> ExitCode {
         let base = status_mb("VmRSS:");
         reset_peak();
         let start = Instant::now();
-        let outcome = (workload.run)(&mut model, &paths);
+        let outcome = (workload.run)(&mut model, &paths, ties);
         let elapsed = start.elapsed().as_secs_f64() * 1000.0;
         peak = peak.max(status_mb("VmHWM:") - base);
         if let Err(e) = outcome {

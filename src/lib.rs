@@ -80,6 +80,6 @@ pub mod prelude {
     pub use crate::{
         Amount, CustomFromMask, Dim, Identity, L1Unstructured, Layer, LnStructured, Module, Norm,
         PruneError, PruneFloat, PruningMethod, RandomStructured, RandomUnstructured, Sequential,
-        TensorStore,
+        TensorStore, TieBreak,
     };
 }
