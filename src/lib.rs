@@ -49,6 +49,7 @@ mod amount;
 mod dim;
 mod error;
 mod float;
+mod mask;
 pub mod method;
 mod module;
 pub mod norm;
@@ -61,6 +62,7 @@ pub use amount::Amount;
 pub use dim::Dim;
 pub use error::PruneError;
 pub use float::PruneFloat;
+pub use mask::Mask;
 pub use method::{
     CustomFromMask, Identity, L1Unstructured, LnStructured, MaskState, PruningKind, PruningMethod,
     RandomStructured, RandomUnstructured,

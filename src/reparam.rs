@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use ndarray::{ArrayD, ArrayViewD};
 
 use crate::module::{resolve, resolve_mut, split_path};
-use crate::{MaskState, Module, PruneError, PruneFloat, PruningKind, PruningMethod, TensorStore};
+use crate::{
+    Mask, MaskState, Module, PruneError, PruneFloat, PruningKind, PruningMethod, TensorStore,
+};
 
 /// Prunes the tensor at `path` with `method`.
 pub(crate) fn prune_one<T, M, P>(
@@ -153,18 +155,29 @@ where
         });
     }
 
-    // 2. Take the existing masks out (all-ones masks for first prunings).
+    // 2. Take the existing masks out; first prunings get a zeroed buffer
+    // (untouched memory until the method writes it) standing for all ones.
     // Step 1 resolved every path, so `resolve_mut` cannot fail here or in 4.
     let mut masks = Vec::with_capacity(targets.len());
     for (path, &is_fresh) in targets.iter().zip(&fresh) {
         let (store, name) = resolve_mut(root, path)?;
         let mask = if is_fresh {
-            store.parameter(name).map(|p| ArrayD::ones(p.raw_dim()))
+            store.parameter(name).map(|p| ArrayD::zeros(p.raw_dim()))
         } else {
             store.take_mask(name)
         };
         masks.push(mask.unwrap_or_else(|| ArrayD::zeros(vec![0])));
     }
+    let states: Vec<MaskState> = fresh
+        .iter()
+        .map(|&f| {
+            if f {
+                MaskState::Fresh
+            } else {
+                MaskState::Existing
+            }
+        })
+        .collect();
 
     // 3. One joint selection over all targets.
     let outcome = targets
@@ -180,14 +193,14 @@ where
                 })
         })
         .collect::<Result<Vec<_>, _>>()
-        .and_then(|importances| method.update_masks_jointly(&importances, &mut masks));
+        .and_then(|importances| method.update_masks_jointly(&importances, &mut masks, &states));
 
     // 4. Put the masks back (unchanged on error), then commit.
     for ((path, &is_fresh), mask) in targets.iter().zip(&fresh).zip(masks) {
         let (store, name) = resolve_mut(root, path)?;
         match (&outcome, is_fresh) {
             (Ok(()), true) => {
-                store.commit_first_pruning(name, mask, "CustomFromMask(global)".into())
+                store.commit_first_pruning(name, Mask::Dense(mask), "CustomFromMask(global)".into())
             }
             (Ok(()), false) => {
                 store.put_mask(name, mask);

@@ -74,6 +74,7 @@ pub(super) fn update_masks_jointly<T: PruneFloat, M: PruningMethod<T> + ?Sized>(
     method: &M,
     importances: &[ArrayViewD<'_, T>],
     masks: &mut [ArrayD<T>],
+    states: &[MaskState],
 ) -> Result<(), PruneError> {
     let total: usize = masks.iter().map(|m| m.len()).sum();
     let mut t = Vec::with_capacity(total);
@@ -81,8 +82,11 @@ pub(super) fn update_masks_jointly<T: PruneFloat, M: PruningMethod<T> + ?Sized>(
         t.extend(imp.as_standard_layout().iter().copied());
     }
     let mut joint = Vec::with_capacity(total);
-    for m in masks.iter() {
-        joint.extend_from_slice(flat(m));
+    for (i, m) in masks.iter().enumerate() {
+        match states.get(i) {
+            Some(MaskState::Fresh) => joint.extend(std::iter::repeat_n(T::one(), m.len())),
+            _ => joint.extend_from_slice(flat(m)),
+        }
     }
     if t.len() != total {
         return Err(PruneError::MethodContract {

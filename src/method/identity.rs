@@ -48,8 +48,14 @@ impl<T: PruneFloat> PruningMethod<T> for Identity {
     fn update_masks_jointly(
         &self,
         _importances: &[ArrayViewD<'_, T>],
-        _masks: &mut [ArrayD<T>],
+        masks: &mut [ArrayD<T>],
+        states: &[MaskState],
     ) -> Result<(), PruneError> {
+        for (m, state) in masks.iter_mut().zip(states) {
+            if *state == MaskState::Fresh {
+                m.fill(T::one());
+            }
+        }
         Ok(())
     }
 }

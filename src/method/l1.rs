@@ -4,7 +4,7 @@ use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
 use super::{flat, flat_mut, MaskState, PruningKind, PruningMethod};
 use crate::select::{count_candidates, prune_smallest, MaskSlot};
-use crate::{Amount, PruneError, PruneFloat, TieBreak};
+use crate::{Amount, Mask, PruneError, PruneFloat, TieBreak};
 
 /// Prunes the `amount` entries of smallest absolute importance among those
 /// still unpruned (PyTorch's `L1Unstructured`). Ties: see [`crate::select`].
@@ -83,10 +83,10 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
         // PyTorch ranks every entry of `t` here, whatever `default_mask` says.
-        Ok(self.fresh_mask(t)? * &default_mask)
+        Ok(self.fresh_mask(t)?.into_dense() * &default_mask)
     }
 
-    fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<ArrayD<T>, PruneError> {
+    fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<Mask<T>, PruneError> {
         let scores = importance.as_standard_layout();
         let k = self.amount.count_of(scores.len())?;
         let mut mask = ArrayD::zeros(scores.raw_dim());
@@ -96,7 +96,7 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
             k,
             self.ties,
         );
-        Ok(mask)
+        Ok(Mask::Dense(mask))
     }
 
     fn update_mask(
@@ -105,25 +105,46 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
         mask: &mut ArrayD<T>,
         _state: MaskState,
     ) -> Result<(), PruneError> {
-        self.update_masks_jointly(&[importance], std::slice::from_mut(mask))
+        // A fresh mask here is already all ones: update it as it stands.
+        let existing = [MaskState::Existing];
+        self.update_masks_jointly(&[importance], std::slice::from_mut(mask), &existing)
     }
 
     fn update_masks_jointly(
         &self,
         importances: &[ArrayViewD<'_, T>],
         masks: &mut [ArrayD<T>],
+        states: &[MaskState],
     ) -> Result<(), PruneError> {
         let scores = importances
             .iter()
             .zip(masks.iter())
             .map(|(imp, m)| standard(imp, m))
             .collect::<Result<Vec<_>, _>>()?;
-        let open: usize = masks.iter().map(|m| count_candidates(flat(m))).sum();
+        let fresh = |i: usize| states.get(i) == Some(&MaskState::Fresh);
+        let open: usize = masks
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                if fresh(i) {
+                    m.len()
+                } else {
+                    count_candidates(flat(m))
+                }
+            })
+            .sum();
         let k = self.amount.count_of(open)?;
         let score_slices: Vec<&[T]> = scores.iter().map(|s| s.as_slice().unwrap_or(&[])).collect();
         let mut slots: Vec<MaskSlot<'_, T>> = masks
             .iter_mut()
-            .map(|m| MaskSlot::Existing(flat_mut(m)))
+            .enumerate()
+            .map(|(i, m)| {
+                if fresh(i) {
+                    MaskSlot::Fresh(flat_mut(m))
+                } else {
+                    MaskSlot::Existing(flat_mut(m))
+                }
+            })
             .collect();
         prune_smallest(&score_slices, &mut slots, k, self.ties);
         Ok(())

@@ -5,7 +5,7 @@ use ndarray::{ArrayD, ArrayViewD};
 use super::channels::{live_channels, write_channels};
 use super::{MaskState, PruningKind, PruningMethod};
 use crate::select::channels_to_keep;
-use crate::{Amount, Dim, Norm, PruneError, PruneFloat, TieBreak};
+use crate::{Amount, Dim, Mask, Norm, PruneError, PruneFloat, TieBreak};
 
 /// Prunes the `amount` channels along `dim` of smallest norm `n` among the
 /// channels not yet pruned (PyTorch's `LnStructured`). Norms are taken over
@@ -176,13 +176,15 @@ impl<T: PruneFloat> PruningMethod<T> for LnStructured {
         Ok(())
     }
 
-    fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<ArrayD<T>, PruneError> {
+    fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<Mask<T>, PruneError> {
         let shape = importance.shape().to_vec();
         let d = structured_dim(&shape, self.dim, MaskState::Fresh)?;
         let live = vec![true; shape[d]];
         let keep = self.keep(importance, &shape, d, &live)?.unwrap_or(live);
-        let mut mask = ArrayD::zeros(shape);
-        write_channels(&mut mask, d, &keep, true);
-        Ok(mask)
+        Ok(Mask::Channels {
+            shape,
+            dim: d,
+            keep,
+        })
     }
 }

@@ -5,7 +5,7 @@
 //! [`PruningMethod::compute_mask`]. Iterative combination (measuring the
 //! amount on what is left) and the reparametrization come for free.
 
-mod channels;
+pub(crate) mod channels;
 mod container;
 
 pub(crate) use container::check_binary;
@@ -25,7 +25,7 @@ use std::fmt;
 
 use ndarray::{ArrayD, ArrayViewD};
 
-use crate::{Dim, PruneError, PruneFloat};
+use crate::{Dim, Mask, PruneError, PruneFloat};
 
 /// What part of a tensor a method may prune on a later call, as PyTorch's
 /// `PRUNING_TYPE`.
@@ -157,32 +157,36 @@ pub trait PruningMethod<T: PruneFloat>: fmt::Debug {
     /// The mask of a first pruning of a tensor whose importance scores are
     /// `importance`: by default an all-ones mask passed to
     /// [`PruningMethod::update_mask`] as [`MaskState::Fresh`]. Built-in
-    /// methods write it in one pass.
+    /// methods write it in one pass, and structured ones hand over one flag
+    /// per channel ([`Mask::Channels`]).
     ///
     /// ```
     /// use ndprune::{Amount, L1Unstructured, PruningMethod};
     /// use ndarray::array;
     /// let m = L1Unstructured::new(Amount::Count(1)).unwrap();
     /// let mask = m.fresh_mask(array![3.0f32, -0.5, 2.0].into_dyn().view()).unwrap();
-    /// assert_eq!(mask, array![1.0f32, 0.0, 1.0].into_dyn());
+    /// assert_eq!(mask.into_dense(), array![1.0f32, 0.0, 1.0].into_dyn());
     /// ```
-    fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<ArrayD<T>, PruneError> {
+    fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<Mask<T>, PruneError> {
         let mut mask = ArrayD::ones(importance.raw_dim());
         self.update_mask(importance, &mut mask, MaskState::Fresh)?;
-        Ok(mask)
+        Ok(Mask::Dense(mask))
     }
 
     /// Updates several masks as one, as if the importances and masks were
-    /// concatenated into one flat tensor: global pruning. On error no mask
-    /// is changed. The default concatenates; built-in methods work in place.
+    /// concatenated into one flat tensor: global pruning. A mask whose
+    /// state is [`MaskState::Fresh`] arrives zero-filled and stands for an
+    /// all-ones mask; it must be written whole. On error no mask is
+    /// changed. The default concatenates; built-in methods work in place.
     ///
     /// ```
-    /// use ndprune::{Amount, L1Unstructured, PruningMethod};
+    /// use ndprune::{Amount, L1Unstructured, MaskState, PruningMethod};
     /// use ndarray::array;
     /// let m = L1Unstructured::new(Amount::Count(2)).unwrap();
     /// let (a, b) = (array![0.5f32, 4.0].into_dyn(), array![0.1f32, 3.0].into_dyn());
-    /// let mut masks = [a.mapv(|_| 1.0), b.mapv(|_| 1.0)];
-    /// m.update_masks_jointly(&[a.view(), b.view()], &mut masks).unwrap();
+    /// let mut masks = [a.mapv(|_| 1.0), b.mapv(|_| 0.0)];
+    /// let states = [MaskState::Existing, MaskState::Fresh];
+    /// m.update_masks_jointly(&[a.view(), b.view()], &mut masks, &states).unwrap();
     /// assert_eq!(masks[0], array![0.0f32, 1.0].into_dyn());
     /// assert_eq!(masks[1], array![0.0f32, 1.0].into_dyn());
     /// ```
@@ -190,8 +194,9 @@ pub trait PruningMethod<T: PruneFloat>: fmt::Debug {
         &self,
         importances: &[ArrayViewD<'_, T>],
         masks: &mut [ArrayD<T>],
+        states: &[MaskState],
     ) -> Result<(), PruneError> {
-        container::update_masks_jointly(self, importances, masks)
+        container::update_masks_jointly(self, importances, masks, states)
     }
 
     /// A short description for the pruning history, e.g.

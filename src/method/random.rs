@@ -79,16 +79,35 @@ impl<T: PruneFloat> PruningMethod<T> for RandomUnstructured {
         mask: &mut ArrayD<T>,
         _state: MaskState,
     ) -> Result<(), PruneError> {
-        self.update_masks_jointly(&[importance], std::slice::from_mut(mask))
+        // A fresh mask here is already all ones: update it as it stands.
+        let existing = [MaskState::Existing];
+        self.update_masks_jointly(&[importance], std::slice::from_mut(mask), &existing)
     }
 
     fn update_masks_jointly(
         &self,
         _importances: &[ArrayViewD<'_, T>],
         masks: &mut [ArrayD<T>],
+        states: &[MaskState],
     ) -> Result<(), PruneError> {
-        let open: usize = masks.iter().map(|m| count_candidates(flat(m))).sum();
+        let fresh = |i: usize| states.get(i) == Some(&MaskState::Fresh);
+        let open: usize = masks
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                if fresh(i) {
+                    m.len()
+                } else {
+                    count_candidates(flat(m))
+                }
+            })
+            .sum();
         let k = self.amount.count_of(open)?;
+        for (i, m) in masks.iter_mut().enumerate() {
+            if fresh(i) {
+                m.fill(T::one());
+            }
+        }
         let mut rng = StdRng::seed_from_u64(self.seed);
         let mut pick = sample_in_order(&mut rng, open, k);
         for m in masks.iter_mut() {

@@ -23,9 +23,15 @@ use crate::{Module, PruneError, PruneFloat, TensorStore};
 ///     .with_buffer("running_mean", ArrayD::zeros(vec![8]));
 /// assert!(bn.buffer("running_mean").is_some());
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Layer<T> {
     store: TensorStore<T>,
+}
+
+impl<T: PruneFloat> PartialEq for Layer<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.store == other.store
+    }
 }
 
 impl<T> Default for Layer<T> {

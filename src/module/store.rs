@@ -1,8 +1,10 @@
 //! The named tensors of one module: parameters, buffers, and pruned tensors.
 
-use ndarray::{ArrayD, Zip};
+use std::sync::OnceLock;
 
-use crate::{par, PruneError, PruneFloat};
+use ndarray::ArrayD;
+
+use crate::{Mask, PruneError, PruneFloat};
 
 /// The tensors one module holds, by name, in insertion order:
 ///
@@ -28,21 +30,87 @@ use crate::{par, PruneError, PruneFloat};
 /// assert!(store.add_parameter("weight", ArrayD::zeros(vec![1])).is_err());
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct TensorStore<T> {
     parameters: Vec<(String, ArrayD<T>)>,
     buffers: Vec<(String, ArrayD<T>)>,
     pruned: Vec<Pruned<T>>,
 }
 
-/// The reparametrization of one pruned parameter.
-#[derive(Debug, Clone, PartialEq)]
+/// The reparametrization of one pruned parameter: its mask (the buffer
+/// `name_mask`) and the product `name = name_orig * name_mask`.
+#[derive(Debug, Clone)]
 struct Pruned<T> {
     name: String,
+    mask_name: String,
+    mask: MaskBuf<T>,
     /// `orig * mask`, as of the last pruning call or `recompute`.
     tensor: ArrayD<T>,
     /// Descriptions of the methods applied, oldest first.
     history: Vec<String>,
+}
+
+/// A mask as the store holds it: as the method handed it over (dense, or
+/// per channel), with the dense form built on first request.
+#[derive(Debug, Clone)]
+struct MaskBuf<T> {
+    mask: Mask<T>,
+    dense: OnceLock<ArrayD<T>>,
+}
+
+impl<T: PruneFloat> MaskBuf<T> {
+    fn new(mask: Mask<T>) -> Self {
+        MaskBuf {
+            mask,
+            dense: OnceLock::new(),
+        }
+    }
+
+    /// The dense 0/1 mask, the `name_mask` buffer PyTorch has.
+    fn view(&self) -> &ArrayD<T> {
+        match &self.mask {
+            Mask::Dense(m) => m,
+            other => self.dense.get_or_init(|| other.to_dense()),
+        }
+    }
+
+    /// The dense mask, to change in place (a per-channel mask becomes
+    /// dense for good).
+    fn dense_mut(&mut self) -> Option<&mut ArrayD<T>> {
+        if let Mask::Channels { .. } = self.mask {
+            let dense = self.dense.take().unwrap_or_else(|| self.mask.to_dense());
+            self.mask = Mask::Dense(dense);
+        }
+        match &mut self.mask {
+            Mask::Dense(m) => Some(m),
+            Mask::Channels { .. } => None,
+        }
+    }
+}
+
+impl<T: PruneFloat> PartialEq for MaskBuf<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.view() == other.view()
+    }
+}
+
+impl<T: PruneFloat> PartialEq for Pruned<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.mask == other.mask
+            && self.tensor == other.tensor
+            && self.history == other.history
+    }
+}
+
+/// Equal when the same tensors, by name and in order, hold equal values
+/// (masks compared in their dense form), with the same pruning history.
+impl<T: PruneFloat> PartialEq for TensorStore<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.parameters == other.parameters
+            && self.buffers == other.buffers
+            && self.pruned == other.pruned
+    }
 }
 
 impl<T> Default for TensorStore<T> {
@@ -162,7 +230,12 @@ impl<T: PruneFloat> TensorStore<T> {
     /// assert!(s.buffer("weight_mask").is_none());
     /// ```
     pub fn buffer(&self, name: &str) -> Option<&ArrayD<T>> {
-        find(&self.buffers, name)
+        find(&self.buffers, name).or_else(|| {
+            self.pruned
+                .iter()
+                .find(|p| p.mask_name == name)
+                .map(|p| p.mask.view())
+        })
     }
 
     /// The pruned tensor `name` (= `name_orig * name_mask`), if `name` is
@@ -217,7 +290,14 @@ impl<T: PruneFloat> TensorStore<T> {
     /// assert_eq!(s.buffers().count(), 0);
     /// ```
     pub fn buffers(&self) -> impl Iterator<Item = (&str, &ArrayD<T>)> {
-        self.buffers.iter().map(|(n, t)| (n.as_str(), t))
+        let masks = self
+            .pruned
+            .iter()
+            .map(|p| (p.mask_name.as_str(), p.mask.view()));
+        self.buffers
+            .iter()
+            .map(|(n, t)| (n.as_str(), t))
+            .chain(masks)
     }
 
     /// Pruned tensors (`orig * mask`) in the order they were first pruned.
@@ -272,11 +352,8 @@ impl<T: PruneFloat> TensorStore<T> {
     /// ```
     pub fn recompute(&mut self) {
         for p in &mut self.pruned {
-            if let (Some(orig), Some(mask)) = (
-                find(&self.parameters, &orig_name(&p.name)),
-                find(&self.buffers, &mask_name(&p.name)),
-            ) {
-                product_into(&mut p.tensor, orig, mask);
+            if let Some(orig) = find(&self.parameters, &orig_name(&p.name)) {
+                p.mask.mask.product_into(&mut p.tensor, orig);
             }
         }
     }
@@ -322,7 +399,7 @@ impl<T: PruneFloat> TensorStore<T> {
             }
         }
         self.parameters.push((name.to_string(), orig));
-        self.commit_first_pruning(name, mask, "restored".to_string());
+        self.commit_first_pruning(name, Mask::Dense(mask), "restored".to_string());
         Ok(())
     }
 
@@ -334,28 +411,24 @@ impl<T: PruneFloat> TensorStore<T> {
         &mut self,
         name: &str,
     ) -> Option<(&ArrayD<T>, &mut ArrayD<T>)> {
-        let tensor = &self.pruned.iter().find(|p| p.name == name)?.tensor;
-        let mask_at = position(&self.buffers, &mask_name(name))?;
-        Some((tensor, &mut self.buffers[mask_at].1))
+        let p = self.pruned.iter_mut().find(|p| p.name == name)?;
+        Some((&p.tensor, p.mask.dense_mut()?))
     }
 
     /// Takes the mask of a pruned `name` out (leaving an empty array), to be
     /// put back by [`TensorStore::put_mask`].
     pub(crate) fn take_mask(&mut self, name: &str) -> Option<ArrayD<T>> {
-        if !self.is_pruned(name) {
-            return None;
-        }
-        let at = position(&self.buffers, &mask_name(name))?;
+        let p = self.pruned.iter_mut().find(|p| p.name == name)?;
         Some(std::mem::replace(
-            &mut self.buffers[at].1,
+            p.mask.dense_mut()?,
             ArrayD::zeros(vec![0]),
         ))
     }
 
     /// Puts back a mask taken by [`TensorStore::take_mask`].
     pub(crate) fn put_mask(&mut self, name: &str, mask: ArrayD<T>) {
-        if let Some(at) = position(&self.buffers, &mask_name(name)) {
-            self.buffers[at].1 = mask;
+        if let Some(p) = self.pruned.iter_mut().find(|p| p.name == name) {
+            p.mask = MaskBuf::new(Mask::Dense(mask));
         }
     }
 
@@ -363,17 +436,12 @@ impl<T: PruneFloat> TensorStore<T> {
     /// the method and recomputes the pruned tensor.
     pub(crate) fn commit_step(&mut self, name: &str, method: String) {
         let orig = find(&self.parameters, &orig_name(name));
-        let mask = find(&self.buffers, &mask_name(name));
-        if let (Some(p), Some(orig), Some(mask)) =
-            (self.pruned.iter_mut().find(|p| p.name == name), orig, mask)
-        {
-            product_into(&mut p.tensor, orig, mask);
+        if let (Some(p), Some(orig)) = (self.pruned.iter_mut().find(|p| p.name == name), orig) {
+            p.mask.mask.product_into(&mut p.tensor, orig);
             p.history.push(method);
         }
     }
 
-    /// Checks that `name` can be pruned for the first time: it is a
-    /// parameter and `name_orig` / `name_mask` are free.
     pub(crate) fn check_first_pruning(&self, name: &str) -> Result<&ArrayD<T>, PruneError> {
         let param = self
             .parameter(name)
@@ -401,7 +469,7 @@ impl<T: PruneFloat> TensorStore<T> {
     /// The first pruning of `name` (checked by `check_first_pruning`):
     /// the parameter becomes `name_orig`, `mask` becomes `name_mask`, and
     /// `name` becomes the pruned tensor.
-    pub(crate) fn commit_first_pruning(&mut self, name: &str, mask: ArrayD<T>, method: String) {
+    pub(crate) fn commit_first_pruning(&mut self, name: &str, mask: Mask<T>, method: String) {
         let Some(at) = position(&self.parameters, name) else {
             return;
         };
@@ -409,11 +477,12 @@ impl<T: PruneFloat> TensorStore<T> {
         // Zeroed memory comes from the allocator untouched, so the product
         // pass below is the only write.
         let mut tensor = ArrayD::zeros(orig.raw_dim());
-        product_into(&mut tensor, &orig, &mask);
+        mask.product_into(&mut tensor, &orig);
         self.parameters.push((orig_name(name), orig));
-        self.buffers.push((mask_name(name), mask));
         self.pruned.push(Pruned {
             name: name.to_string(),
+            mask_name: mask_name(name),
+            mask: MaskBuf::new(mask),
             tensor,
             history: vec![method],
         });
@@ -431,42 +500,12 @@ impl<T: PruneFloat> TensorStore<T> {
             .position(|p| p.name == name)
             .ok_or_else(not_pruned)?;
         let orig_at = position(&self.parameters, &orig_name(name)).ok_or_else(not_pruned)?;
-        let mask_at = position(&self.buffers, &mask_name(name)).ok_or_else(not_pruned)?;
-        self.pruned.remove(pruned_at);
-        let (_, mask) = self.buffers.remove(mask_at);
-        let (_, mut weight) = self.parameters.remove(orig_at);
-        multiply_in_place(&mut weight, &mask);
-        self.parameters.push((name.to_string(), weight));
+        let (_, orig) = self.parameters.remove(orig_at);
+        let mut p = self.pruned.remove(pruned_at);
+        // As PyTorch's `remove`: the product of the current original and
+        // mask becomes the parameter.
+        p.mask.mask.product_into(&mut p.tensor, &orig);
+        self.parameters.push((name.to_string(), p.tensor));
         Ok(())
-    }
-}
-
-/// `weight *= mask`, elementwise.
-fn multiply_in_place<T: PruneFloat>(weight: &mut ArrayD<T>, mask: &ArrayD<T>) {
-    if weight.shape() == mask.shape() {
-        Zip::from(weight).and(mask).for_each(|w, &m| *w = *w * m);
-    }
-}
-
-/// `out = orig * mask`, elementwise (a masked NaN or infinity gives NaN, as
-/// in PyTorch).
-fn product_into<T: PruneFloat>(out: &mut ArrayD<T>, orig: &ArrayD<T>, mask: &ArrayD<T>) {
-    if out.shape() != orig.shape() || orig.shape() != mask.shape() {
-        return;
-    }
-    let standard = out.is_standard_layout();
-    match (orig.as_slice(), mask.as_slice(), out.as_slice_mut()) {
-        (Some(o), Some(m), Some(out)) if standard => {
-            par::for_chunks_mut(out, |offset, chunk| {
-                let (o, m) = (&o[offset..], &m[offset..]);
-                for ((v, &w), &k) in chunk.iter_mut().zip(o).zip(m) {
-                    *v = w * k;
-                }
-            });
-        }
-        _ => Zip::from(out)
-            .and(orig)
-            .and(mask)
-            .for_each(|v, &w, &k| *v = w * k),
     }
 }

@@ -59,9 +59,14 @@ pub enum TieBreak {
     LowestIndex,
 }
 
-/// Width of one radix digit of the selection keys.
+/// Width of the first radix digit of the selection keys (its histogram,
+/// in four interleaved copies, stays in the L2 cache).
+const FIRST_DIGIT_BITS: u32 = 16;
+/// Width of the later digits.
 const DIGIT_BITS: u32 = 16;
-const BUCKETS: usize = 1 << DIGIT_BITS;
+/// Copies of the first histogram, so that runs of equal digits do not
+/// serialise on one counter.
+const COPIES: usize = 1;
 
 /// Where the `k` smallest candidates end: every candidate whose key is below
 /// `key` is pruned, and `ties` of the `at_key` candidates whose key equals
@@ -114,34 +119,77 @@ pub(crate) fn count_candidates<T: PruneFloat>(mask: &[T]) -> usize {
     })[0]
 }
 
-/// Histogram of one radix digit of the candidates' keys.
+/// Histogram of one radix digit of the candidates' keys: the `width` bits
+/// at `shift`, counted over the candidates whose higher bits equal `prefix`
+/// (all candidates on the first pass).
 fn digit_histogram<T: PruneFloat>(
     scores: &[&[T]],
     masks: &[Option<&[T]>],
-    shift: u32,
+    (shift, width): (u32, u32),
     prefix: Option<u64>,
 ) -> Vec<usize> {
-    let mut total = vec![0usize; BUCKETS];
+    let buckets = 1usize << width;
+    let digit = |key: u64| ((key >> shift) as usize) & (buckets - 1);
+    let matches = |key: u64| prefix.is_none_or(|p| key >> (shift + width) == p);
+    let mut total = vec![0usize; buckets];
     for (s, m) in scores.iter().zip(masks) {
-        let h = par::count_into(s, BUCKETS, |offset, chunk, acc| {
-            for (j, &x) in chunk.iter().enumerate() {
-                if m.is_some_and(|m| m[offset + j] != T::one()) {
-                    continue;
+        let h = par::count_into(s, COPIES * buckets, |offset, chunk, acc| {
+            match (m, prefix) {
+                // First pass over a fresh tensor: every entry counts.
+                (None, None) => {
+                    let mut quads = chunk.chunks_exact(COPIES);
+                    for q in &mut quads {
+                        for (copy, &x) in q.iter().enumerate() {
+                            acc[copy * buckets + digit(x.magnitude_key())] += 1;
+                        }
+                    }
+                    for &x in quads.remainder() {
+                        acc[digit(x.magnitude_key())] += 1;
+                    }
                 }
-                let key = x.magnitude_key();
-                if prefix.is_none_or(|p| key >> (shift + DIGIT_BITS) == p) {
-                    acc[((key >> shift) as usize) & (BUCKETS - 1)] += 1;
+                (None, Some(_)) => {
+                    for &x in chunk {
+                        let key = x.magnitude_key();
+                        if matches(key) {
+                            acc[digit(key)] += 1;
+                        }
+                    }
+                }
+                (Some(m), _) => {
+                    for (&x, &k) in chunk.iter().zip(&m[offset..]) {
+                        let key = x.magnitude_key();
+                        if k == T::one() && matches(key) {
+                            acc[digit(key)] += 1;
+                        }
+                    }
                 }
             }
         });
-        total.iter_mut().zip(&h).for_each(|(t, c)| *t += c);
+        for copy in h.chunks_exact(buckets) {
+            total.iter_mut().zip(copy).for_each(|(t, c)| *t += c);
+        }
     }
     total
 }
 
+/// The radix digits of a key of `bits` bits, highest first, as
+/// `(shift, width)`.
+fn digits(bits: u32) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    let mut left = bits;
+    let mut width = FIRST_DIGIT_BITS.min(bits);
+    while left > 0 {
+        out.push((left - width, width));
+        left -= width;
+        width = DIGIT_BITS.min(left);
+    }
+    out
+}
+
 /// The cut below which the `k` candidates of smallest magnitude lie, by
-/// radix selection on the magnitude keys: one histogram pass per 16-bit
-/// digit, each over the candidates that share the digits found so far.
+/// radix selection on the magnitude keys: one histogram pass per digit
+/// (12 bits, then 10), each over the candidates that share the digits
+/// found so far.
 /// `k` must not exceed the number of candidates; `None` when `k == 0`.
 fn smallest_cut<T: PruneFloat>(scores: &[&[T]], masks: &[Option<&[T]>], k: usize) -> Option<Cut> {
     if k == 0 {
@@ -150,14 +198,12 @@ fn smallest_cut<T: PruneFloat>(scores: &[&[T]], masks: &[Option<&[T]>], k: usize
     let mut prefix = None;
     let mut rank = k; // 1-based rank of the cut among keys matching `prefix`
     let mut at_key = 0;
-    let mut shift = T::KEY_BITS.div_ceil(DIGIT_BITS) * DIGIT_BITS;
-    while shift > 0 {
-        shift -= DIGIT_BITS;
-        let hist = digit_histogram(scores, masks, shift, prefix);
+    for (shift, width) in digits(T::KEY_BITS) {
+        let hist = digit_histogram(scores, masks, (shift, width), prefix);
         let mut below = 0;
         for (bucket, &count) in hist.iter().enumerate() {
             if below + count >= rank {
-                prefix = Some((prefix.unwrap_or(0) << DIGIT_BITS) | bucket as u64);
+                prefix = Some((prefix.unwrap_or(0) << width) | bucket as u64);
                 rank -= below;
                 at_key = count;
                 break;
@@ -404,6 +450,16 @@ mod tests {
             TieBreak::Torch,
         );
         assert_eq!(fresh, existing);
+    }
+
+    #[test]
+    fn digits_cover_every_key_bit() {
+        for bits in [16, 32, 64] {
+            let d = digits(bits);
+            assert_eq!(d.iter().map(|&(_, w)| w).sum::<u32>(), bits);
+            assert_eq!(d.last().map(|&(s, _)| s), Some(0));
+            assert!(d.windows(2).all(|p| p[0].0 == p[1].0 + p[1].1));
+        }
     }
 
     #[test]

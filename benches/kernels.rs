@@ -1,0 +1,107 @@
+//! Criterion benches of the kernels, each at several sizes, so that a
+//! regression shows: per-channel norms (per p and dim), selection of the k
+//! smallest (with and without ties at the cut), and mask building.
+//!
+//! `cargo bench` runs them all; `cargo bench -- norms` one group.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use ndarray::ArrayD;
+use ndprune::prelude::*;
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// Square-ish 2-D shapes from 64 K to 4 M entries.
+const SIDES: [usize; 3] = [256, 1024, 2048];
+
+fn normal(shape: Vec<usize>, seed: u64) -> ArrayD<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    ArrayD::from_shape_simple_fn(shape, || StandardNormal.sample(&mut rng))
+}
+
+fn norms(c: &mut Criterion) {
+    let mut group = c.benchmark_group("norms");
+    for side in SIDES {
+        let t = normal(vec![side, side], 1);
+        for (label, norm) in [
+            ("l1", Norm::L(1.0)),
+            ("l2", Norm::L(2.0)),
+            ("inf", Norm::Inf),
+            ("l0", Norm::L(0.0)),
+            ("l3", Norm::L(3.0)),
+            ("l0.5", Norm::L(0.5)),
+        ] {
+            for dim in [0usize, 1] {
+                let id = BenchmarkId::new(format!("{label}/dim{dim}"), side * side);
+                group.bench_with_input(id, &t, |b, t| {
+                    b.iter(|| black_box(norm.channel_norms(t.view(), dim)))
+                });
+            }
+        }
+    }
+    let conv = normal(vec![256, 256, 3, 3], 2);
+    for dim in [0usize, 1] {
+        let id = BenchmarkId::new(format!("l2/conv/dim{dim}"), conv.len());
+        group.bench_with_input(id, &conv, |b, t| {
+            b.iter(|| black_box(Norm::L(2.0).channel_norms(t.view(), dim)))
+        });
+    }
+    group.finish();
+}
+
+fn selection(c: &mut Criterion) {
+    let mut group = c.benchmark_group("select_k_smallest");
+    for side in SIDES {
+        let t = normal(vec![side, side], 3);
+        // Few levels: equal magnitudes straddle every cut.
+        let tied = t.mapv(|x| (x * 8.0).round() / 8.0);
+        for (label, data) in [("distinct", &t), ("tied", &tied)] {
+            for (ties, rule) in [
+                ("torch", TieBreak::Torch),
+                ("lowest", TieBreak::LowestIndex),
+            ] {
+                let method = L1Unstructured::new(Amount::Fraction(0.5))
+                    .expect("valid")
+                    .with_tie_break(rule);
+                let id = BenchmarkId::new(format!("{label}/{ties}"), side * side);
+                group.bench_with_input(id, data, |b, t| {
+                    b.iter(|| black_box(method.fresh_mask(t.view())))
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+fn masks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("masks");
+    for side in SIDES {
+        let t = normal(vec![side, side], 4);
+        for dim in [0isize, 1] {
+            let method =
+                LnStructured::new(Amount::Fraction(0.3), Norm::L(2.0), Dim(dim)).expect("valid");
+            let id = BenchmarkId::new(format!("structured_dense/dim{dim}"), side * side);
+            group.bench_with_input(id, &t, |b, t| {
+                b.iter(|| black_box(method.fresh_mask(t.view()).map(|m| m.into_dense())))
+            });
+        }
+        let id = BenchmarkId::new("prune_and_product/l1", side * side);
+        group.bench_with_input(id, &t, |b, t| {
+            b.iter(|| {
+                let mut layer = Layer::new().with_parameter("weight", t.clone());
+                prune::l1_unstructured(&mut layer, "weight", Amount::Fraction(0.5), None)
+                    .map(|_| black_box(layer))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    targets = norms, selection, masks
+}
+criterion_main!(benches);

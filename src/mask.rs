@@ -1,0 +1,148 @@
+//! Masks as methods hand them over: dense, or one flag per channel.
+
+use ndarray::ArrayD;
+
+use crate::method::channels::{view3, write_channels};
+use crate::{par, PruneFloat};
+
+/// A 0/1 mask, as a pruning method produces it for a first pruning.
+///
+/// A structured method needs one flag per channel, not one value per entry,
+/// so it may hand over [`Mask::Channels`]; the store then computes the
+/// pruned tensor straight from the flags and writes the dense `*_mask`
+/// buffer only when someone asks for it (PyTorch's `weight_mask` is a dense
+/// tensor of the parameter's dtype, and so is what ndprune hands out).
+///
+/// ```
+/// use ndprune::Mask;
+///
+/// let m = Mask::<f32>::Channels { shape: vec![2, 3], dim: 1, keep: vec![true, false, true] };
+/// assert_eq!(m.shape(), &[2, 3]);
+/// assert_eq!(m.to_dense().as_slice().unwrap(), &[1.0, 0.0, 1.0, 1.0, 0.0, 1.0]);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mask<T> {
+    /// A dense 0/1 tensor.
+    Dense(ArrayD<T>),
+    /// Whole channels along `dim` of a tensor of `shape`: channel `c` is
+    /// all ones where `keep[c]`, all zeros elsewhere.
+    Channels {
+        /// The tensor's shape.
+        shape: Vec<usize>,
+        /// The channel dim (resolved, `< shape.len()`).
+        dim: usize,
+        /// One flag per channel (`keep.len() == shape[dim]`).
+        keep: Vec<bool>,
+    },
+}
+
+impl<T: PruneFloat> Mask<T> {
+    /// The shape of the tensor the mask is for.
+    ///
+    /// ```
+    /// use ndprune::Mask;
+    /// let m = Mask::Dense(ndarray::ArrayD::<f64>::ones(vec![4]));
+    /// assert_eq!(m.shape(), &[4]);
+    /// ```
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Mask::Dense(m) => m.shape(),
+            Mask::Channels { shape, .. } => shape,
+        }
+    }
+
+    /// The mask as a dense 0/1 tensor.
+    ///
+    /// ```
+    /// use ndprune::Mask;
+    /// let m = Mask::<f64>::Channels { shape: vec![2, 1], dim: 0, keep: vec![false, true] };
+    /// assert_eq!(m.to_dense().as_slice().unwrap(), &[0.0, 1.0]);
+    /// ```
+    pub fn to_dense(&self) -> ArrayD<T> {
+        match self {
+            Mask::Dense(m) => m.clone(),
+            Mask::Channels { shape, dim, keep } => {
+                let mut dense = ArrayD::zeros(shape.clone());
+                write_channels(&mut dense, *dim, keep, true);
+                dense
+            }
+        }
+    }
+
+    /// The mask as a dense 0/1 tensor, without a copy when it is one.
+    ///
+    /// ```
+    /// use ndprune::Mask;
+    /// let m = Mask::Dense(ndarray::ArrayD::<f32>::zeros(vec![3]));
+    /// assert_eq!(m.into_dense().len(), 3);
+    /// ```
+    pub fn into_dense(self) -> ArrayD<T> {
+        match self {
+            Mask::Dense(m) => m,
+            other => other.to_dense(),
+        }
+    }
+
+    /// `out = orig * mask`, elementwise, in one pass (a masked NaN or
+    /// infinity gives NaN, as in PyTorch). Shapes must agree (checked by the
+    /// callers); standard-layout arrays take the parallel path.
+    pub(crate) fn product_into(&self, out: &mut ArrayD<T>, orig: &ArrayD<T>) {
+        if out.shape() != orig.shape() || orig.shape() != self.shape() {
+            return;
+        }
+        let standard = out.is_standard_layout();
+        match (self, orig.as_slice(), out.as_slice_mut()) {
+            (Mask::Dense(m), Some(o), Some(out)) if standard && m.is_standard_layout() => {
+                let m = m.as_slice().unwrap_or(&[]);
+                par::for_chunks_mut(out, |offset, chunk| {
+                    let (o, m) = (&o[offset..], &m[offset..]);
+                    for ((v, &w), &k) in chunk.iter_mut().zip(o).zip(m) {
+                        *v = w * k;
+                    }
+                });
+            }
+            (Mask::Channels { dim, keep, .. }, Some(o), Some(out)) if standard => {
+                let (_, channels, inner) = view3(orig.shape(), *dim);
+                if channels == 0 || inner == 0 {
+                    return;
+                }
+                let k: Vec<T> = keep
+                    .iter()
+                    .map(|&k| if k { T::one() } else { T::zero() })
+                    .collect();
+                if inner == 1 {
+                    // Channels are the last dim: whole rows against `k`.
+                    let rows_per_block = (par::CHUNK / channels).max(1);
+                    par::for_blocks_mut(out, rows_per_block * channels, |offset, block| {
+                        for (r, row) in block.chunks_mut(channels).enumerate() {
+                            let o = &o[offset + r * channels..];
+                            for ((v, &w), &k) in row.iter_mut().zip(o).zip(&k) {
+                                *v = w * k;
+                            }
+                        }
+                    });
+                } else {
+                    // Runs of `inner` entries, run r in channel r mod channels.
+                    let runs_per_block = (par::CHUNK / inner).max(1);
+                    par::for_blocks_mut(out, runs_per_block * inner, |offset, block| {
+                        let first_run = offset / inner;
+                        for (j, run) in block.chunks_mut(inner).enumerate() {
+                            let k = k[(first_run + j) % channels];
+                            let o = &o[offset + j * inner..];
+                            for (v, &w) in run.iter_mut().zip(o) {
+                                *v = w * k;
+                            }
+                        }
+                    });
+                }
+            }
+            _ => {
+                let dense = self.to_dense();
+                ndarray::Zip::from(out)
+                    .and(orig)
+                    .and(&dense)
+                    .for_each(|v, &w, &k| *v = w * k);
+            }
+        }
+    }
+}
