@@ -3,7 +3,7 @@
 
 use ndarray::ArrayD;
 
-use super::{flat, flat_mut};
+use super::{flat, flat_mut, MaskState};
 use crate::{par, PruneFloat};
 
 /// `(outer, channels, inner)`: the tensor seen as `[outer, channels, inner]`
@@ -29,6 +29,19 @@ pub(crate) fn live_channels<T: PruneFloat>(mask: &ArrayD<T>, dim: usize) -> Vec<
         }
     }
     live
+}
+
+/// The channels a structured method may prune: all of them on a first
+/// pruning, those still holding a 1 on a later one.
+pub(crate) fn open_channels<T: PruneFloat>(
+    mask: &ArrayD<T>,
+    dim: usize,
+    state: MaskState,
+) -> Vec<bool> {
+    match state {
+        MaskState::Fresh => vec![true; mask.shape()[dim]],
+        MaskState::Existing => live_channels(mask, dim),
+    }
 }
 
 /// Writes a structured mask along `dim`: a fresh mask gets 1 for the kept

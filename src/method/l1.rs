@@ -2,8 +2,8 @@
 
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
-use super::{flat, flat_mut, MaskState, PruningKind, PruningMethod};
-use crate::select::{count_candidates, prune_smallest, MaskSlot};
+use super::{flat_mut, open_entries, MaskState, PruningKind, PruningMethod};
+use crate::select::{prune_smallest, MaskSlot};
 use crate::{Amount, Mask, PruneError, PruneFloat, TieBreak};
 
 /// Prunes the `amount` entries of smallest absolute importance among those
@@ -122,17 +122,7 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
             .map(|(imp, m)| standard(imp, m))
             .collect::<Result<Vec<_>, _>>()?;
         let fresh = |i: usize| states.get(i) == Some(&MaskState::Fresh);
-        let open: usize = masks
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                if fresh(i) {
-                    m.len()
-                } else {
-                    count_candidates(flat(m))
-                }
-            })
-            .sum();
+        let open = open_entries(masks, states);
         let k = self.amount.count_of(open)?;
         let score_slices: Vec<&[T]> = scores.iter().map(|s| s.as_slice().unwrap_or(&[])).collect();
         let mut slots: Vec<MaskSlot<'_, T>> = masks

@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, ArrayViewD};
 
-use super::channels::{live_channels, write_channels};
+use super::channels::{open_channels, write_channels};
 use super::{MaskState, PruningKind, PruningMethod};
 use crate::select::channels_to_keep;
 use crate::{Amount, Dim, Mask, Norm, PruneError, PruneFloat, TieBreak};
@@ -166,10 +166,7 @@ impl<T: PruneFloat> PruningMethod<T> for LnStructured {
         state: MaskState,
     ) -> Result<(), PruneError> {
         let d = structured_dim(mask.shape(), self.dim, state)?;
-        let live = match state {
-            MaskState::Fresh => vec![true; mask.shape()[d]],
-            MaskState::Existing => live_channels(mask, d),
-        };
+        let live = open_channels(mask, d, state);
         if let Some(keep) = self.keep(importance, mask.shape(), d, &live)? {
             write_channels(mask, d, &keep, false);
         }

@@ -211,6 +211,19 @@ pub trait PruningMethod<T: PruneFloat>: fmt::Debug {
     }
 }
 
+/// The number of unpruned entries of several masks: all entries of a fresh
+/// one (it stands for all ones), the entries at 1 of an existing one.
+pub(crate) fn open_entries<T: PruneFloat>(masks: &[ArrayD<T>], states: &[MaskState]) -> usize {
+    masks
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match states.get(i) {
+            Some(MaskState::Fresh) => m.len(),
+            _ => crate::select::count_candidates(flat(m)),
+        })
+        .sum()
+}
+
 /// The flat row-major data of a standard-layout array (every array this
 /// crate makes or converts with `as_standard_layout` is one).
 pub(crate) fn flat<T>(a: &ArrayD<T>) -> &[T] {

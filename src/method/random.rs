@@ -4,10 +4,10 @@ use ndarray::{ArrayD, ArrayViewD};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 
-use super::channels::{live_channels, write_channels};
+use super::channels::{open_channels, write_channels};
 use super::ln::structured_dim;
-use super::{flat, flat_mut, MaskState, PruningKind, PruningMethod};
-use crate::select::{count_candidates, sample_in_order};
+use super::{flat_mut, open_entries, MaskState, PruningKind, PruningMethod};
+use crate::select::sample_in_order;
 use crate::{Amount, Dim, PruneError, PruneFloat};
 
 /// Prunes `amount` of the unpruned entries, chosen uniformly at random
@@ -91,17 +91,7 @@ impl<T: PruneFloat> PruningMethod<T> for RandomUnstructured {
         states: &[MaskState],
     ) -> Result<(), PruneError> {
         let fresh = |i: usize| states.get(i) == Some(&MaskState::Fresh);
-        let open: usize = masks
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                if fresh(i) {
-                    m.len()
-                } else {
-                    count_candidates(flat(m))
-                }
-            })
-            .sum();
+        let open = open_entries(masks, states);
         let k = self.amount.count_of(open)?;
         for (i, m) in masks.iter_mut().enumerate() {
             if fresh(i) {
@@ -194,10 +184,7 @@ impl<T: PruneFloat> PruningMethod<T> for RandomStructured {
         state: MaskState,
     ) -> Result<(), PruneError> {
         let d = structured_dim(mask.shape(), self.dim, state)?;
-        let mut keep = match state {
-            MaskState::Fresh => vec![true; mask.shape()[d]],
-            MaskState::Existing => live_channels(mask, d),
-        };
+        let mut keep = open_channels(mask, d, state);
         let open = keep.iter().filter(|&&l| l).count();
         let k = self.amount.count_of(open)?;
         if k == 0 {
