@@ -99,9 +99,27 @@ fn masks(c: &mut Criterion) {
     group.finish();
 }
 
+/// The floor every first pruning stands on: writing its fresh 64 MB output
+/// tensor (4096 × 4096 `f32`), page faults included, with the same chunked
+/// parallel loop the kernels use.
+fn memory_floor(c: &mut Criterion) {
+    use rayon::prelude::*;
+    let mut group = c.benchmark_group("memory_floor");
+    group.bench_function("fresh_write_64MB", |b| {
+        b.iter(|| {
+            let mut out = ArrayD::<f32>::zeros(vec![4096, 4096]);
+            if let Some(s) = out.as_slice_mut() {
+                s.par_chunks_mut(1 << 16).for_each(|c| c.fill(1.0));
+            }
+            black_box(out)
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
-    targets = norms, selection, masks
+    targets = norms, selection, masks, memory_floor
 }
 criterion_main!(benches);
