@@ -310,20 +310,39 @@ fn torch_tied<T: PruneFloat>(
                     .map(move |(i, &x)| (seg, i, x.magnitude_key()))
             })
     };
-    let chosen = if T::KEY_BITS <= 32 {
+    let open: usize = masks
+        .iter()
+        .zip(scores)
+        .map(|(m, s)| m.as_existing().map_or(s.len(), count_candidates))
+        .sum();
+    // Ordinals (among the candidates) of the tied entries PyTorch keeps
+    // among its k: the rest of the k lie below the cut anyway.
+    let mut chosen: Vec<usize> = if T::KEY_BITS <= 32 {
         // Keys of at most 32 bits fit a u32: 8 bytes a candidate.
-        topk::topk_indices(positions().map(|(_, _, key)| key as u32), k, false)?
+        let queue = topk::topk_queue(positions().map(|(_, _, x)| x as u32), open, k, false)?;
+        queue
+            .iter()
+            .filter(|e| u64::from(e.0) == key)
+            .map(|e| e.1 as usize)
+            .collect()
     } else {
-        topk::topk_indices(positions().map(|(_, _, key)| key), k, false)?
+        let queue = topk::topk_queue(positions().map(|(_, _, x)| x), open, k, false)?;
+        queue
+            .iter()
+            .filter(|e| e.0 == key)
+            .map(|e| e.1 as usize)
+            .collect()
     };
+    chosen.sort_unstable();
     let mut chosen = chosen.into_iter().peekable();
     let mut out = Vec::new();
-    for (ordinal, (seg, i, x)) in positions().enumerate() {
+    for (ordinal, (seg, i, _)) in positions().enumerate() {
+        if chosen.peek().is_none() {
+            break;
+        }
         if chosen.peek() == Some(&ordinal) {
             chosen.next();
-            if x == key {
-                out.push((seg, i));
-            }
+            out.push((seg, i));
         }
     }
     Some(out)

@@ -18,24 +18,41 @@ pub(crate) fn topk_indices<K: Copy + Ord>(
     k: usize,
     largest: bool,
 ) -> Option<Vec<usize>> {
-    let mut queue = Vec::with_capacity(keys.size_hint().0);
+    let mut out: Vec<usize> = topk_queue(keys, 0, k, largest)?
+        .iter()
+        .map(|e| e.1 as usize)
+        .collect();
+    out.sort_unstable();
+    Some(out)
+}
+
+/// The `k` `(key, index)` pairs `torch.topk` keeps, in the order its
+/// algorithm leaves them: the queue itself, cut to `k`, so that no second
+/// buffer is needed. `len` is the number of keys, when known (0 if not).
+pub(crate) fn topk_queue<K: Copy + Ord>(
+    keys: impl Iterator<Item = K>,
+    len: usize,
+    k: usize,
+    largest: bool,
+) -> Option<Vec<(K, u32)>> {
+    let mut queue = Vec::with_capacity(len.max(keys.size_hint().0));
     for (i, key) in keys.enumerate() {
         queue.push((key, u32::try_from(i).ok()?));
     }
     let n = queue.len();
-    if k == 0 || n == 0 {
-        return Some(Vec::new());
-    }
     let k = k.min(n);
+    if k == 0 {
+        queue.clear();
+        return Some(queue);
+    }
     let less = |a: &(K, u32), b: &(K, u32)| if largest { a.0 > b.0 } else { a.0 < b.0 };
     if k * 64 <= n {
         heap_select(&mut queue, k, &less);
     } else {
         nth_element(&mut queue, k - 1, &less);
     }
-    let mut out: Vec<usize> = queue[..k].iter().map(|e| e.1 as usize).collect();
-    out.sort_unstable();
-    Some(out)
+    queue.truncate(k);
+    Some(queue)
 }
 
 /// `std::nth_element` (libstdc++ `__introselect`).
