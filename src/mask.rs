@@ -3,6 +3,7 @@
 use ndarray::ArrayD;
 
 use crate::method::channels::{view3, write_channels};
+use crate::select::bit;
 use crate::{par, PruneFloat};
 
 /// A 0/1 mask, as a pruning method produces it for a first pruning.
@@ -34,6 +35,14 @@ pub enum Mask<T> {
         /// One flag per channel (`keep.len() == shape[dim]`).
         keep: Vec<bool>,
     },
+    /// One bit an entry, in row-major order: bit `i % 64` of word `i / 64`
+    /// is set where entry `i` is kept.
+    Bits {
+        /// The tensor's shape.
+        shape: Vec<usize>,
+        /// `ceil(len / 64)` words.
+        bits: Vec<u64>,
+    },
 }
 
 impl<T: PruneFloat> Mask<T> {
@@ -47,7 +56,7 @@ impl<T: PruneFloat> Mask<T> {
     pub fn shape(&self) -> &[usize] {
         match self {
             Mask::Dense(m) => m.shape(),
-            Mask::Channels { shape, .. } => shape,
+            Mask::Channels { shape, .. } | Mask::Bits { shape, .. } => shape,
         }
     }
 
@@ -66,7 +75,50 @@ impl<T: PruneFloat> Mask<T> {
                 write_channels(&mut dense, *dim, keep, true);
                 dense
             }
+            Mask::Bits { shape, bits } => {
+                let mut dense = ArrayD::zeros(shape.clone());
+                if let Some(out) = dense.as_slice_mut() {
+                    par::for_chunks_mut(out, |offset, chunk| {
+                        for (j, v) in chunk.iter_mut().enumerate() {
+                            *v = if bit(bits, offset + j) {
+                                T::one()
+                            } else {
+                                T::zero()
+                            };
+                        }
+                    });
+                }
+                dense
+            }
         }
+    }
+
+    /// The mask as bits (`Mask::Bits`), for unstructured updates in place.
+    pub(crate) fn to_bits(&self) -> Vec<u64> {
+        let n: usize = self.shape().iter().product();
+        let mut bits = vec![0u64; n.div_ceil(64)];
+        let mut set = |i: usize| bits[i / 64] |= 1u64 << (i % 64);
+        match self {
+            Mask::Bits { bits: b, .. } => return b.clone(),
+            Mask::Dense(m) => {
+                for (i, &v) in m.iter().enumerate() {
+                    if v == T::one() {
+                        set(i);
+                    }
+                }
+            }
+            Mask::Channels { shape, dim, keep } => {
+                let (_, channels, inner) = view3(shape, *dim);
+                if channels > 0 && inner > 0 {
+                    for r in 0..n / inner {
+                        if keep[r % channels] {
+                            (r * inner..(r + 1) * inner).for_each(&mut set);
+                        }
+                    }
+                }
+            }
+        }
+        bits
     }
 
     /// The mask as a dense 0/1 tensor, without a copy when it is one.
@@ -135,6 +187,17 @@ impl<T: PruneFloat> Mask<T> {
                         }
                     });
                 }
+            }
+            (Mask::Bits { bits, .. }, Some(o), Some(out)) if standard => {
+                par::for_chunks_mut(out, |offset, chunk| {
+                    for (j, (v, &w)) in chunk.iter_mut().zip(&o[offset..]).enumerate() {
+                        *v = w * if bit(bits, offset + j) {
+                            T::one()
+                        } else {
+                            T::zero()
+                        };
+                    }
+                });
             }
             _ => {
                 let dense = self.to_dense();

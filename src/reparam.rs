@@ -46,10 +46,30 @@ where
     T: PruneFloat,
     P: PruningMethod<T> + ?Sized,
 {
-    if let Some((current, mask)) = store.pruned_and_mask_mut(name) {
-        let importance = importance.unwrap_or_else(|| current.view());
-        check_importance(&importance, mask.shape())?;
-        method.update_mask(importance, mask, MaskState::Existing)?;
+    if store.is_pruned(name) {
+        // The mask in the form the store holds it, if the method can
+        // update that form; else the dense mask.
+        let compact = match store.pruned_and_compact_mut(name) {
+            Some((current, mask)) => {
+                let imp = importance.clone().unwrap_or_else(|| current.view());
+                check_importance(&imp, mask.shape())?;
+                method.update_compact(imp, mask)
+            }
+            None => None,
+        };
+        match compact {
+            Some(outcome) => outcome?,
+            None => {
+                let (current, mask) =
+                    store
+                        .pruned_and_mask_mut(name)
+                        .ok_or_else(|| PruneError::NotPruned {
+                            tensor: name.to_string(),
+                        })?;
+                let importance = importance.unwrap_or_else(|| current.view());
+                method.update_mask(importance, mask, MaskState::Existing)?;
+            }
+        }
         store.commit_step(name, method.describe());
     } else {
         let param = store.check_first_pruning(name)?;

@@ -3,7 +3,7 @@
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
 use super::{flat_mut, open_entries, MaskState, PruningKind, PruningMethod};
-use crate::select::{prune_smallest, MaskSlot};
+use crate::select::{count_bits, prune_smallest, MaskSlot};
 use crate::{Amount, Mask, PruneError, PruneFloat, TieBreak};
 
 /// Prunes the `amount` entries of smallest absolute importance among those
@@ -89,14 +89,49 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
     fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<Mask<T>, PruneError> {
         let scores = importance.as_standard_layout();
         let k = self.amount.count_of(scores.len())?;
-        let mut mask = ArrayD::zeros(scores.raw_dim());
+        // One bit an entry: the store writes the dense mask only on request.
+        let mut bits = vec![0u64; scores.len().div_ceil(64)];
         prune_smallest(
             &[scores.as_slice().unwrap_or(&[])],
-            &mut [MaskSlot::Fresh(flat_mut(&mut mask))],
+            &mut [MaskSlot::FreshBits(&mut bits)],
             k,
             self.ties,
         );
-        Ok(Mask::Dense(mask))
+        Ok(Mask::Bits {
+            shape: scores.shape().to_vec(),
+            bits,
+        })
+    }
+
+    fn update_compact(
+        &self,
+        importance: ArrayViewD<'_, T>,
+        mask: &mut Mask<T>,
+    ) -> Option<Result<(), PruneError>> {
+        if let Mask::Dense(_) = mask {
+            return None;
+        }
+        if let Mask::Channels { shape, .. } = mask {
+            // Same 0/1 values, held as bits from now on.
+            let shape = shape.clone();
+            let bits = mask.to_bits();
+            *mask = Mask::Bits { shape, bits };
+        }
+        let Mask::Bits { bits, .. } = mask else {
+            return None;
+        };
+        let scores = importance.as_standard_layout();
+        let k = match self.amount.count_of(count_bits(bits, scores.len())) {
+            Ok(k) => k,
+            Err(e) => return Some(Err(e)),
+        };
+        prune_smallest(
+            &[scores.as_slice().unwrap_or(&[])],
+            &mut [MaskSlot::ExistingBits(bits)],
+            k,
+            self.ties,
+        );
+        Some(Ok(()))
     }
 
     fn update_mask(

@@ -173,6 +173,31 @@ pub trait PruningMethod<T: PruneFloat>: fmt::Debug {
         Ok(Mask::Dense(mask))
     }
 
+    /// Updates, in place and in the form the store holds it, the mask of a
+    /// tensor pruned before ([`MaskState::Existing`]), when the method
+    /// can; `None` when it cannot, and the store then hands
+    /// [`PruningMethod::update_mask`] the dense mask. The built-in
+    /// unstructured methods keep a bit mask this way. On error the mask
+    /// stands for the same 0/1 values as before (its form may change).
+    ///
+    /// ```
+    /// use ndprune::{Amount, L1Unstructured, Mask, PruningMethod};
+    /// use ndarray::array;
+    /// let m = L1Unstructured::new(Amount::Count(1)).unwrap();
+    /// let mut mask = Mask::Channels { shape: vec![3], dim: 0, keep: vec![true, false, true] };
+    /// let t = array![2.0f32, 9.0, -1.0].into_dyn();
+    /// m.update_compact(t.view(), &mut mask).unwrap().unwrap();
+    /// assert_eq!(mask.to_dense(), array![1.0f32, 0.0, 0.0].into_dyn());
+    /// ```
+    fn update_compact(
+        &self,
+        importance: ArrayViewD<'_, T>,
+        mask: &mut Mask<T>,
+    ) -> Option<Result<(), PruneError>> {
+        let _ = (importance, mask);
+        None
+    }
+
     /// Updates several masks as one, as if the importances and masks were
     /// concatenated into one flat tensor: global pruning. A mask whose
     /// state is [`MaskState::Fresh`] arrives zero-filled and stands for an

@@ -77,14 +77,21 @@ impl<T: PruneFloat> MaskBuf<T> {
     /// The dense mask, to change in place (a per-channel mask becomes
     /// dense for good).
     fn dense_mut(&mut self) -> Option<&mut ArrayD<T>> {
-        if let Mask::Channels { .. } = self.mask {
+        if !matches!(self.mask, Mask::Dense(_)) {
             let dense = self.dense.take().unwrap_or_else(|| self.mask.to_dense());
             self.mask = Mask::Dense(dense);
         }
         match &mut self.mask {
             Mask::Dense(m) => Some(m),
-            Mask::Channels { .. } => None,
+            _ => None,
         }
+    }
+
+    /// The mask in whatever form it is held, to change in place; the dense
+    /// form built for readers is dropped.
+    fn compact_mut(&mut self) -> &mut Mask<T> {
+        self.dense.take();
+        &mut self.mask
     }
 }
 
@@ -413,6 +420,16 @@ impl<T: PruneFloat> TensorStore<T> {
     ) -> Option<(&ArrayD<T>, &mut ArrayD<T>)> {
         let p = self.pruned.iter_mut().find(|p| p.name == name)?;
         Some((&p.tensor, p.mask.dense_mut()?))
+    }
+
+    /// For a pruned `name`: its current pruned tensor (the default
+    /// importance) and its mask in the form it is held.
+    pub(crate) fn pruned_and_compact_mut(
+        &mut self,
+        name: &str,
+    ) -> Option<(&ArrayD<T>, &mut Mask<T>)> {
+        let p = self.pruned.iter_mut().find(|p| p.name == name)?;
+        Some((&p.tensor, p.mask.compact_mut()))
     }
 
     /// Takes the mask of a pruned `name` out (leaving an empty array), to be

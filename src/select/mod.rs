@@ -59,13 +59,14 @@ pub enum TieBreak {
     LowestIndex,
 }
 
-/// Width of the first radix digit of the selection keys (its histogram,
-/// in four interleaved copies, stays in the L2 cache).
+/// Width of the first radix digit of the selection keys: two passes for
+/// `f32` keys, four for `f64`, one for the 16-bit types (narrower digits
+/// and interleaved copies of the histogram measured slower here: the
+/// passes are bound by memory, not by the counting).
 const FIRST_DIGIT_BITS: u32 = 16;
 /// Width of the later digits.
 const DIGIT_BITS: u32 = 16;
-/// Copies of the first histogram, so that runs of equal digits do not
-/// serialise on one counter.
+/// Copies of the first histogram.
 const COPIES: usize = 1;
 
 /// Where the `k` smallest candidates end: every candidate whose key is below
@@ -87,27 +88,74 @@ impl Cut {
 
 /// A mask being updated: an existing one (entries at 1 are candidates and
 /// may only go to 0), or a fresh one (every entry is a candidate, and every
-/// entry is written).
+/// entry is written); dense, or one bit an entry (bit set = kept).
 #[derive(Debug)]
 pub(crate) enum MaskSlot<'a, T> {
     /// An existing 0/1 mask.
     Existing(&'a mut [T]),
     /// A buffer to fill with the mask of a first pruning.
     Fresh(&'a mut [T]),
+    /// An existing bit mask.
+    ExistingBits(&'a mut [u64]),
+    /// Bits to fill with the mask of a first pruning.
+    FreshBits(&'a mut [u64]),
+}
+
+/// Which entries of a segment are candidates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Open<'a, T> {
+    /// Every entry.
+    All,
+    /// Those whose mask is 1.
+    Dense(&'a [T]),
+    /// Those whose bit is set.
+    Bits(&'a [u64]),
+}
+
+impl<T: PruneFloat> Open<'_, T> {
+    #[inline]
+    fn at(self, i: usize) -> bool {
+        match self {
+            Open::All => true,
+            Open::Dense(m) => m[i] == T::one(),
+            Open::Bits(b) => bit(b, i),
+        }
+    }
+}
+
+/// Bit `i` of a bit mask.
+#[inline]
+pub(crate) fn bit(bits: &[u64], i: usize) -> bool {
+    (bits[i / 64] >> (i % 64)) & 1 == 1
+}
+
+/// Number of set bits among the first `n` of a bit mask.
+pub(crate) fn count_bits(bits: &[u64], n: usize) -> usize {
+    let full = n / 64;
+    let mut count: usize = bits[..full].iter().map(|w| w.count_ones() as usize).sum();
+    if n % 64 != 0 {
+        count += (bits[full] & ((1u64 << (n % 64)) - 1)).count_ones() as usize;
+    }
+    count
 }
 
 impl<T: PruneFloat> MaskSlot<'_, T> {
-    fn is_candidate(&self, i: usize) -> bool {
+    fn open(&self) -> Open<'_, T> {
         match self {
-            MaskSlot::Existing(m) => m[i] == T::one(),
-            MaskSlot::Fresh(_) => true,
+            MaskSlot::Existing(m) => Open::Dense(m),
+            MaskSlot::ExistingBits(b) => Open::Bits(b),
+            MaskSlot::Fresh(_) | MaskSlot::FreshBits(_) => Open::All,
         }
     }
 
-    fn as_existing(&self) -> Option<&[T]> {
+    fn is_candidate(&self, i: usize) -> bool {
+        self.open().at(i)
+    }
+
+    fn prune(&mut self, i: usize) {
         match self {
-            MaskSlot::Existing(m) => Some(m),
-            MaskSlot::Fresh(_) => None,
+            MaskSlot::Existing(m) | MaskSlot::Fresh(m) => m[i] = T::zero(),
+            MaskSlot::ExistingBits(b) | MaskSlot::FreshBits(b) => b[i / 64] &= !(1u64 << (i % 64)),
         }
     }
 }
@@ -124,7 +172,7 @@ pub(crate) fn count_candidates<T: PruneFloat>(mask: &[T]) -> usize {
 /// (all candidates on the first pass).
 fn digit_histogram<T: PruneFloat>(
     scores: &[&[T]],
-    masks: &[Option<&[T]>],
+    masks: &[Open<'_, T>],
     (shift, width): (u32, u32),
     prefix: Option<u64>,
 ) -> Vec<usize> {
@@ -134,9 +182,9 @@ fn digit_histogram<T: PruneFloat>(
     let mut total = vec![0usize; buckets];
     for (s, m) in scores.iter().zip(masks) {
         let h = par::count_into(s, COPIES * buckets, |offset, chunk, acc| {
-            match (m, prefix) {
+            match (*m, prefix) {
                 // First pass over a fresh tensor: every entry counts.
-                (None, None) => {
+                (Open::All, None) => {
                     let mut quads = chunk.chunks_exact(COPIES);
                     for q in &mut quads {
                         for (copy, &x) in q.iter().enumerate() {
@@ -147,7 +195,7 @@ fn digit_histogram<T: PruneFloat>(
                         acc[digit(x.magnitude_key())] += 1;
                     }
                 }
-                (None, Some(_)) => {
+                (Open::All, Some(_)) => {
                     for &x in chunk {
                         let key = x.magnitude_key();
                         if matches(key) {
@@ -155,10 +203,18 @@ fn digit_histogram<T: PruneFloat>(
                         }
                     }
                 }
-                (Some(m), _) => {
+                (Open::Dense(m), _) => {
                     for (&x, &k) in chunk.iter().zip(&m[offset..]) {
                         let key = x.magnitude_key();
                         if k == T::one() && matches(key) {
+                            acc[digit(key)] += 1;
+                        }
+                    }
+                }
+                (open, _) => {
+                    for (j, &x) in chunk.iter().enumerate() {
+                        let key = x.magnitude_key();
+                        if open.at(offset + j) && matches(key) {
                             acc[digit(key)] += 1;
                         }
                     }
@@ -191,7 +247,7 @@ fn digits(bits: u32) -> Vec<(u32, u32)> {
 /// (12 bits, then 10), each over the candidates that share the digits
 /// found so far.
 /// `k` must not exceed the number of candidates; `None` when `k == 0`.
-fn smallest_cut<T: PruneFloat>(scores: &[&[T]], masks: &[Option<&[T]>], k: usize) -> Option<Cut> {
+fn smallest_cut<T: PruneFloat>(scores: &[&[T]], masks: &[Open<'_, T>], k: usize) -> Option<Cut> {
     if k == 0 {
         return None;
     }
@@ -228,8 +284,8 @@ pub(crate) fn prune_smallest<T: PruneFloat>(
     ties: TieBreak,
 ) {
     let cut = {
-        let existing: Vec<Option<&[T]>> = masks.iter().map(MaskSlot::as_existing).collect();
-        smallest_cut(scores, &existing, k)
+        let open: Vec<Open<'_, T>> = masks.iter().map(MaskSlot::open).collect();
+        smallest_cut(scores, &open, k)
     };
     // The tied entries at the cut that go, as (segment, index): chosen
     // before any mask changes, since candidates are read from the masks.
@@ -259,12 +315,40 @@ pub(crate) fn prune_smallest<T: PruneFloat>(
                     *v = if pruned { T::zero() } else { T::one() };
                 }
             }),
+            MaskSlot::ExistingBits(b) => {
+                let Some(cut) = cut else { continue };
+                par::for_blocks_mut(b, par::CHUNK / 64, |first_word, words| {
+                    for (w, word) in words.iter_mut().enumerate() {
+                        let base = (first_word + w) * 64;
+                        let mut live = *word;
+                        while live != 0 {
+                            let b = live.trailing_zeros() as usize;
+                            live &= live - 1;
+                            if s.get(base + b)
+                                .is_some_and(|x| cut.below(x.magnitude_key()))
+                            {
+                                *word &= !(1u64 << b);
+                            }
+                        }
+                    }
+                });
+            }
+            MaskSlot::FreshBits(b) => {
+                par::for_blocks_mut(b, par::CHUNK / 64, |first_word, words| {
+                    for (w, word) in words.iter_mut().enumerate() {
+                        let base = (first_word + w) * 64;
+                        let run = s.get(base..(base + 64).min(s.len())).unwrap_or(&[]);
+                        *word = run.iter().enumerate().fold(0u64, |acc, (b, x)| {
+                            let kept = !cut.is_some_and(|c| c.below(x.magnitude_key()));
+                            acc | (u64::from(kept) << b)
+                        });
+                    }
+                })
+            }
         }
     }
     for (seg, i) in tied {
-        match &mut masks[seg] {
-            MaskSlot::Existing(m) | MaskSlot::Fresh(m) => m[i] = T::zero(),
-        }
+        masks[seg].prune(i);
     }
 }
 
@@ -313,7 +397,11 @@ fn torch_tied<T: PruneFloat>(
     let open: usize = masks
         .iter()
         .zip(scores)
-        .map(|(m, s)| m.as_existing().map_or(s.len(), count_candidates))
+        .map(|(m, s)| match m.open() {
+            Open::All => s.len(),
+            Open::Dense(d) => count_candidates(d),
+            Open::Bits(b) => count_bits(b, s.len()),
+        })
         .sum();
     // Ordinals (among the candidates) of the tied entries PyTorch keeps
     // among its k: the rest of the k lie below the cut anyway.
