@@ -3,7 +3,6 @@
 use ndarray::ArrayD;
 
 use crate::method::channels::{view3, write_channels};
-use crate::select::bit;
 use crate::{par, PruneFloat};
 
 /// A 0/1 mask, as a pruning method produces it for a first pruning.
@@ -78,13 +77,13 @@ impl<T: PruneFloat> Mask<T> {
             Mask::Bits { shape, bits } => {
                 let mut dense = ArrayD::zeros(shape.clone());
                 if let Some(out) = dense.as_slice_mut() {
+                    let values = [T::zero(), T::one()];
                     par::for_chunks_mut(out, |offset, chunk| {
-                        for (j, v) in chunk.iter_mut().enumerate() {
-                            *v = if bit(bits, offset + j) {
-                                T::one()
-                            } else {
-                                T::zero()
-                            };
+                        // Chunks start on a word: `offset` is a multiple of 64.
+                        for (run, &word) in chunk.chunks_mut(64).zip(&bits[offset / 64..]) {
+                            for (b, v) in run.iter_mut().enumerate() {
+                                *v = values[((word >> b) & 1) as usize];
+                            }
                         }
                     });
                 }
@@ -97,13 +96,12 @@ impl<T: PruneFloat> Mask<T> {
     pub(crate) fn to_bits(&self) -> Vec<u64> {
         let n: usize = self.shape().iter().product();
         let mut bits = vec![0u64; n.div_ceil(64)];
-        let mut set = |i: usize| bits[i / 64] |= 1u64 << (i % 64);
         match self {
             Mask::Bits { bits: b, .. } => return b.clone(),
             Mask::Dense(m) => {
                 for (i, &v) in m.iter().enumerate() {
                     if v == T::one() {
-                        set(i);
+                        bits[i / 64] |= 1u64 << (i % 64);
                     }
                 }
             }
@@ -112,7 +110,7 @@ impl<T: PruneFloat> Mask<T> {
                 if channels > 0 && inner > 0 {
                     for r in 0..n / inner {
                         if keep[r % channels] {
-                            (r * inner..(r + 1) * inner).for_each(&mut set);
+                            set_run(&mut bits, r * inner, inner);
                         }
                     }
                 }
@@ -189,13 +187,14 @@ impl<T: PruneFloat> Mask<T> {
                 }
             }
             (Mask::Bits { bits, .. }, Some(o), Some(out)) if standard => {
+                let values = [T::zero(), T::one()];
                 par::for_chunks_mut(out, |offset, chunk| {
-                    for (j, (v, &w)) in chunk.iter_mut().zip(&o[offset..]).enumerate() {
-                        *v = w * if bit(bits, offset + j) {
-                            T::one()
-                        } else {
-                            T::zero()
-                        };
+                    // Chunks start on a word: `offset` is a multiple of 64.
+                    let runs = chunk.chunks_mut(64).zip(o[offset..].chunks(64));
+                    for ((run, o), &word) in runs.zip(&bits[offset / 64..]) {
+                        for (b, (v, &w)) in run.iter_mut().zip(o).enumerate() {
+                            *v = w * values[((word >> b) & 1) as usize];
+                        }
                     }
                 });
             }
@@ -205,6 +204,65 @@ impl<T: PruneFloat> Mask<T> {
                     .and(orig)
                     .and(&dense)
                     .for_each(|v, &w, &k| *v = w * k);
+            }
+        }
+    }
+}
+
+/// Sets bits `start .. start + len`, a word at a time.
+fn set_run(bits: &mut [u64], start: usize, len: usize) {
+    let end = start + len;
+    let mut i = start;
+    while i < end {
+        let offset = i % 64;
+        let take = (64 - offset).min(end - i);
+        let ones = if take == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << take) - 1) << offset
+        };
+        bits[i / 64] |= ones;
+        i += take;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_gives_the_same_dense_mask_bits_and_product() {
+        for (shape, dim) in [
+            (vec![3, 70], 0),
+            (vec![70, 3], 1),
+            (vec![2, 5, 13], 1),
+            (vec![4, 3, 2, 3], 2),
+        ] {
+            let c = shape[dim];
+            let keep: Vec<bool> = (0..c).map(|i| i % 3 != 1).collect();
+            let channels = Mask::<f32>::Channels {
+                shape: shape.clone(),
+                dim,
+                keep,
+            };
+            let dense = channels.to_dense();
+            let bits = Mask::<f32>::Bits {
+                shape: shape.clone(),
+                bits: channels.to_bits(),
+            };
+            assert_eq!(bits.to_dense(), dense);
+            assert_eq!(Mask::Dense(dense.clone()).to_bits(), channels.to_bits());
+            let n: usize = shape.iter().product();
+            let orig = ArrayD::from_shape_vec(
+                shape.clone(),
+                (0..n).map(|i| (i % 7) as f32 - 3.5).collect(),
+            )
+            .unwrap();
+            let want = &orig * &dense;
+            for form in [Mask::Dense(dense.clone()), channels.clone(), bits.clone()] {
+                let mut out = ArrayD::zeros(shape.clone());
+                form.product_into(&mut out, &orig);
+                assert_eq!(out, want);
             }
         }
     }

@@ -8,7 +8,8 @@
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
 
-/// Elements per chunk of an elementwise pass.
+/// Elements per chunk of an elementwise pass (a multiple of 64, so that
+/// chunks of a tensor start on a word of its bit mask).
 pub(crate) const CHUNK: usize = 1 << 16;
 
 /// Below this many elements a pass runs on the calling thread.
@@ -53,25 +54,30 @@ pub(crate) fn for_blocks_mut<T: Send>(
     }
 }
 
-/// Sums `f(chunk)` over consecutive chunks of `data` into a vector of
-/// `len` integer counters (integer sums: any order gives the same result).
+/// Sums `f(offset, chunk, counters)` over consecutive chunks of `data` into
+/// a vector of `len` integer counters (integer sums: any order gives the
+/// same result). Each thread's share is cut into a few parts, each counting
+/// into its own vector, so that only a few vectors are made.
 pub(crate) fn count_into<T: Sync>(
     data: &[T],
     len: usize,
     f: impl Fn(usize, &[T], &mut [usize]) + Sync + Send,
 ) -> Vec<usize> {
+    let count_part = |start: usize, part: &[T]| {
+        let mut acc = vec![0usize; len];
+        for (i, c) in part.chunks(CHUNK).enumerate() {
+            f(start + i * CHUNK, c, &mut acc);
+        }
+        acc
+    };
     #[cfg(feature = "rayon")]
     if data.len() >= PARALLEL_FROM {
+        let parts = 4 * rayon::current_num_threads();
+        let part = data.len().div_ceil(parts).div_ceil(CHUNK) * CHUNK;
         return data
-            .par_chunks(CHUNK)
+            .par_chunks(part)
             .enumerate()
-            .fold(
-                || vec![0usize; len],
-                |mut acc, (i, c)| {
-                    f(i * CHUNK, c, &mut acc);
-                    acc
-                },
-            )
+            .map(|(i, p)| count_part(i * part, p))
             .reduce(
                 || vec![0usize; len],
                 |mut a, b| {
@@ -80,11 +86,7 @@ pub(crate) fn count_into<T: Sync>(
                 },
             );
     }
-    let mut acc = vec![0usize; len];
-    for (i, c) in data.chunks(CHUNK).enumerate() {
-        f(i * CHUNK, c, &mut acc);
-    }
-    acc
+    count_part(0, data)
 }
 
 #[cfg(test)]

@@ -211,11 +211,23 @@ fn digit_histogram<T: PruneFloat>(
                         }
                     }
                 }
-                (open, _) => {
-                    for (j, &x) in chunk.iter().enumerate() {
-                        let key = x.magnitude_key();
-                        if open.at(offset + j) && matches(key) {
-                            acc[digit(key)] += 1;
+                (Open::Bits(bits), _) => {
+                    // Chunks start on a word; walk the set bits only.
+                    for (w, &word) in bits[offset / 64..]
+                        .iter()
+                        .take(chunk.len().div_ceil(64))
+                        .enumerate()
+                    {
+                        let mut live = word;
+                        while live != 0 {
+                            let b = live.trailing_zeros() as usize;
+                            live &= live - 1;
+                            if let Some(x) = chunk.get(w * 64 + b) {
+                                let key = x.magnitude_key();
+                                if matches(key) {
+                                    acc[digit(key)] += 1;
+                                }
+                            }
                         }
                     }
                 }
