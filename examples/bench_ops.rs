@@ -28,11 +28,15 @@ use ndprune::prelude::*;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
+/// The pruning a workload does: on the model, with the paths of its
+/// tensors and the tie rule.
+type Run = fn(&mut Sequential<f32>, &[String], TieBreak) -> Result<(), PruneError>;
+
 /// A workload: the tensor shapes, and the pruning it does on the model.
 struct Workload {
     name: &'static str,
     shapes: &'static [&'static [usize]],
-    run: fn(&mut Sequential<f32>, &[String], TieBreak) -> Result<(), PruneError>,
+    run: Run,
 }
 
 /// `prune.ln_structured(m, path, amount, n, dim)` with the chosen tie rule.
