@@ -49,6 +49,8 @@ mod amount;
 mod dim;
 mod error;
 mod float;
+#[cfg(feature = "safetensors")]
+pub mod io;
 mod mask;
 pub mod method;
 mod module;

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 pub(crate) const CHUNK: usize = 1 << 16;
 
 /// Below this many elements a pass runs on the calling thread.
+#[cfg(feature = "rayon")]
 const PARALLEL_FROM: usize = 1 << 18;
 
 /// `f(i)` for `i in 0..n`, in order.

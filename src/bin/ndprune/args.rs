@@ -1,0 +1,238 @@
+//! Command-line arguments, and the checks that make a bad call a usage
+//! error (exit status 2) before any file is touched.
+
+use std::path::{Path, PathBuf};
+
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use ndprune::{Amount, Dim, L1Unstructured, Norm};
+
+/// Prune safetensors checkpoints with the semantics of PyTorch's
+/// torch.nn.utils.prune.
+#[derive(Debug, Parser)]
+#[command(name = "ndprune", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Prune tensors of IN and write the result to OUT (IN is never changed).
+    ///
+    /// Floating-point tensors (F32, F64, BF16, F16) are pruned in their own
+    /// dtype; all others are copied byte for byte. Without --remove, a pruned
+    /// tensor X is written as PyTorch's X_orig and X_mask; a pruned X already
+    /// in IN (X_orig with X_mask) is pruned further, with the amount measured
+    /// on what is left.
+    Prune(PruneArgs),
+    /// List the tensors of a file: dtype, shape, number of zeros.
+    Inspect(InspectArgs),
+}
+
+/// The pruning methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// The entries of smallest magnitude of each tensor.
+    #[value(name = "l1_unstructured", alias = "l1-unstructured")]
+    L1Unstructured,
+    /// The channels along --dim of smallest --n norm of each tensor.
+    #[value(name = "ln_structured", alias = "ln-structured")]
+    LnStructured,
+    /// The entries of smallest magnitude of all selected tensors together.
+    #[value(name = "global", alias = "global_unstructured")]
+    Global,
+    /// Entries of each tensor, at random (--seed).
+    #[value(name = "random_unstructured", alias = "random-unstructured")]
+    RandomUnstructured,
+    /// Channels along --dim of each tensor, at random (--seed).
+    #[value(name = "random_structured", alias = "random-structured")]
+    RandomStructured,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::L1Unstructured => "l1_unstructured",
+            Method::LnStructured => "ln_structured",
+            Method::Global => "global",
+            Method::RandomUnstructured => "random_unstructured",
+            Method::RandomStructured => "random_structured",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The safetensors file to read.
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// The safetensors file to write (replaced atomically if it exists).
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
+    /// How to choose what to prune.
+    #[arg(long, value_enum)]
+    pub method: Method,
+    /// How much: a count of entries or channels ("5"), or a fraction of what
+    /// is left ("0.3"), as PyTorch reads an int or a float.
+    #[arg(long, value_parser = parse_amount, allow_negative_numbers = true)]
+    pub amount: Amount,
+    /// The norm of ln_structured: a number p, "inf", "-inf", "fro" or "nuc".
+    #[arg(long, value_parser = parse_norm, allow_negative_numbers = true)]
+    pub n: Option<Norm>,
+    /// The channel dim of ln_structured and random_structured (negative
+    /// counts from the end).
+    #[arg(long, allow_negative_numbers = true)]
+    pub dim: Option<isize>,
+    /// Seed of the random methods [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Prune the tensors whose name matches this glob (repeatable; `*`
+    /// matches dots too). Default: every float parameter with 2 or more
+    /// dims. A pruned X_orig/X_mask pair is named X.
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave the tensors whose name matches this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Make the pruning permanent: write X = X_orig * X_mask, not the pair.
+    #[arg(long)]
+    pub remove: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print no report and no progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The safetensors file to read.
+    pub file: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A pruning call, checked.
+#[derive(Debug)]
+pub struct PruneJob {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub method: Method,
+    pub amount: Amount,
+    pub norm: Option<Norm>,
+    pub dim: Option<Dim>,
+    pub seed: u64,
+    pub include: Option<GlobSet>,
+    pub exclude: GlobSet,
+    pub remove: bool,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+fn parse_amount(s: &str) -> Result<Amount, String> {
+    let s = s.trim();
+    let amount = if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
+        Amount::Count(s.parse().map_err(|e| format!("{e}"))?)
+    } else if let Ok(x) = s.parse::<f64>() {
+        if s.starts_with('-') && s[1..].bytes().all(|b| b.is_ascii_digit()) {
+            return Err("a count must not be negative".into());
+        }
+        Amount::Fraction(x)
+    } else {
+        return Err("expected a count (\"5\") or a fraction (\"0.3\")".into());
+    };
+    L1Unstructured::new(amount).map_err(|e| e.to_string())?;
+    Ok(amount)
+}
+
+fn parse_norm(s: &str) -> Result<Norm, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "inf" | "+inf" => Ok(Norm::Inf),
+        "-inf" => Ok(Norm::NegInf),
+        "fro" => Ok(Norm::Fro),
+        "nuc" => Ok(Norm::Nuc),
+        other => match other.parse::<f64>() {
+            Ok(p) if p.is_nan() => Err("the norm order must be a number".into()),
+            Ok(p) if p == f64::INFINITY => Ok(Norm::Inf),
+            Ok(p) if p == f64::NEG_INFINITY => Ok(Norm::NegInf),
+            Ok(p) => Ok(Norm::L(p)),
+            Err(_) => Err("expected a number, \"inf\", \"-inf\", \"fro\" or \"nuc\"".into()),
+        },
+    }
+}
+
+fn globs(patterns: &[String]) -> Result<GlobSet, String> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(Glob::new(p).map_err(|e| format!("bad glob `{p}`: {e}"))?);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+/// Whether two paths name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Exits with a usage error (status 2) unless the arguments make sense.
+pub fn check(args: PruneArgs) -> PruneJob {
+    let usage = |kind: ErrorKind, msg: String| -> ! { Cli::command().error(kind, msg).exit() };
+    let m = args.method.name();
+    let needs_dim = matches!(args.method, Method::LnStructured | Method::RandomStructured);
+    let random = matches!(
+        args.method,
+        Method::RandomUnstructured | Method::RandomStructured
+    );
+    match (args.method, args.n) {
+        (Method::LnStructured, None) => usage(
+            ErrorKind::MissingRequiredArgument,
+            "ln_structured needs --n".into(),
+        ),
+        (Method::LnStructured, Some(_)) | (_, None) => {}
+        (_, Some(_)) => usage(ErrorKind::ArgumentConflict, format!("{m} takes no --n")),
+    }
+    match (needs_dim, args.dim) {
+        (true, None) => usage(
+            ErrorKind::MissingRequiredArgument,
+            format!("{m} needs --dim"),
+        ),
+        (false, Some(_)) => usage(ErrorKind::ArgumentConflict, format!("{m} takes no --dim")),
+        _ => {}
+    }
+    if !random && args.seed.is_some() {
+        usage(ErrorKind::ArgumentConflict, format!("{m} takes no --seed"));
+    }
+    let include = if args.include.is_empty() {
+        None
+    } else {
+        Some(globs(&args.include).unwrap_or_else(|e| usage(ErrorKind::InvalidValue, e)))
+    };
+    let exclude = globs(&args.exclude).unwrap_or_else(|e| usage(ErrorKind::InvalidValue, e));
+    if args.input == args.output || same_file(&args.input, &args.output) {
+        usage(
+            ErrorKind::ArgumentConflict,
+            "OUT must not be IN: the input is never changed".into(),
+        );
+    }
+    PruneJob {
+        input: args.input,
+        output: args.output,
+        method: args.method,
+        amount: args.amount,
+        norm: args.n,
+        dim: args.dim.map(Dim),
+        seed: args.seed.unwrap_or(0),
+        include,
+        exclude,
+        remove: args.remove,
+        json: args.json,
+        quiet: args.quiet,
+    }
+}
