@@ -586,3 +586,50 @@ fn inspect_lists_tensors() {
     assert_eq!(tokens["zeros"], 1);
     assert_eq!(tokens["dtype"], "U8");
 }
+
+/// Global pruning streams its passes; a second run on a file that PyTorch's
+/// names mark as pruned measures the amount on what is left, keeps pruned
+/// entries pruned, and gives the library's masks.
+#[test]
+fn global_again_on_a_pruned_file_matches_the_library() {
+    let d = dir("global-again");
+    let (input, once, twice) = (
+        d.join("in.safetensors"),
+        d.join("once.safetensors"),
+        d.join("twice.safetensors"),
+    );
+    mixed_file(&input);
+    let args = |from: &Path, to: &Path, amount: &'static str| {
+        ok(&ndprune(&[
+            "prune",
+            s(from),
+            s(to),
+            "--method",
+            "global",
+            "--amount",
+            amount,
+            "--exclude",
+            "adapter.*",
+            "-q",
+        ]))
+    };
+    args(&input, &once, "0.3");
+    args(&once, &twice, "0.5");
+    let targets = ["enc.0.weight", "enc.2.weight", "head.weight"];
+    let mut expected = Checkpoint::<f32>::load(&input).unwrap();
+    for amount in [0.3, 0.5] {
+        let l1 = L1Unstructured::new(Amount::Fraction(amount)).unwrap();
+        prune::global_unstructured(&mut expected, &targets, &l1, None).unwrap();
+    }
+    let first = Checkpoint::<f32>::load(&once).unwrap();
+    let got = Checkpoint::<f32>::load(&twice).unwrap();
+    for t in targets {
+        let mask = format!("{t}_mask");
+        assert_eq!(got.buffer(&mask), expected.buffer(&mask), "{mask}");
+        let (a, b) = (first.buffer(&mask).unwrap(), got.buffer(&mask).unwrap());
+        assert!(
+            a.iter().zip(b).all(|(&x, &y)| y <= x),
+            "{mask}: a pruned entry came back"
+        );
+    }
+}

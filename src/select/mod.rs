@@ -23,7 +23,10 @@
 //! cut, the lower index (the earlier tensor, in global pruning) is pruned
 //! first.
 
+mod stream;
 mod topk;
+
+pub use stream::StreamingSelect;
 
 use rand::{Rng, RngExt};
 

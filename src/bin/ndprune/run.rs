@@ -8,6 +8,7 @@ use ndprune::io::{
     SafetensorsWriter, TensorEntry,
 };
 use ndprune::prelude::*;
+use ndprune::select::StreamingSelect;
 
 use crate::args::{Method, PruneJob};
 use crate::plan::{plan, Group, Source, Target};
@@ -131,77 +132,120 @@ fn layer_of<U: CheckpointFloat>(
     Ok((layer, before))
 }
 
-/// Masks of a global pruning, in one module tree of element type `U`
-/// (child `g` holds group `g` as `t`).
-struct GlobalMasks<U: CheckpointFloat> {
-    tree: Sequential<U>,
+/// A group's values and, if PyTorch pruned it before, its mask, as `U`.
+fn values_and_mask<U: CheckpointFloat>(
+    entries: &[TensorEntry<'_>],
+    group: &Group,
+) -> Result<(ArrayD<U>, Option<ArrayD<U>>), Failure> {
+    let values = load_as::<U>(&entries[group.orig()])?
+        .as_standard_layout()
+        .into_owned();
+    let mask = match group.target {
+        Target::Plain(_) => None,
+        Target::Pair { mask, .. } => Some(
+            load_as::<U>(&entries[mask])?
+                .as_standard_layout()
+                .into_owned(),
+        ),
+    };
+    Ok((values, mask))
+}
+
+/// Global pruning over the selected tensors, streamed: a first pass counts
+/// the unpruned entries, then one pass per radix digit finds the cut
+/// (`StreamingSelect`), each holding one tensor at a time; the masks are
+/// computed when the tensors are written. Magnitudes are compared in the
+/// groups' common dtype, or in `f64` when they differ (exact for every
+/// float dtype). Ties at the cut go in the order the tensors are written.
+struct Global {
+    dtype: Dtype,
+    select: StreamingSelect,
+    ties_left: usize,
     before: Vec<usize>,
-}
-
-impl<U: CheckpointFloat> GlobalMasks<U> {
-    fn compute(
-        entries: &[TensorEntry<'_>],
-        groups: &[Group],
-        job: &PruneJob,
-    ) -> Result<Self, Failure> {
-        let mut tree = Sequential::<U>::new();
-        let mut before = Vec::with_capacity(groups.len());
-        for group in groups {
-            let (layer, b) = layer_of::<U>(entries, group)?;
-            tree = tree.push(layer);
-            before.push(b);
-        }
-        let paths: Vec<String> = (0..groups.len()).map(|g| format!("{g}.t")).collect();
-        let targets: Vec<&str> = paths.iter().map(String::as_str).collect();
-        let l1 = L1Unstructured::new(job.amount).map_err(pruning("(global)"))?;
-        let what = format!("{} tensors together", groups.len());
-        prune::global_unstructured(&mut tree, &targets, &l1, None).map_err(pruning(&what))?;
-        Ok(GlobalMasks { tree, before })
-    }
-
-    fn mask<D: CheckpointFloat>(&self, g: usize) -> ArrayD<D> {
-        self.tree
-            .buffer(&format!("{g}.t_mask"))
-            .map(|m| m.mapv(|x| D::from_f64(x.as_f64())))
-            .unwrap_or_else(|| ArrayD::zeros(vec![0]))
-    }
-}
-
-/// The global tree in the groups' common dtype, or `f64` when they differ.
-enum Global {
-    F32(GlobalMasks<f32>),
-    F64(GlobalMasks<f64>),
-    BF16(GlobalMasks<half::bf16>),
-    F16(GlobalMasks<half::f16>),
 }
 
 impl Global {
     fn compute(
         entries: &[TensorEntry<'_>],
         groups: &[Group],
+        order: &[usize],
         job: &PruneJob,
     ) -> Result<Self, Failure> {
         let first = groups.first().map_or(Dtype::F64, |g| g.dtype);
-        let common = if groups.iter().all(|g| g.dtype == first) {
+        let dtype = if groups.iter().all(|g| g.dtype == first) {
             first
         } else {
             Dtype::F64
         };
-        Ok(match common {
-            Dtype::F32 => Global::F32(GlobalMasks::compute(entries, groups, job)?),
-            Dtype::BF16 => Global::BF16(GlobalMasks::compute(entries, groups, job)?),
-            Dtype::F16 => Global::F16(GlobalMasks::compute(entries, groups, job)?),
-            _ => Global::F64(GlobalMasks::compute(entries, groups, job)?),
+        with_float!(dtype, U => Self::compute_as::<U>(entries, groups, order, job, dtype))
+    }
+
+    fn compute_as<U: CheckpointFloat>(
+        entries: &[TensorEntry<'_>],
+        groups: &[Group],
+        order: &[usize],
+        job: &PruneJob,
+        dtype: Dtype,
+    ) -> Result<Self, Failure> {
+        let what = format!("{} tensors together", groups.len());
+        let mut before = vec![0; groups.len()];
+        let mut open = 0;
+        for &g in order {
+            let numel: usize = groups[g].shape.iter().product();
+            if let Target::Pair { mask, .. } = groups[g].target {
+                before[g] = zeros(&load_as::<U>(&entries[mask])?);
+            }
+            open += numel - before[g];
+        }
+        let k = job.amount.count_of(open).map_err(pruning(&what))?;
+        let mut select = StreamingSelect::new::<U>(k);
+        while select.pending() {
+            for &g in order {
+                let (values, mask) = values_and_mask::<U>(entries, &groups[g])?;
+                select.feed(
+                    values.as_slice().unwrap_or(&[]),
+                    mask.as_ref().and_then(|m| m.as_slice()),
+                );
+            }
+            select.end_pass();
+        }
+        let ties_left = select.ties();
+        Ok(Global {
+            dtype,
+            select,
+            ties_left,
+            before,
         })
     }
 
-    fn mask<D: CheckpointFloat>(&self, g: usize) -> (ArrayD<D>, usize) {
-        match self {
-            Global::F32(m) => (m.mask(g), m.before[g]),
-            Global::F64(m) => (m.mask(g), m.before[g]),
-            Global::BF16(m) => (m.mask(g), m.before[g]),
-            Global::F16(m) => (m.mask(g), m.before[g]),
-        }
+    /// Group `g`'s new mask, as `D`, and how many entries it had pruned
+    /// before. Call in the order of the passes.
+    fn mask<D: CheckpointFloat>(
+        &mut self,
+        entries: &[TensorEntry<'_>],
+        group: &Group,
+        g: usize,
+    ) -> Result<(ArrayD<D>, usize), Failure> {
+        let before = self.before[g];
+        with_float!(self.dtype, U => {
+            let (values, mask) = values_and_mask::<U>(entries, group)?;
+            let new = self.select.mask_for(
+                values.as_slice().unwrap_or(&[]),
+                mask.as_ref().and_then(|m| m.as_slice()),
+                &mut self.ties_left,
+            );
+            let new: Vec<D> = new.into_iter().map(|m| D::from_f64(m.as_f64())).collect();
+            let new = ArrayD::from_shape_vec(group.shape.clone(), new).map_err(|_| Failure::Prune {
+                tensor: group.name.clone(),
+                source: PruneError::ShapeMismatch {
+                    tensor: group.name.clone(),
+                    what: "mask",
+                    expected: group.shape.clone(),
+                    got: values.shape().to_vec(),
+                },
+            })?;
+            Ok((new, before))
+        })
     }
 }
 
@@ -213,13 +257,13 @@ fn write_pruned<T: CheckpointFloat>(
     group: &Group,
     g: usize,
     job: &PruneJob,
-    global: Option<&Global>,
+    global: Option<&mut Global>,
     out: &mut SafetensorsWriter<PendingFile>,
     name: &str,
     remove: bool,
 ) -> Result<TensorReport, Failure> {
     let (numel, before, after) = if let Some(global) = global {
-        let (mask, before) = global.mask::<T>(g);
+        let (mask, before) = global.mask::<T>(entries, group, g)?;
         let after = zeros(&mask);
         if remove {
             let mut w = entries[group.orig()].to_array::<T>()?;
@@ -295,9 +339,18 @@ pub fn run(job: &PruneJob) -> Result<Report, Failure> {
     let view: SafetensorsView<'_> = file.view()?;
     let entries = view.entries();
     let plan = plan(&view, job);
-    let global = match job.method {
+    // The groups in the order their outputs are written.
+    let order: Vec<usize> = plan
+        .outputs
+        .iter()
+        .filter_map(|(_, source)| match *source {
+            Source::Mask(g) | Source::Removed(g) => Some(g),
+            _ => None,
+        })
+        .collect();
+    let mut global = match job.method {
         Method::Global if !plan.groups.is_empty() => {
-            Some(Global::compute(entries, &plan.groups, job)?)
+            Some(Global::compute(entries, &plan.groups, &order, job)?)
         }
         _ => None,
     };
@@ -316,7 +369,7 @@ pub fn run(job: &PruneJob) -> Result<Report, Failure> {
                 let group = &plan.groups[g];
                 let remove = matches!(source, Source::Removed(_));
                 let report = with_float!(group.dtype, T => write_pruned::<T>(
-                    entries, group, g, job, global.as_ref(), &mut out, spec.name(), remove
+                    entries, group, g, job, global.as_mut(), &mut out, spec.name(), remove
                 ))?;
                 reports[g] = Some(report);
             }
