@@ -96,45 +96,34 @@ mod half_impls {
     use super::PruneFloat;
     use half::{bf16, f16};
 
-    impl PruneFloat for bf16 {
-        const KEY_BITS: u32 = 16;
+    /// Both 16-bit formats keep the sign in the top bit and order
+    /// magnitudes as integers below it, so one key serves both.
+    macro_rules! half_float {
+        ($t:ty) => {
+            impl PruneFloat for $t {
+                const KEY_BITS: u32 = 16;
 
-        fn as_f64(self) -> f64 {
-            self.to_f64()
-        }
+                fn as_f64(self) -> f64 {
+                    self.to_f64()
+                }
 
-        fn from_f64(x: f64) -> Self {
-            bf16::from_f64(x)
-        }
+                fn from_f64(x: f64) -> Self {
+                    <$t>::from_f64(x)
+                }
 
-        fn magnitude_key(self) -> u64 {
-            if self.is_nan() {
-                0xffff
-            } else {
-                u64::from(self.to_bits() & 0x7fff)
+                fn magnitude_key(self) -> u64 {
+                    if self.is_nan() {
+                        0xffff
+                    } else {
+                        u64::from(self.to_bits() & 0x7fff)
+                    }
+                }
             }
-        }
+        };
     }
 
-    impl PruneFloat for f16 {
-        const KEY_BITS: u32 = 16;
-
-        fn as_f64(self) -> f64 {
-            self.to_f64()
-        }
-
-        fn from_f64(x: f64) -> Self {
-            f16::from_f64(x)
-        }
-
-        fn magnitude_key(self) -> u64 {
-            if self.is_nan() {
-                0xffff
-            } else {
-                u64::from(self.to_bits() & 0x7fff)
-            }
-        }
-    }
+    half_float!(bf16);
+    half_float!(f16);
 }
 
 /// The order-preserving key of a non-negative or NaN `f64` score (a norm),
