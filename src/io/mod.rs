@@ -41,6 +41,7 @@ mod dtype;
 mod error;
 mod raw;
 mod reader;
+mod spec;
 mod tree;
 mod writer;
 
@@ -50,7 +51,8 @@ pub use dtype::CheckpointFloat;
 pub use error::CheckpointError;
 pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
-pub use writer::{alignment_rank, SafetensorsWriter, TensorSpec};
+pub use spec::TensorSpec;
+pub use writer::{alignment_rank, SafetensorsWriter};
 
 /// The safetensors dtypes (re-exported from the `safetensors` crate).
 pub use safetensors::Dtype;

@@ -1,12 +1,13 @@
 //! Tensors kept as bytes: every tensor a checkpoint does not decode.
 
 use std::fmt;
+use std::ops::Deref;
 use std::path::PathBuf;
 
 use safetensors::Dtype;
 
 use super::dtype::byte_len;
-use super::CheckpointError;
+use super::{CheckpointError, TensorSpec};
 
 /// A tensor kept exactly as the file stored it: name, dtype, shape and
 /// little-endian bytes. A [`Checkpoint`](super::Checkpoint) keeps every
@@ -26,18 +27,31 @@ use super::CheckpointError;
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct RawTensor {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
+    spec: TensorSpec,
     data: Vec<u8>,
+}
+
+/// A raw tensor's `name()`, `dtype()` and `shape()` are its spec's.
+///
+/// ```
+/// use ndprune::io::{Dtype, RawTensor};
+/// let ids = RawTensor::new("ids", Dtype::U8, vec![1, 1], vec![7]).unwrap();
+/// assert_eq!((ids.name(), ids.dtype(), ids.shape()), ("ids", Dtype::U8, &[1usize, 1][..]));
+/// ```
+impl Deref for RawTensor {
+    type Target = TensorSpec;
+
+    fn deref(&self) -> &TensorSpec {
+        &self.spec
+    }
 }
 
 impl fmt::Debug for RawTensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawTensor")
-            .field("name", &self.name)
-            .field("dtype", &self.dtype)
-            .field("shape", &self.shape)
+            .field("name", &self.spec.name)
+            .field("dtype", &self.spec.dtype)
+            .field("shape", &self.spec.shape)
             .field("bytes", &self.data.len())
             .finish()
     }
@@ -76,41 +90,9 @@ impl RawTensor {
     /// A tensor from parts already checked to agree.
     pub(crate) fn from_parts(name: String, dtype: Dtype, shape: Vec<usize>, data: Vec<u8>) -> Self {
         RawTensor {
-            name,
-            dtype,
-            shape,
+            spec: TensorSpec::new(name, dtype, shape),
             data,
         }
-    }
-
-    /// Its name.
-    ///
-    /// ```
-    /// # use ndprune::io::{Dtype, RawTensor};
-    /// assert_eq!(RawTensor::new("ids", Dtype::U8, vec![1], vec![7]).unwrap().name(), "ids");
-    /// ```
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Its dtype.
-    ///
-    /// ```
-    /// # use ndprune::io::{Dtype, RawTensor};
-    /// assert_eq!(RawTensor::new("ids", Dtype::U8, vec![1], vec![7]).unwrap().dtype(), Dtype::U8);
-    /// ```
-    pub fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
-    /// Its shape.
-    ///
-    /// ```
-    /// # use ndprune::io::{Dtype, RawTensor};
-    /// assert_eq!(RawTensor::new("ids", Dtype::U8, vec![1, 1], vec![7]).unwrap().shape(), &[1, 1]);
-    /// ```
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
     }
 
     /// Its bytes, little-endian and row-major as safetensors stores them.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -11,7 +12,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
 use super::dtype::{byte_len, decode};
-use super::{CheckpointError, CheckpointFloat, RawTensor};
+use super::{CheckpointError, CheckpointFloat, RawTensor, TensorSpec};
 
 /// The header's size limit, as the `safetensors` crate sets it.
 pub(crate) const MAX_HEADER: u64 = 100_000_000;
@@ -146,63 +147,42 @@ impl MappedFile {
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct TensorEntry<'a> {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
+    spec: TensorSpec,
     data: &'a [u8],
+}
+
+/// An entry's `name()`, `dtype()` and `shape()` (`[]` for a scalar) are its
+/// spec's, as in the file.
+///
+/// ```
+/// # use ndprune::io::{Dtype, SafetensorsView};
+/// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
+/// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f64>::zeros(vec![2]))))
+/// #     .to_bytes().unwrap();
+/// let view = SafetensorsView::parse(&file).unwrap();
+/// let e = &view.entries()[0];
+/// assert_eq!((e.name(), e.dtype(), e.shape()), ("fc.bias", Dtype::F64, &[2usize][..]));
+/// ```
+impl Deref for TensorEntry<'_> {
+    type Target = TensorSpec;
+
+    fn deref(&self) -> &TensorSpec {
+        &self.spec
+    }
 }
 
 impl fmt::Debug for TensorEntry<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TensorEntry")
-            .field("name", &self.name)
-            .field("dtype", &self.dtype)
-            .field("shape", &self.shape)
+            .field("name", &self.spec.name)
+            .field("dtype", &self.spec.dtype)
+            .field("shape", &self.spec.shape)
             .field("bytes", &self.data.len())
             .finish()
     }
 }
 
 impl<'a> TensorEntry<'a> {
-    /// The tensor's name, as in the file.
-    ///
-    /// ```
-    /// # use ndprune::io::SafetensorsView;
-    /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
-    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f32>::zeros(vec![2]))))
-    /// #     .to_bytes().unwrap();
-    /// assert_eq!(SafetensorsView::parse(&file).unwrap().entries()[0].name(), "fc.bias");
-    /// ```
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The tensor's dtype.
-    ///
-    /// ```
-    /// # use ndprune::io::{Dtype, SafetensorsView};
-    /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
-    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f64>::zeros(vec![2]))))
-    /// #     .to_bytes().unwrap();
-    /// assert_eq!(SafetensorsView::parse(&file).unwrap().entries()[0].dtype(), Dtype::F64);
-    /// ```
-    pub fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
-    /// The tensor's shape (`[]` for a scalar).
-    ///
-    /// ```
-    /// # use ndprune::io::SafetensorsView;
-    /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
-    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f32>::zeros(vec![2]))))
-    /// #     .to_bytes().unwrap();
-    /// assert_eq!(SafetensorsView::parse(&file).unwrap().entries()[0].shape(), &[2]);
-    /// ```
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
     /// The tensor's bytes, as stored.
     ///
     /// ```
@@ -230,7 +210,8 @@ impl<'a> TensorEntry<'a> {
     pub fn len(&self) -> usize {
         // A checked entry's product fits in 64 bits (its byte count does);
         // saturate rather than wrap where `usize` is narrower.
-        self.shape
+        self.spec
+            .shape
             .iter()
             .try_fold(1usize, |n, &d| n.checked_mul(d))
             .unwrap_or(usize::MAX)
@@ -249,20 +230,20 @@ impl<'a> TensorEntry<'a> {
     /// assert!(view.entries()[0].to_array::<f64>().is_err());
     /// ```
     pub fn to_array<T: CheckpointFloat>(&self) -> Result<ArrayD<T>, CheckpointError> {
-        if self.dtype != T::DTYPE {
+        if self.spec.dtype != T::DTYPE {
             return Err(CheckpointError::WrongDtype {
                 path: PathBuf::new(),
-                tensor: self.name.clone(),
+                tensor: self.spec.name.clone(),
                 wanted: T::DTYPE,
-                found: self.dtype,
+                found: self.spec.dtype,
             });
         }
-        ArrayD::from_shape_vec(IxDyn(&self.shape), decode(self.data)).map_err(|_| {
+        ArrayD::from_shape_vec(IxDyn(&self.spec.shape), decode(self.data)).map_err(|_| {
             CheckpointError::SizeMismatch {
                 path: PathBuf::new(),
-                tensor: self.name.clone(),
-                dtype: self.dtype,
-                shape: self.shape.clone(),
+                tensor: self.spec.name.clone(),
+                dtype: self.spec.dtype,
+                shape: self.spec.shape.clone(),
                 expected: None,
                 got: self.data.len() as u64,
             }
@@ -281,9 +262,9 @@ impl<'a> TensorEntry<'a> {
     /// ```
     pub fn to_raw(&self) -> RawTensor {
         RawTensor::from_parts(
-            self.name.clone(),
-            self.dtype,
-            self.shape.clone(),
+            self.spec.name.clone(),
+            self.spec.dtype,
+            self.spec.shape.clone(),
             self.data.to_vec(),
         )
     }
@@ -390,7 +371,7 @@ impl<'a> SafetensorsView<'a> {
     /// assert!(SafetensorsView::parse(&file).unwrap().get("weight").is_none());
     /// ```
     pub fn get(&self, name: &str) -> Option<&TensorEntry<'a>> {
-        self.entries.iter().find(|e| e.name == name)
+        self.entries.iter().find(|e| e.name() == name)
     }
 
     /// The header's `__metadata__` map, if it has one.
@@ -542,9 +523,7 @@ fn tile<'a>(
         .map(|p| TensorEntry {
             // In range: checked above, and `data_len` fits in usize.
             data: &data[p.start as usize..p.end as usize],
-            name: p.name,
-            dtype: p.dtype,
-            shape: p.shape,
+            spec: TensorSpec::new(p.name, p.dtype, p.shape),
         })
         .collect())
 }

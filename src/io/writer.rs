@@ -12,68 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::dtype::byte_len;
 use super::reader::MAX_HEADER;
-use super::{CheckpointError, CheckpointFloat, PendingFile};
-
-/// A tensor a [`SafetensorsWriter`] will write: name, dtype, shape.
-///
-/// ```
-/// use ndprune::io::{Dtype, TensorSpec};
-/// let spec = TensorSpec::new("fc.weight", Dtype::F32, vec![10, 64]);
-/// assert_eq!((spec.name(), spec.dtype(), spec.shape()), ("fc.weight", Dtype::F32, &[10usize, 64][..]));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorSpec {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-}
-
-impl TensorSpec {
-    /// A tensor to write.
-    ///
-    /// ```
-    /// # use ndprune::io::{Dtype, TensorSpec};
-    /// let spec = TensorSpec::new("bn.num_batches_tracked", Dtype::I64, vec![]);
-    /// assert!(spec.shape().is_empty());
-    /// ```
-    pub fn new(name: impl Into<String>, dtype: Dtype, shape: Vec<usize>) -> Self {
-        TensorSpec {
-            name: name.into(),
-            dtype,
-            shape,
-        }
-    }
-
-    /// The name.
-    ///
-    /// ```
-    /// # use ndprune::io::{Dtype, TensorSpec};
-    /// assert_eq!(TensorSpec::new("w", Dtype::F16, vec![2]).name(), "w");
-    /// ```
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The dtype.
-    ///
-    /// ```
-    /// # use ndprune::io::{Dtype, TensorSpec};
-    /// assert_eq!(TensorSpec::new("w", Dtype::F16, vec![2]).dtype(), Dtype::F16);
-    /// ```
-    pub fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
-    /// The shape.
-    ///
-    /// ```
-    /// # use ndprune::io::{Dtype, TensorSpec};
-    /// assert_eq!(TensorSpec::new("w", Dtype::F16, vec![2]).shape(), &[2]);
-    /// ```
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-}
+use super::{CheckpointError, CheckpointFloat, PendingFile, TensorSpec};
 
 /// The sort key that lays tensors out aligned: dtypes of larger elements
 /// first, as the `safetensors` crate orders them, so that every tensor

@@ -1,0 +1,68 @@
+//! A tensor's name, dtype and shape.
+
+use safetensors::Dtype;
+
+/// What a tensor of a safetensors file is besides its bytes: name, dtype,
+/// shape. A [`SafetensorsWriter`](super::SafetensorsWriter) writes tensors
+/// to specs; a [`RawTensor`](super::RawTensor) and a
+/// [`TensorEntry`](super::TensorEntry) are a spec plus bytes, and
+/// dereference to it.
+///
+/// ```
+/// use ndprune::io::{Dtype, TensorSpec};
+/// let spec = TensorSpec::new("fc.weight", Dtype::F32, vec![10, 64]);
+/// assert_eq!((spec.name(), spec.dtype(), spec.shape()), ("fc.weight", Dtype::F32, &[10usize, 64][..]));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub(crate) name: String,
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+}
+
+impl TensorSpec {
+    /// A tensor to write.
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, TensorSpec};
+    /// let spec = TensorSpec::new("bn.num_batches_tracked", Dtype::I64, vec![]);
+    /// assert!(spec.shape().is_empty());
+    /// ```
+    pub fn new(name: impl Into<String>, dtype: Dtype, shape: Vec<usize>) -> Self {
+        TensorSpec {
+            name: name.into(),
+            dtype,
+            shape,
+        }
+    }
+
+    /// The name.
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, TensorSpec};
+    /// assert_eq!(TensorSpec::new("w", Dtype::F16, vec![2]).name(), "w");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The dtype.
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, TensorSpec};
+    /// assert_eq!(TensorSpec::new("w", Dtype::F16, vec![2]).dtype(), Dtype::F16);
+    /// ```
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// The shape.
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, TensorSpec};
+    /// assert_eq!(TensorSpec::new("w", Dtype::F16, vec![2]).shape(), &[2]);
+    /// ```
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+}
