@@ -1702,51 +1702,31 @@ fn pruning_an_orig_is_refused_and_changes_nothing() {
 proptest! {
     #![proptest_config(config(256))]
 
-    /// Property 1 for f32.
+    /// Property 1, for f32 and f64 on the same input.
     #[test]
-    fn p1_masks_are_binary_f32(init in init(), steps in steps()) {
+    fn p1_masks_are_binary(init in init(), steps in steps()) {
         check_binary_masks(&run::<f32>(&init, &steps))?;
-    }
-
-    /// Property 1 for f64.
-    #[test]
-    fn p1_masks_are_binary_f64(init in init(), steps in steps()) {
         check_binary_masks(&run::<f64>(&init, &steps))?;
     }
 
-    /// Property 2 for f32.
+    /// Property 2, for f32 and f64 on the same input.
     #[test]
-    fn p2_exactly_the_amount_is_pruned_f32(init in init(), steps in steps()) {
+    fn p2_exactly_the_amount_is_pruned(init in init(), steps in steps()) {
         check_amounts(&run::<f32>(&init, &steps))?;
-    }
-
-    /// Property 2 for f64.
-    #[test]
-    fn p2_exactly_the_amount_is_pruned_f64(init in init(), steps in steps()) {
         check_amounts(&run::<f64>(&init, &steps))?;
     }
 
-    /// Property 3 for f32.
+    /// Property 3, for f32 and f64 on the same input.
     #[test]
-    fn p3_pruned_stays_pruned_f32(init in init(), steps in steps()) {
+    fn p3_pruned_stays_pruned(init in init(), steps in steps()) {
         check_monotone(&run::<f32>(&init, &steps))?;
-    }
-
-    /// Property 3 for f64.
-    #[test]
-    fn p3_pruned_stays_pruned_f64(init in init(), steps in steps()) {
         check_monotone(&run::<f64>(&init, &steps))?;
     }
 
-    /// Property 4 for f32.
+    /// Property 4, for f32 and f64 on the same input.
     #[test]
-    fn p4_weight_is_orig_times_mask_f32(init in init(), steps in steps()) {
+    fn p4_weight_is_orig_times_mask(init in init(), steps in steps()) {
         check_reparametrization(&run::<f32>(&init, &steps))?;
-    }
-
-    /// Property 4 for f64.
-    #[test]
-    fn p4_weight_is_orig_times_mask_f64(init in init(), steps in steps()) {
         check_reparametrization(&run::<f64>(&init, &steps))?;
     }
 
@@ -1774,15 +1754,10 @@ proptest! {
         check_first_structured::<f64>(&t, norm, seed, amount, dim)?;
     }
 
-    /// Property 6 for f32.
+    /// Property 6, for f32 and f64 on the same input.
     #[test]
-    fn p6_failing_calls_change_nothing_f32(init in init(), steps in steps()) {
+    fn p6_failing_calls_change_nothing(init in init(), steps in steps()) {
         check_failures_change_nothing(&run::<f32>(&init, &steps))?;
-    }
-
-    /// Property 6 for f64.
-    #[test]
-    fn p6_failing_calls_change_nothing_f64(init in init(), steps in steps()) {
         check_failures_change_nothing(&run::<f64>(&init, &steps))?;
     }
 
