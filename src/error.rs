@@ -138,6 +138,23 @@ pub enum PruneError {
         /// The tensor's number of dimensions.
         ndim: usize,
     },
+    /// A norm without an identity (`inf`, `-inf`, a negative order) over
+    /// channels that hold no entries, as when a dim other than the channel
+    /// dim has size 0.
+    #[error("norm {norm} of the channels of `{tensor}` is taken over no entries and has no value")]
+    EmptyNorm {
+        /// The tensor being pruned.
+        tensor: String,
+        /// The norm asked for.
+        norm: Norm,
+    },
+    /// The nuclear norm of importance scores that hold NaN (PyTorch's SVD
+    /// refuses them as a failure to converge).
+    #[error("the nuclear norm of the channels of `{tensor}` is undefined: its scores hold NaN")]
+    NanNuclear {
+        /// The tensor being pruned.
+        tensor: String,
+    },
     /// A `Norm::L(p)` with NaN `p`.
     #[error("norm order {p} is not a number")]
     InvalidNorm {
@@ -192,7 +209,10 @@ impl PruneError {
             PruneError::NoSuchModule { .. }
             | PruneError::NoSuchTensor { .. }
             | PruneError::DuplicateTensor { .. } => "AttributeError",
-            PruneError::NormUndefined { .. } | PruneError::InvalidNorm { .. } => "RuntimeError",
+            PruneError::NormUndefined { .. }
+            | PruneError::EmptyNorm { .. }
+            | PruneError::NanNuclear { .. }
+            | PruneError::InvalidNorm { .. } => "RuntimeError",
             PruneError::WrongMethodKind { .. } => "TypeError",
         }
     }
@@ -208,6 +228,8 @@ impl PruneError {
             | PruneError::InvalidMask { tensor, .. }
             | PruneError::NotPruned { tensor }
             | PruneError::NormUndefined { tensor, .. }
+            | PruneError::EmptyNorm { tensor, .. }
+            | PruneError::NanNuclear { tensor }
                 if tensor.is_empty() =>
             {
                 *tensor = path.to_string();

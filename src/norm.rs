@@ -83,14 +83,20 @@ impl Norm {
     /// The norm of every channel along `dim` (already resolved, `< ndim`),
     /// reducing over all other dims, in `f64`.
     ///
-    /// Fails for [`Norm::Nuc`] unless the tensor has exactly 3 dims, and for
-    /// `L(NaN)`.
+    /// Fails for [`Norm::Nuc`] unless the tensor has exactly 3 dims, for
+    /// `L(NaN)`, and (as PyTorch does) for `inf`, `-inf` and negative orders
+    /// when the channels hold no entries: those reductions have no value
+    /// over nothing, while the others give 0.
     ///
     /// ```
     /// use ndprune::Norm;
     /// let t = ndarray::ArrayD::<f64>::ones(vec![2, 3, 4]);
     /// assert_eq!(Norm::L(1.0).channel_norms(t.view(), 1).unwrap(), vec![8.0; 3]);
     /// assert!(Norm::Nuc.channel_norms(t.view(), 0).is_ok());
+    ///
+    /// let empty = ndarray::ArrayD::<f64>::zeros(vec![0, 3]);
+    /// assert_eq!(Norm::L(2.0).channel_norms(empty.view(), 1).unwrap(), vec![0.0; 3]);
+    /// assert!(Norm::Inf.channel_norms(empty.view(), 1).is_err());
     /// ```
     pub fn channel_norms<T: PruneFloat>(
         self,
@@ -130,6 +136,19 @@ impl Norm {
                 a
             }
         };
+        // PyTorch refuses a reduction over no entries when it has no
+        // identity (the max, the min, a sum of negative powers).
+        let no_identity = match reduction {
+            Reduction::Max | Reduction::Min => true,
+            Reduction::Power(p) => p < 0.0,
+            _ => false,
+        };
+        if no_identity && outer * inner == 0 {
+            return Err(PruneError::EmptyNorm {
+                tensor: String::new(),
+                norm: self,
+            });
+        }
         let shape = (outer, channels, inner);
         Ok(match reduction {
             Reduction::Count => reduce(
@@ -157,7 +176,7 @@ impl Norm {
                 s.iter_mut().for_each(|v| *v = v.powf(1.0 / p));
                 s
             }
-            Reduction::Nuclear => nuclear_norms(t.view(), dim),
+            Reduction::Nuclear => nuclear_norms(t.view(), dim)?,
         })
     }
 }
@@ -231,21 +250,29 @@ fn reduce<T: PruneFloat>(
 }
 
 /// Sum of singular values of each channel's 2-D slice (3-dim tensor).
-fn nuclear_norms<T: PruneFloat>(t: ArrayViewD<'_, T>, dim: usize) -> Vec<f64> {
-    t.axis_iter(Axis(dim))
+/// The nuclear norm of every 2-dim slice along `dim`. As in PyTorch (whose
+/// SVD reports NaN input as a failure to converge), NaN anywhere in the
+/// tensor is an error, and a slice holding an infinity has norm NaN.
+fn nuclear_norms<T: PruneFloat>(t: ArrayViewD<'_, T>, dim: usize) -> Result<Vec<f64>, PruneError> {
+    if t.iter().any(|x| x.is_nan()) {
+        return Err(PruneError::NanNuclear {
+            tensor: String::new(),
+        });
+    }
+    Ok(t.axis_iter(Axis(dim))
         .map(|slice| {
             let (rows, cols) = (slice.shape()[0], slice.shape()[1]);
             if rows == 0 || cols == 0 {
                 return 0.0;
             }
-            if slice.iter().any(|x| !x.is_finite()) {
+            if slice.iter().any(|x| x.is_infinite()) {
                 return f64::NAN;
             }
             let m = nalgebra::DMatrix::from_fn(rows, cols, |r, c| slice[[r, c]].as_f64());
             nalgebra::SVD::try_new_unordered(m, false, false, f64::EPSILON, 10_000)
                 .map_or(f64::NAN, |svd| svd.singular_values.iter().sum())
         })
-        .collect()
+        .collect())
 }
 
 impl fmt::Display for Norm {
@@ -337,5 +364,37 @@ mod tests {
         t[[0, 1, 1]] = -4.0;
         let n = Norm::Nuc.channel_norms(t.view(), 0).unwrap();
         assert!((n[0] - 7.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn nuclear_norm_refuses_nan_and_gives_nan_for_an_infinity() {
+        // As torch.linalg.matrix_norm(ord="nuc") on the CPU: NaN anywhere
+        // fails (LinAlgError, a RuntimeError), an infinity gives NaN.
+        let mut t = ArrayD::<f32>::ones(vec![2, 2, 3]);
+        t[[1, 0, 2]] = f32::INFINITY;
+        let n = Norm::Nuc.channel_norms(t.view(), 0).unwrap();
+        assert!(!n[0].is_nan() && n[1].is_nan());
+        t[[0, 1, 1]] = f32::NAN;
+        let err = Norm::Nuc.channel_norms(t.view(), 0).unwrap_err();
+        assert!(matches!(err, PruneError::NanNuclear { .. }));
+        assert_eq!(err.torch_kind(), "RuntimeError");
+    }
+
+    #[test]
+    fn norms_over_no_entries() {
+        // torch.norm over an empty dim: 0 for p >= 0, an error for the
+        // reductions without an identity.
+        let t = ArrayD::<f64>::zeros(vec![3, 0]);
+        for norm in [Norm::L(0.0), Norm::L(0.5), Norm::L(1.0), Norm::Fro] {
+            assert_eq!(norm.channel_norms(t.view(), 0).unwrap(), vec![0.0; 3]);
+        }
+        for norm in [Norm::Inf, Norm::NegInf, Norm::L(-1.0)] {
+            let err = norm.channel_norms(t.view(), 0).unwrap_err();
+            assert!(matches!(err, PruneError::EmptyNorm { .. }), "{norm}");
+            assert_eq!(err.torch_kind(), "RuntimeError");
+        }
+        // No channels but entries along the reduced dims: nothing to refuse.
+        let t = ArrayD::<f64>::zeros(vec![0, 4]);
+        assert!(Norm::Inf.channel_norms(t.view(), 0).unwrap().is_empty());
     }
 }

@@ -17,7 +17,7 @@ use ndarray::{ArrayD, ArrayViewD};
 
 use crate::module::{resolve, resolve_mut, split_path};
 use crate::{
-    Mask, MaskState, Module, PruneError, PruneFloat, PruningKind, PruningMethod, TensorStore,
+    Dim, Mask, MaskState, Module, PruneError, PruneFloat, PruningKind, PruningMethod, TensorStore,
 };
 
 /// Prunes the tensor at `path` with `method`.
@@ -46,6 +46,11 @@ where
     T: PruneFloat,
     P: PruningMethod<T> + ?Sized,
 {
+    if let (true, PruningKind::Structured { dim }) = (store.is_pruned(name), method.kind()) {
+        if store.get(name).is_some_and(|t| t.ndim() < 2) {
+            return prune_pruned_flat(store, name, method, importance, dim);
+        }
+    }
     if store.is_pruned(name) {
         // The mask in the form the store holds it, if the method can
         // update that form; else the dense mask.
@@ -85,6 +90,67 @@ where
         }
         store.commit_first_pruning(name, mask, method.describe());
     }
+    Ok(())
+}
+
+/// A later structured pruning of a pruned tensor of fewer than 2 dims, run
+/// as PyTorch's `PruningContainer` runs it. The container slices the tensor
+/// by its live channels; on a 1-dim tensor that slice is indexing with one
+/// boolean (`mask.sum() != 0`), which views the tensor as `[1, n]` (or
+/// `[0, n]` when nothing is left) and runs the method on that view with the
+/// method's own dim. So `dim = 0` prunes the whole tensor as one channel,
+/// and `dim = -1` prunes single entries, pruned ones included. (The first
+/// structured pruning of a 1-dim tensor is refused, in PyTorch as here.)
+fn prune_pruned_flat<T, P>(
+    store: &mut TensorStore<T>,
+    name: &str,
+    method: &P,
+    importance: Option<ArrayViewD<'_, T>>,
+    dim: Dim,
+) -> Result<(), PruneError>
+where
+    T: PruneFloat,
+    P: PruningMethod<T> + ?Sized,
+{
+    let (current, mask) = store
+        .pruned_and_mask_mut(name)
+        .ok_or_else(|| PruneError::NotPruned {
+            tensor: name.to_string(),
+        })?;
+    let importance = importance.unwrap_or_else(|| current.view());
+    check_importance(&importance, mask.shape())?;
+    dim.resolve(mask.ndim())?;
+    let n = mask.len();
+    let live = mask.iter().any(|&m| m != T::zero());
+    let rows = usize::from(live);
+    let as_rows = |a: Vec<T>| {
+        ArrayD::from_shape_vec(vec![rows, n], a).map_err(|_| PruneError::MethodContract {
+            method: method.describe(),
+            expected: vec![rows, n],
+            got: vec![],
+        })
+    };
+    let take = |a: &ArrayViewD<'_, T>| {
+        if live {
+            a.iter().copied().collect()
+        } else {
+            Vec::new()
+        }
+    };
+    let view_importance = as_rows(take(&importance))?;
+    let mut view_mask = as_rows(take(&mask.view()))?;
+    method.update_mask(view_importance.view(), &mut view_mask, MaskState::Fresh)?;
+    if view_mask.shape() != [rows, n] {
+        return Err(PruneError::MethodContract {
+            method: method.describe(),
+            expected: vec![rows, n],
+            got: view_mask.shape().to_vec(),
+        });
+    }
+    mask.iter_mut()
+        .zip(view_mask.iter())
+        .for_each(|(m, &v)| *m = v);
+    store.commit_step(name, method.describe());
     Ok(())
 }
 

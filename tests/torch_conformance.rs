@@ -60,3 +60,24 @@ fn the_checker_catches_a_wrong_state() {
     data[0] = serde_json::json!(1.0 - data[0].as_f64().unwrap());
     assert!(conformance::check_case(&case).is_err());
 }
+
+#[test]
+fn generated_torch_cases_pass() {
+    // Cases made by tools/gen_torch_cases.py (PyTorch 2.15, CPU): random
+    // programs over every op, kept only when their outcome is determined,
+    // so every one must pass.
+    let text = include_str!("fixtures/torch-cases-extra.jsonl");
+    let report = conformance::check_file(text);
+    let failures: Vec<String> = report
+        .failures
+        .iter()
+        .map(|(id, why)| format!("{id}: {why}"))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{}\n{}",
+        report.summary(),
+        failures.join("\n")
+    );
+    assert_eq!(report.passed, text.lines().count(), "{}", report.summary());
+}
