@@ -49,21 +49,28 @@ impl Amount {
             .map_err(|_| PruneError::NegativeCount { count })
     }
 
-    /// Checks what can be checked without a tensor: a fraction must be a
-    /// number in `[0, 1]`.
+    /// Checks what PyTorch checks when a method is made: a fraction must not
+    /// lie outside `[0, 1]`.
+    ///
+    /// A NaN fraction passes here, as in PyTorch (whose comparisons with NaN
+    /// are false), and fails in [`Amount::count_of`], when the pruning call
+    /// turns it into a count. So a call with a NaN amount reports a missing
+    /// tensor, wrong scores or a bad dim first, as PyTorch does.
     ///
     /// ```
     /// use ndprune::Amount;
     ///
     /// assert!(Amount::Fraction(1.0).validate().is_ok());
     /// assert!(Amount::Fraction(1.0001).validate().is_err());
-    /// assert!(Amount::Fraction(f64::NAN).validate().is_err());
+    /// assert!(Amount::Fraction(f64::NAN).validate().is_ok());
+    /// assert!(Amount::Fraction(f64::NAN).count_of(10).is_err());
     /// ```
     pub fn validate(self) -> Result<(), PruneError> {
         match self {
-            Amount::Count(_) => Ok(()),
-            Amount::Fraction(f) if (0.0..=1.0).contains(&f) => Ok(()),
-            Amount::Fraction(_) => Err(PruneError::InvalidAmount { amount: self }),
+            Amount::Fraction(f) if !f.is_nan() && !(0.0..=1.0).contains(&f) => {
+                Err(PruneError::InvalidAmount { amount: self })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -82,6 +89,9 @@ impl Amount {
     /// ```
     pub fn count_of(self, size: usize) -> Result<usize, PruneError> {
         self.validate()?;
+        if matches!(self, Amount::Fraction(f) if f.is_nan()) {
+            return Err(PruneError::InvalidAmount { amount: self });
+        }
         let count = match self {
             Amount::Count(k) => k,
             // `f * size` in f64, then Python's round: exactly what PyTorch

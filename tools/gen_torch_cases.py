@@ -448,7 +448,11 @@ def fam_error(d):
         steps.append(step_for(d, mods, None, kind, name="weight"))
     shape = mods["m"]["weight"]["shape"]
     nd = len(shape)
-    bad = d.r.choice(["amount", "amount", "dim", "structured_1d", "scores", "mask", "name", "remove", "nuc", "global"])
+    bad = d.r.choice(["amount", "amount", "dim", "structured_1d", "scores", "mask", "name", "remove", "nuc", "global", "nan_and"])
+    nan_and = bad == "nan_and"
+    if nan_and:
+        # a NaN fraction fails only when it becomes a count: which error comes first
+        bad = d.r.choice(["dim", "structured_1d", "scores", "name", "global"])
     if bad == "amount":
         s = step_for(d, mods, None, d.r.choice(["l1_unstructured", "ln_structured", "random_unstructured", "random_structured"]), name="weight", allow_bad=True)
     elif bad == "dim":
@@ -487,7 +491,11 @@ def fam_error(d):
                 s["dim"] = nd + 2
     else:
         mods["m2"] = {"weight": d.values(d.shape())}
-        s = global_step(d, mods, allow_bad=True)
+        s = global_step(d, mods, allow_bad=not nan_and)
+    if nan_and and "amount" in s:
+        s["amount"] = {"float": "NaN"}
+        if s["op"] == "global_unstructured" and d.r.random() < 0.5:
+            s["parameters"].append(["m", "missing"])
     steps.append(s)
     return mods, steps
 

@@ -28,7 +28,8 @@ pub struct L1Unstructured {
 }
 
 impl L1Unstructured {
-    /// The method for `amount`; fails for a fraction outside `[0, 1]` or NaN.
+    /// The method for `amount`; fails for a fraction outside `[0, 1]` (a NaN
+    /// fraction fails in the pruning call: see [`Amount::validate`]).
     ///
     /// ```
     /// use ndprune::{Amount, L1Unstructured};

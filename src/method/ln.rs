@@ -55,7 +55,9 @@ pub struct LnStructured {
 
 impl LnStructured {
     /// The method for `amount` of the channels along `dim`, ranked by norm
-    /// `n`; fails for an invalid amount or `Norm::L(NaN)`.
+    /// `n`; fails for a fraction outside `[0, 1]` or `Norm::L(NaN)` (a NaN
+    /// fraction fails when the pruning call turns it into a count, as in
+    /// PyTorch: see [`Amount::validate`]).
     ///
     /// ```
     /// use ndprune::{Amount, Dim, LnStructured, Norm};

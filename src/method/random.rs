@@ -38,7 +38,9 @@ impl RandomUnstructured {
     /// ```
     /// use ndprune::{Amount, RandomUnstructured};
     /// assert!(RandomUnstructured::new(Amount::Fraction(0.3), 7).is_ok());
-    /// assert!(RandomUnstructured::new(Amount::Fraction(f64::NAN), 7).is_err());
+    /// assert!(RandomUnstructured::new(Amount::Fraction(1.5), 7).is_err());
+    /// // NaN fails when the pruning call turns it into a count, as in PyTorch.
+    /// assert!(RandomUnstructured::new(Amount::Fraction(f64::NAN), 7).is_ok());
     /// ```
     pub fn new(amount: Amount, seed: u64) -> Result<Self, PruneError> {
         amount.validate()?;

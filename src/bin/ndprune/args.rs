@@ -141,6 +141,9 @@ fn parse_amount(s: &str) -> Result<Amount, String> {
         if s.starts_with('-') && s[1..].bytes().all(|b| b.is_ascii_digit()) {
             return Err("a count must not be negative".into());
         }
+        if x.is_nan() {
+            return Err("a fraction must be a number in [0, 1]".into());
+        }
         Amount::Fraction(x)
     } else {
         return Err("expected a count (\"5\") or a fraction (\"0.3\")".into());
