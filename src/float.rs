@@ -24,6 +24,12 @@ pub trait PruneFloat: Float + fmt::Debug + fmt::Display + Send + Sync + 'static 
     /// Number of significant bits of [`PruneFloat::magnitude_key`].
     const KEY_BITS: u32;
 
+    /// Significant bits of the format, the implicit one included (C++'s
+    /// `numeric_limits<T>::digits`): 24 for `f32`, 53 for `f64`, 11 for
+    /// `f16`, 8 for `bf16`. PyTorch's `torch.rand` in this type keeps that
+    /// many random bits (see [`crate::TorchGenerator`]).
+    const MANTISSA_DIGITS: u32;
+
     /// The value as `f64` (exact for `f32` and `f64`).
     fn as_f64(self) -> f64;
 
@@ -39,6 +45,7 @@ pub trait PruneFloat: Float + fmt::Debug + fmt::Display + Send + Sync + 'static 
 
 impl PruneFloat for f32 {
     const KEY_BITS: u32 = 32;
+    const MANTISSA_DIGITS: u32 = f32::MANTISSA_DIGITS;
 
     fn as_f64(self) -> f64 {
         f64::from(self)
@@ -60,6 +67,7 @@ impl PruneFloat for f32 {
 
 impl PruneFloat for f64 {
     const KEY_BITS: u32 = 64;
+    const MANTISSA_DIGITS: u32 = f64::MANTISSA_DIGITS;
 
     fn as_f64(self) -> f64 {
         self
@@ -99,9 +107,10 @@ mod half_impls {
     /// Both 16-bit formats keep the sign in the top bit and order
     /// magnitudes as integers below it, so one key serves both.
     macro_rules! half_float {
-        ($t:ty) => {
+        ($t:ty, $digits:expr) => {
             impl PruneFloat for $t {
                 const KEY_BITS: u32 = 16;
+                const MANTISSA_DIGITS: u32 = $digits;
 
                 fn as_f64(self) -> f64 {
                     self.to_f64()
@@ -122,8 +131,8 @@ mod half_impls {
         };
     }
 
-    half_float!(bf16);
-    half_float!(f16);
+    half_float!(bf16, 8);
+    half_float!(f16, 11);
 }
 
 /// The order-preserving key of a non-negative or NaN `f64` score (a norm),

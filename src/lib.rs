@@ -59,6 +59,7 @@ mod par;
 pub mod prune;
 mod reparam;
 pub mod select;
+mod torch_rng;
 
 pub use amount::Amount;
 pub use dim::Dim;
@@ -72,6 +73,7 @@ pub use method::{
 pub use module::{Layer, Module, Sequential, TensorStore};
 pub use norm::Norm;
 pub use select::TieBreak;
+pub use torch_rng::TorchGenerator;
 
 /// The names most code needs: `use ndprune::prelude::*;`.
 ///
@@ -84,6 +86,6 @@ pub mod prelude {
     pub use crate::{
         Amount, CustomFromMask, Dim, Identity, L1Unstructured, Layer, LnStructured, Module, Norm,
         PruneError, PruneFloat, PruningMethod, RandomStructured, RandomUnstructured, Sequential,
-        TensorStore, TieBreak,
+        TensorStore, TieBreak, TorchGenerator,
     };
 }

@@ -81,3 +81,35 @@ fn generated_torch_cases_pass() {
     );
     assert_eq!(report.passed, text.lines().count(), "{}", report.summary());
 }
+
+#[test]
+fn random_pruning_matches_pytorch_after_the_same_manual_seed() {
+    // Random programs made by tools/gen_torch_cases.py --torch-seeded: each
+    // ran after torch.manual_seed(torch_seed), and their masks are checked
+    // exactly against ndprune's methods drawing from
+    // TorchGenerator::manual_seed(torch_seed).
+    let text = include_str!("fixtures/torch-cases-seeded.jsonl");
+    let report = conformance::check_file(text);
+    let failures: Vec<String> = report
+        .failures
+        .iter()
+        .map(|(id, why)| format!("{id}: {why}"))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{}\n{}",
+        report.summary(),
+        failures.join("\n")
+    );
+    assert_eq!(report.passed, text.lines().count(), "{}", report.summary());
+
+    // Another seed gives other masks: the seeded cases are really checked.
+    let mut differ = 0;
+    for line in text.lines().filter(|l| l.contains("\"torch_seed\"")) {
+        let mut case: serde_json::Value = serde_json::from_str(line).unwrap();
+        let seed = case["torch_seed"].as_u64().unwrap();
+        case["torch_seed"] = serde_json::json!(seed ^ 1);
+        differ += usize::from(conformance::check_case(&case).is_err());
+    }
+    assert!(differ > 20, "only {differ} seeded cases depend on the seed");
+}

@@ -553,7 +553,7 @@ def representable(mods, steps, dtype):
                     fix(s[key])
 
 
-def make_case(d, fam, idx, seed, dropped):
+def make_case(d, fam, idx, seed, dropped, torch_seeded=False):
     mods, steps = FAMILIES[fam](d)
     dtype_name = "float64" if d.r.random() < 0.25 else "float32"
     dtype = torch.float64 if dtype_name == "float64" else torch.float32
@@ -561,6 +561,8 @@ def make_case(d, fam, idx, seed, dropped):
     representable(mods, steps, dtype)
     case = {"id": f"{fam}/{seed}/{idx}", "dtype": dtype_name, "modules": mods, "steps": steps}
     has_random = any(s["op"].startswith("random") or s.get("method") == "random_unstructured" for s in steps)
+    if has_random and torch_seeded:
+        return make_seeded_case(d, case, dtype, dropped)
     state, err = run(case, dtype)
     if err is not None and err[1] not in KINDS:
         dropped["other exception"] += 1
@@ -596,12 +598,36 @@ def make_case(d, fam, idx, seed, dropped):
     return {k: case[k] for k in ("id", "dtype", "exact", "modules", "steps", "expect", "error") if k in case}
 
 
+def make_seeded_case(d, case, dtype, dropped):
+    """A case whose random steps draw from torch.manual_seed(torch_seed): exact."""
+    case["torch_seed"] = d.r.randrange(2**32)
+    state, err = run(case, dtype, seed=case["torch_seed"])
+    if err is not None and err[1] not in KINDS:
+        dropped["other exception"] += 1
+        return None
+    for i, s in enumerate(case["steps"]):
+        target = case["modules"].get(s.get("module"), {}).get(s.get("name"))
+        if s.get("n") == "nuc" and target is not None and len(target["shape"]) != 3 and (err is None or err[0] > i):
+            dropped["nuc on a tensor that is not 3-dim"] += 1
+            return None
+    case["exact"] = True
+    case["expect"] = encode_expect(state, True)
+    if err is not None:
+        case["error"] = {"step": err[0], "kind": err[1], "torch_message": err[2]}
+    return {k: case[k] for k in ("id", "dtype", "exact", "torch_seed", "modules", "steps", "expect", "error") if k in case}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=7001)
     ap.add_argument("--per-family", type=int, default=40)
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--out", required=True, help="the JSON-lines file to write")
+    ap.add_argument(
+        "--torch-seeded",
+        action="store_true",
+        help="give random cases a `torch_seed` (run after torch.manual_seed) and exact masks",
+    )
     args = ap.parse_args()
     # (a file, not stdout: oneMKL prints its own complaints to stdout)
     out = open(args.out, "w")
@@ -614,7 +640,7 @@ def main():
         attempts = 0
         while idx < args.per_family and attempts < args.per_family * 20:
             attempts += 1
-            case = make_case(d, fam, idx, args.seed, dropped)
+            case = make_case(d, fam, idx, args.seed, dropped, args.torch_seeded)
             if case is None:
                 continue
             out.write(json.dumps(case) + "\n")

@@ -8,11 +8,66 @@ use super::channels::{open_channels, write_channels};
 use super::ln::structured_dim;
 use super::{flat_mut, open_entries, MaskState, PruningKind, PruningMethod};
 use crate::select::sample_in_order;
-use crate::{Amount, Dim, PruneError, PruneFloat};
+use crate::select::topk::topk_indices;
+use crate::{Amount, Dim, PruneError, PruneFloat, TorchGenerator};
+
+/// Where a random method draws from.
+#[derive(Debug, Clone)]
+enum Draw {
+    /// A `rand` generator seeded afresh with this seed for every call: the
+    /// same seed, tensor and mask give the same mask.
+    Seed(u64),
+    /// PyTorch's stream, advancing with every call as PyTorch's does.
+    Torch(TorchGenerator),
+}
+
+impl PartialEq for Draw {
+    fn eq(&self, other: &Draw) -> bool {
+        match (self, other) {
+            (Draw::Seed(a), Draw::Seed(b)) => a == b,
+            (Draw::Torch(a), Draw::Torch(b)) => a.same_stream(b),
+            _ => false,
+        }
+    }
+}
+
+/// Which `k` of `n` open entries `RandomUnstructured` prunes, as a function
+/// answering in order for each open entry. With PyTorch's stream: draw
+/// `torch.rand_like` over the open entries (in the tensor's dtype) and prune
+/// the `k` largest, as `torch.topk` picks them.
+fn unstructured_picks<'a, T: PruneFloat>(
+    draw: &'a Draw,
+    rng: &'a mut StdRng,
+    n: usize,
+    k: usize,
+) -> Box<dyn FnMut() -> bool + 'a> {
+    match draw {
+        Draw::Seed(_) => Box::new(sample_in_order(rng, n, k)),
+        Draw::Torch(gen) => {
+            let probs: Vec<T> = gen.rand(n);
+            // `topk_indices` is `None` only beyond u32::MAX entries; there the
+            // choice falls back to the seeded sampler (documented).
+            match topk_indices(probs.iter().map(|p| p.magnitude_key()), k, true) {
+                Some(chosen) => {
+                    let mut chosen = chosen.into_iter().peekable();
+                    let mut i = 0usize;
+                    Box::new(move || {
+                        let take = chosen.next_if_eq(&i).is_some();
+                        i += 1;
+                        take
+                    })
+                }
+                None => Box::new(sample_in_order(rng, n, k)),
+            }
+        }
+    }
+}
 
 /// Prunes `amount` of the unpruned entries, chosen uniformly at random
-/// (PyTorch's `RandomUnstructured`). The choice is a function of the seed:
-/// the same seed, tensor and mask give the same mask.
+/// (PyTorch's `RandomUnstructured`). Made with a seed, the choice is a
+/// function of the seed: the same seed, tensor and mask give the same mask.
+/// Made with [`RandomUnstructured::with_torch_generator`], it draws from
+/// PyTorch's stream and picks what PyTorch picks.
 ///
 /// ```
 /// use ndprune::prelude::*;
@@ -26,10 +81,10 @@ use crate::{Amount, Dim, PruneError, PruneFloat};
 /// assert_eq!(mask, method.compute_mask(t.view(), t.view())?);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RandomUnstructured {
     amount: Amount,
-    seed: u64,
+    draw: Draw,
 }
 
 impl RandomUnstructured {
@@ -44,7 +99,40 @@ impl RandomUnstructured {
     /// ```
     pub fn new(amount: Amount, seed: u64) -> Result<Self, PruneError> {
         amount.validate()?;
-        Ok(RandomUnstructured { amount, seed })
+        Ok(RandomUnstructured {
+            amount,
+            draw: Draw::Seed(seed),
+        })
+    }
+
+    /// The method for `amount`, drawing from PyTorch's stream `gen` as
+    /// PyTorch's `RandomUnstructured` does: `torch.rand_like` over the
+    /// entries it may prune (in the tensor's dtype), then the `amount`
+    /// largest draws, as `torch.topk` picks them, are pruned. Each call that
+    /// prunes at least one entry advances `gen`. (Up to 2³² open entries; a
+    /// call on more, beyond what the `topk` replay indexes, samples from a
+    /// fixed seed instead.)
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    ///
+    /// # fn main() -> Result<(), PruneError> {
+    /// // torch.manual_seed(0)
+    /// // prune.random_unstructured(m, "weight", amount=3)   # weight: 8 entries
+    /// let gen = TorchGenerator::manual_seed(0);
+    /// let mut layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::ones(vec![8]));
+    /// let method = RandomUnstructured::with_torch_generator(Amount::Count(3), &gen)?;
+    /// prune::apply(&mut layer, "weight", &method, None)?;
+    /// let mask: Vec<f32> = layer.buffer("weight_mask").unwrap().iter().copied().collect();
+    /// assert_eq!(mask, [1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0]);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_torch_generator(amount: Amount, gen: &TorchGenerator) -> Result<Self, PruneError> {
+        amount.validate()?;
+        Ok(RandomUnstructured {
+            amount,
+            draw: Draw::Torch(gen.clone()),
+        })
     }
 
     /// The method for `amount`, seeded from `rng`.
@@ -100,8 +188,16 @@ impl<T: PruneFloat> PruningMethod<T> for RandomUnstructured {
                 m.fill(T::one());
             }
         }
-        let mut rng = StdRng::seed_from_u64(self.seed);
-        let mut pick = sample_in_order(&mut rng, open, k);
+        if k == 0 {
+            // PyTorch draws nothing when there is nothing to prune.
+            return Ok(());
+        }
+        let seed = match self.draw {
+            Draw::Seed(seed) => seed,
+            Draw::Torch(_) => 0,
+        };
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut pick = unstructured_picks::<T>(&self.draw, &mut rng, open, k);
         for m in masks.iter_mut() {
             for v in flat_mut(m).iter_mut().filter(|v| **v == T::one()) {
                 if pick() {
@@ -127,11 +223,11 @@ impl<T: PruneFloat> PruningMethod<T> for RandomUnstructured {
 /// assert_eq!(mask.sum(), 9.0); // 3 of 5 rows kept
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RandomStructured {
     amount: Amount,
     dim: Dim,
-    seed: u64,
+    draw: Draw,
 }
 
 impl RandomStructured {
@@ -144,7 +240,46 @@ impl RandomStructured {
     /// ```
     pub fn new(amount: Amount, dim: Dim, seed: u64) -> Result<Self, PruneError> {
         amount.validate()?;
-        Ok(RandomStructured { amount, dim, seed })
+        Ok(RandomStructured {
+            amount,
+            dim,
+            draw: Draw::Seed(seed),
+        })
+    }
+
+    /// The method for `amount` of the channels along `dim`, drawing from
+    /// PyTorch's stream `gen` as PyTorch's `RandomStructured` does: one
+    /// `f32` draw per channel it may prune (`torch.rand(channels)`), and
+    /// the channels whose draw is at most the `amount`-th smallest
+    /// (`torch.kthvalue`) are pruned. Each call that prunes at least one
+    /// channel advances `gen`.
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    ///
+    /// # fn main() -> Result<(), PruneError> {
+    /// // torch.manual_seed(0)
+    /// // prune.random_structured(m, "weight", amount=2, dim=0)   # weight: 5 x 3
+    /// let gen = TorchGenerator::manual_seed(0);
+    /// let mut layer = Layer::<f64>::new().with_parameter("weight", ndarray::ArrayD::ones(vec![5, 3]));
+    /// let method = RandomStructured::with_torch_generator(Amount::Count(2), Dim(0), &gen)?;
+    /// prune::apply(&mut layer, "weight", &method, None)?;
+    /// let mask = layer.buffer("weight_mask").unwrap();
+    /// let rows: Vec<f64> = mask.outer_iter().map(|r| r[0]).collect();
+    /// assert_eq!(rows, [1.0, 1.0, 0.0, 0.0, 1.0]);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_torch_generator(
+        amount: Amount,
+        dim: Dim,
+        gen: &TorchGenerator,
+    ) -> Result<Self, PruneError> {
+        amount.validate()?;
+        Ok(RandomStructured {
+            amount,
+            dim,
+            draw: Draw::Torch(gen.clone()),
+        })
     }
 
     /// The method, seeded from `rng`.
@@ -192,11 +327,29 @@ impl<T: PruneFloat> PruningMethod<T> for RandomStructured {
         if k == 0 {
             return Ok(());
         }
-        let mut rng = StdRng::seed_from_u64(self.seed);
-        let mut pick = sample_in_order(&mut rng, open, k);
-        for c in keep.iter_mut().filter(|l| **l) {
-            if pick() {
-                *c = false;
+        match &self.draw {
+            Draw::Seed(seed) => {
+                let mut rng = StdRng::seed_from_u64(*seed);
+                let mut pick = sample_in_order(&mut rng, open, k);
+                for c in keep.iter_mut().filter(|l| **l) {
+                    if pick() {
+                        *c = false;
+                    }
+                }
+            }
+            Draw::Torch(gen) => {
+                // torch.rand(channels) is f32 whatever the tensor's dtype; a
+                // channel goes when its draw is at most the k-th smallest.
+                let probs: Vec<f32> = gen.rand(open);
+                let mut sorted = probs.clone();
+                sorted.sort_unstable_by(f32::total_cmp);
+                // 1 <= k <= open == sorted.len(): checked by `count_of` and above.
+                let threshold = sorted[k - 1];
+                for (c, p) in keep.iter_mut().filter(|l| **l).zip(&probs) {
+                    if *p <= threshold {
+                        *c = false;
+                    }
+                }
             }
         }
         write_channels(mask, d, &keep, false);

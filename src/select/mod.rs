@@ -24,7 +24,7 @@
 //! first.
 
 mod stream;
-mod topk;
+pub(crate) mod topk;
 
 pub use stream::StreamingSelect;
 

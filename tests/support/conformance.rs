@@ -65,6 +65,10 @@ type Named<'a, T> = Vec<(&'a str, &'a ArrayD<T>)>;
 struct Case<T: PruneFloat> {
     root: Sequential<T>,
     exact: bool,
+    /// PyTorch's stream, for cases that give the `torch_seed` their random
+    /// steps drew from (an extension of the format; see
+    /// tools/gen_torch_cases.py). Without it, random steps draw from `rand`.
+    torch: Option<TorchGenerator>,
 }
 
 impl<T: PruneFloat> Case<T> {
@@ -78,7 +82,8 @@ impl<T: PruneFloat> Case<T> {
             }
             root = root.with_child(name, layer);
         }
-        let mut this = Case { root, exact };
+        let torch = case["torch_seed"].as_u64().map(TorchGenerator::manual_seed);
+        let mut this = Case { root, exact, torch };
         let error_step = case["error"]["step"].as_u64().map(|s| s as usize);
         let steps = case["steps"].as_array().ok_or("no `steps`")?;
         for (i, step) in steps.iter().enumerate() {
@@ -132,8 +137,11 @@ impl<T: PruneFloat> Case<T> {
             "remove" => prune::remove(root, &path),
             "l1_unstructured" => amount(&step["amount"])?
                 .and_then(|a| prune::l1_unstructured(root, &path, a, scores)),
-            "random_unstructured" => amount(&step["amount"])?
-                .and_then(|a| prune::random_unstructured(root, &path, a, &mut rng)),
+            "random_unstructured" => amount(&step["amount"])?.and_then(|a| match &self.torch {
+                Some(gen) => RandomUnstructured::with_torch_generator(a, gen)
+                    .and_then(|m| prune::apply(root, &path, &m, None)),
+                None => prune::random_unstructured(root, &path, a, &mut rng),
+            }),
             "ln_structured" => {
                 let n = norm(&step["n"])?;
                 let d = dim(&step["dim"])?;
@@ -142,8 +150,11 @@ impl<T: PruneFloat> Case<T> {
             }
             "random_structured" => {
                 let d = dim(&step["dim"])?;
-                amount(&step["amount"])?
-                    .and_then(|a| prune::random_structured(root, &path, a, d, &mut rng))
+                amount(&step["amount"])?.and_then(|a| match &self.torch {
+                    Some(gen) => RandomStructured::with_torch_generator(a, d, gen)
+                        .and_then(|m| prune::apply(root, &path, &m, None)),
+                    None => prune::random_structured(root, &path, a, d, &mut rng),
+                })
             }
             "custom_from_mask" => {
                 let mask = tensor::<T>(&step["mask"])?;
@@ -174,8 +185,11 @@ impl<T: PruneFloat> Case<T> {
                 amount(&step["amount"])?.and_then(|a| match method {
                     "l1_unstructured" => L1Unstructured::new(a)
                         .and_then(|m| prune::global_unstructured(root, &targets, &m, importance)),
-                    _ => RandomUnstructured::new(a, 0)
-                        .and_then(|m| prune::global_unstructured(root, &targets, &m, importance)),
+                    _ => match &self.torch {
+                        Some(gen) => RandomUnstructured::with_torch_generator(a, gen),
+                        None => RandomUnstructured::new(a, 0),
+                    }
+                    .and_then(|m| prune::global_unstructured(root, &targets, &m, importance)),
                 })
             }
             other => return Err(format!("unknown op {other}")),
