@@ -49,6 +49,7 @@ mod amount;
 mod dim;
 mod error;
 mod float;
+mod fresh;
 #[cfg(feature = "safetensors")]
 pub mod io;
 mod mask;

@@ -1,6 +1,6 @@
 //! Masks as methods hand them over: dense, or one flag per channel.
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, IxDyn};
 
 use crate::method::channels::{view3, write_channels};
 use crate::{par, PruneFloat};
@@ -70,12 +70,12 @@ impl<T: PruneFloat> Mask<T> {
         match self {
             Mask::Dense(m) => m.clone(),
             Mask::Channels { shape, dim, keep } => {
-                let mut dense = ArrayD::zeros(shape.clone());
+                let mut dense = crate::fresh::zeros(IxDyn(shape));
                 write_channels(&mut dense, *dim, keep, true);
                 dense
             }
             Mask::Bits { shape, bits } => {
-                let mut dense = ArrayD::zeros(shape.clone());
+                let mut dense = crate::fresh::zeros(IxDyn(shape));
                 if let Some(out) = dense.as_slice_mut() {
                     let values = [T::zero(), T::one()];
                     par::for_chunks_mut(out, |offset, chunk| {

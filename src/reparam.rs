@@ -248,7 +248,9 @@ where
     for (path, &is_fresh) in targets.iter().zip(&fresh) {
         let (store, name) = resolve_mut(root, path)?;
         let mask = if is_fresh {
-            store.parameter(name).map(|p| ArrayD::zeros(p.raw_dim()))
+            store
+                .parameter(name)
+                .map(|p| crate::fresh::zeros(p.raw_dim()))
         } else {
             store.take_mask(name)
         };

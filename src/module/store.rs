@@ -491,9 +491,9 @@ impl<T: PruneFloat> TensorStore<T> {
             return;
         };
         let (_, orig) = self.parameters.remove(at);
-        // Zeroed memory comes from the allocator untouched, so the product
-        // pass below is the only write.
-        let mut tensor = ArrayD::zeros(orig.raw_dim());
+        // Zeroed memory comes from the allocator untouched (advised to use
+        // huge pages), so the product pass below is the only write.
+        let mut tensor = crate::fresh::zeros(orig.raw_dim());
         mask.product_into(&mut tensor, &orig);
         self.parameters.push((orig_name(name), orig));
         self.pruned.push(Pruned {

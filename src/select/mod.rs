@@ -418,28 +418,19 @@ fn torch_tied<T: PruneFloat>(
             Open::Bits(b) => count_bits(b, s.len()),
         })
         .sum();
-    // Ordinals (among the candidates) of the tied entries PyTorch keeps
-    // among its k: the rest of the k lie below the cut anyway.
-    let mut chosen: Vec<usize> = if T::KEY_BITS <= 32 {
-        // Keys of at most 32 bits fit a u32: 8 bytes a candidate.
-        let queue = topk::topk_queue(positions().map(|(_, _, x)| x as u32), open, k, false)?;
-        queue
-            .iter()
-            .filter(|e| u64::from(e.0) == key)
-            .map(|e| e.1 as usize)
-            .collect()
+    // Which of the tied candidates PyTorch keeps among its k (ordinals
+    // among the tied ones): the rest of the k lie below the cut anyway.
+    // Keys of at most 32 bits replay as u32: 4 bytes a candidate.
+    let keys = positions().map(|(_, _, x)| x);
+    let chosen = if T::KEY_BITS <= 32 {
+        topk::smallest_tied::<u32>(keys, open, T::KEY_BITS, k, key)?
     } else {
-        let queue = topk::topk_queue(positions().map(|(_, _, x)| x), open, k, false)?;
-        queue
-            .iter()
-            .filter(|e| e.0 == key)
-            .map(|e| e.1 as usize)
-            .collect()
+        topk::smallest_tied::<u64>(keys, open, T::KEY_BITS, k, key)?
     };
-    chosen.sort_unstable();
     let mut chosen = chosen.into_iter().peekable();
-    let mut out = Vec::new();
-    for (ordinal, (seg, i, _)) in positions().enumerate() {
+    let mut out = Vec::with_capacity(chosen.len());
+    let tied = positions().filter(|&(_, _, x)| x == key);
+    for (ordinal, (seg, i, _)) in tied.enumerate() {
         if chosen.peek().is_none() {
             break;
         }

@@ -55,6 +55,90 @@ pub(crate) fn topk_queue<K: Copy + Ord>(
     Some(queue)
 }
 
+/// An integer key type for [`smallest_tied`]: `u32` for keys of up to 32
+/// bits, `u64` for wider ones.
+pub(crate) trait Code: Copy + Ord + TryFrom<u64> + Into<u64> {
+    /// The largest value.
+    const MAX: Self;
+}
+
+impl Code for u32 {
+    const MAX: Self = u32::MAX;
+}
+
+impl Code for u64 {
+    const MAX: Self = u64::MAX;
+}
+
+/// Which entries whose key is `tie` are among the `k` that
+/// `torch.topk(values, k, largest=False)` returns, as ordinals among those
+/// tied entries (in increasing order). `keys` are the candidates' keys of
+/// `key_bits` bits, in order: each below `2^(key_bits - 1)`, or all ones
+/// (NaN).
+///
+/// The same replay as [`topk_queue`], on keys alone (4 bytes a candidate
+/// for 32-bit keys instead of 8): the algorithms only compare and move
+/// entries, so each tied entry is given a code of its own from the range
+/// no key uses, which compares as `tie` and says which entry it is. `None`
+/// when there are more tied entries than such codes, or more candidates
+/// than `u32` indexes.
+pub(crate) fn smallest_tied<K: Code>(
+    keys: impl Iterator<Item = u64>,
+    len: usize,
+    key_bits: u32,
+    k: usize,
+    tie: u64,
+) -> Option<Vec<usize>> {
+    let code_bits = 8 * std::mem::size_of::<K>() as u32;
+    // Free codes: from 2^(key_bits - 1) when keys fill the type (their top
+    // bit is clear but for NaN), else from 2^key_bits; up to MAX - 1.
+    let spare_lo: u64 = if key_bits >= code_bits {
+        1 << (code_bits - 1)
+    } else {
+        1 << key_bits
+    };
+    let spare_hi: u64 = K::MAX.into() - 1;
+    let mut next = spare_lo;
+    let mut codes: Vec<K> = Vec::with_capacity(len);
+    for key in keys {
+        let code = if key == tie {
+            if next > spare_hi {
+                return None;
+            }
+            next += 1;
+            next - 1
+        } else {
+            key
+        };
+        codes.push(K::try_from(code).ok()?);
+    }
+    let n = codes.len();
+    u32::try_from(n).ok()?;
+    let k = k.min(n);
+    if k == 0 {
+        return Some(Vec::new());
+    }
+    let (lo, hi, tie) = (
+        K::try_from(spare_lo).ok()?,
+        K::try_from(spare_hi).ok()?,
+        K::try_from(tie).ok()?,
+    );
+    let value = |x: K| if lo <= x && x <= hi { tie } else { x };
+    let less = |a: &K, b: &K| value(*a) < value(*b);
+    if k * 64 <= n {
+        heap_select(&mut codes, k, &less);
+    } else {
+        nth_element(&mut codes, k - 1, &less);
+    }
+    let mut chosen: Vec<usize> = codes[..k]
+        .iter()
+        .filter(|&&c| lo <= c && c <= hi)
+        .map(|&c| (c.into() - spare_lo) as usize)
+        .collect();
+    chosen.sort_unstable();
+    Some(chosen)
+}
+
 /// `std::nth_element` (libstdc++ `__introselect`).
 fn nth_element<E: Copy>(v: &mut [E], nth: usize, less: &impl Fn(&E, &E) -> bool) {
     let (mut first, mut last) = (0usize, v.len());
@@ -245,6 +329,65 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 300);
+    }
+
+    #[test]
+    fn the_key_only_replay_picks_what_the_pair_replay_picks() {
+        // Heavily tied keys (and NaN), both regimes of topk, both code widths.
+        let mut state = 12345u64;
+        for n in [1usize, 2, 5, 17, 64, 65, 200, 1000, 5000] {
+            for levels in [1u64, 2, 3, 7] {
+                let keys: Vec<u64> = (0..n)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        match (state >> 33) % (levels + 1) {
+                            0 if levels > 2 => u64::from(u32::MAX),
+                            l => 1000 + l,
+                        }
+                    })
+                    .collect();
+                for k in [1, n / 64, n / 64 + 1, n / 3, n / 2, n] {
+                    if k == 0 {
+                        continue;
+                    }
+                    let queue = topk_queue(keys.iter().copied(), n, k, false).unwrap();
+                    let mut cut_keys: Vec<u64> = queue.iter().map(|e| e.0).collect();
+                    cut_keys.sort_unstable();
+                    let tie = *cut_keys.last().unwrap();
+                    let ordinals = |picked: Vec<usize>| -> Vec<usize> {
+                        let tied: Vec<usize> = (0..n).filter(|&i| keys[i] == tie).collect();
+                        picked.into_iter().map(|j| tied[j]).collect()
+                    };
+                    let mut want: Vec<usize> = queue
+                        .iter()
+                        .filter(|e| e.0 == tie)
+                        .map(|e| e.1 as usize)
+                        .collect();
+                    want.sort_unstable();
+                    let got32 = smallest_tied::<u32>(keys.iter().copied(), n, 32, k, tie).unwrap();
+                    assert_eq!(ordinals(got32), want, "u32 n={n} k={k}");
+                    let wide: Vec<u64> = keys
+                        .iter()
+                        .map(|&x| {
+                            if x == u64::from(u32::MAX) {
+                                u64::MAX
+                            } else {
+                                x
+                            }
+                        })
+                        .collect();
+                    let wide_tie = if tie == u64::from(u32::MAX) {
+                        u64::MAX
+                    } else {
+                        tie
+                    };
+                    let got64 = smallest_tied::<u64>(wide.into_iter(), n, 64, k, wide_tie).unwrap();
+                    assert_eq!(ordinals(got64), want, "u64 n={n} k={k}");
+                }
+            }
+        }
     }
 
     #[test]
