@@ -192,6 +192,8 @@ impl<T: PruneFloat> Mask<T> {
                     // Chunks start on a word: `offset` is a multiple of 64.
                     let runs = chunk.chunks_mut(64).zip(o[offset..].chunks(64));
                     for ((run, o), &word) in runs.zip(&bits[offset / 64..]) {
+                        // A product, not a select: a pruned NaN or
+                        // infinity gives NaN, as in PyTorch.
                         for (b, (v, &w)) in run.iter_mut().zip(o).enumerate() {
                             *v = w * values[((word >> b) & 1) as usize];
                         }

@@ -42,14 +42,27 @@ pub(crate) fn for_blocks_mut<T: Send>(
     block: usize,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
+    for_weighted_blocks_mut(out, block, 1, f);
+}
+
+/// [`for_blocks_mut`] where each element of `out` stands for `weight`
+/// elements of work (a word of a bit mask: 64), which decides whether the
+/// blocks run in parallel.
+pub(crate) fn for_weighted_blocks_mut<T: Send>(
+    out: &mut [T],
+    block: usize,
+    weight: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     let block = block.max(1);
     #[cfg(feature = "rayon")]
-    if out.len() >= PARALLEL_FROM {
+    if out.len().saturating_mul(weight) >= PARALLEL_FROM {
         out.par_chunks_mut(block)
             .enumerate()
             .for_each(|(i, c)| f(i * block, c));
         return;
     }
+    let _ = weight;
     for (i, c) in out.chunks_mut(block).enumerate() {
         f(i * block, c);
     }

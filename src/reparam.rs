@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::module::{resolve, resolve_mut, split_path};
 use crate::{
@@ -241,20 +241,22 @@ where
         });
     }
 
-    // 2. Take the existing masks out; first prunings get a zeroed buffer
-    // (untouched memory until the method writes it) standing for all ones.
-    // Step 1 resolved every path, so `resolve_mut` cannot fail here or in 4.
+    // 2. Take the existing masks out in the form they are held; first
+    // prunings get a mask of zero bits standing for all ones (the method
+    // writes it whole). Step 1 resolved every path, so `resolve_mut`
+    // cannot fail here or in 4.
     let mut masks = Vec::with_capacity(targets.len());
     for (path, &is_fresh) in targets.iter().zip(&fresh) {
         let (store, name) = resolve_mut(root, path)?;
         let mask = if is_fresh {
-            store
-                .parameter(name)
-                .map(|p| crate::fresh::zeros(p.raw_dim()))
+            store.parameter(name).map(|p| Mask::Bits {
+                shape: p.shape().to_vec(),
+                bits: vec![0; p.len().div_ceil(64)],
+            })
         } else {
-            store.take_mask(name)
+            store.take_compact(name)
         };
-        masks.push(mask.unwrap_or_else(|| ArrayD::zeros(vec![0])));
+        masks.push(mask.unwrap_or_else(|| Mask::Dense(ArrayD::zeros(vec![0]))));
     }
     let states: Vec<MaskState> = fresh
         .iter()
@@ -267,7 +269,9 @@ where
         })
         .collect();
 
-    // 3. One joint selection over all targets.
+    // 3. One joint selection over all targets: on the masks as held if the
+    // method can, else on dense ones (fresh ones zeroed, untouched memory
+    // until the method writes them).
     let outcome = targets
         .iter()
         .map(|path| {
@@ -281,21 +285,43 @@ where
                 })
         })
         .collect::<Result<Vec<_>, _>>()
-        .and_then(|importances| method.update_masks_jointly(&importances, &mut masks, &states));
+        .and_then(|importances| {
+            if let Some(done) =
+                method.update_masks_jointly_compact(&importances, &mut masks, &states)
+            {
+                return done;
+            }
+            let mut dense: Vec<ArrayD<T>> = masks
+                .iter()
+                .zip(&fresh)
+                .map(|(m, &f)| {
+                    if f {
+                        crate::fresh::zeros(IxDyn(m.shape()))
+                    } else {
+                        m.to_dense()
+                    }
+                })
+                .collect();
+            method.update_masks_jointly(&importances, &mut dense, &states)?;
+            for (m, d) in masks.iter_mut().zip(dense) {
+                *m = Mask::Dense(d);
+            }
+            Ok(())
+        });
 
     // 4. Put the masks back (unchanged on error), then commit.
     for ((path, &is_fresh), mask) in targets.iter().zip(&fresh).zip(masks) {
         let (store, name) = resolve_mut(root, path)?;
         match (&outcome, is_fresh) {
             (Ok(()), true) => {
-                store.commit_first_pruning(name, Mask::Dense(mask), "CustomFromMask(global)".into())
+                store.commit_first_pruning(name, mask, "CustomFromMask(global)".into())
             }
             (Ok(()), false) => {
-                store.put_mask(name, mask);
+                store.put_compact(name, mask);
                 store.commit_step(name, "CustomFromMask(global)".into());
             }
             (Err(_), true) => {}
-            (Err(_), false) => store.put_mask(name, mask),
+            (Err(_), false) => store.put_compact(name, mask),
         }
     }
     outcome

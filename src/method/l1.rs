@@ -2,8 +2,8 @@
 
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
-use super::{flat_mut, open_entries, MaskState, PruningKind, PruningMethod};
-use crate::select::{count_bits, prune_smallest, MaskSlot};
+use super::{flat, flat_mut, open_entries, MaskState, PruningKind, PruningMethod};
+use crate::select::{count_bits, count_candidates, prune_smallest, MaskSlot};
 use crate::{Amount, Mask, PruneError, PruneFloat, TieBreak};
 
 /// Prunes the `amount` entries of smallest absolute importance among those
@@ -71,6 +71,60 @@ pub(super) fn standard<'a, T: PruneFloat>(
         });
     }
     Ok(importance.as_standard_layout())
+}
+
+impl L1Unstructured {
+    /// Global pruning over masks held as bits (fresh targets, and pruned
+    /// ones held so), dense or per channel (made bits: same values).
+    fn joint_compact<T: PruneFloat>(
+        &self,
+        importances: &[ArrayViewD<'_, T>],
+        masks: &mut [Mask<T>],
+        states: &[MaskState],
+    ) -> Result<(), PruneError> {
+        for (imp, m) in importances.iter().zip(masks.iter()) {
+            if imp.shape() != m.shape() {
+                return Err(PruneError::ShapeMismatch {
+                    tensor: String::new(),
+                    what: "importance scores",
+                    expected: m.shape().to_vec(),
+                    got: imp.shape().to_vec(),
+                });
+            }
+        }
+        let scores: Vec<CowArray<'_, T, IxDyn>> =
+            importances.iter().map(|i| i.as_standard_layout()).collect();
+        let fresh = |i: usize| states.get(i) == Some(&MaskState::Fresh);
+        let mut open = 0;
+        for (i, (m, s)) in masks.iter_mut().zip(&scores).enumerate() {
+            if let Mask::Channels { shape, .. } = m {
+                let shape = shape.clone();
+                let bits = m.to_bits();
+                *m = Mask::Bits { shape, bits };
+            }
+            open += match m {
+                _ if fresh(i) => s.len(),
+                Mask::Bits { bits, .. } => count_bits(bits, s.len()),
+                Mask::Dense(d) => count_candidates(flat(d)),
+                Mask::Channels { .. } => 0,
+            };
+        }
+        let k = self.amount.count_of(open)?;
+        let score_slices: Vec<&[T]> = scores.iter().map(|s| s.as_slice().unwrap_or(&[])).collect();
+        let mut slots = Vec::with_capacity(masks.len());
+        for (i, m) in masks.iter_mut().enumerate() {
+            slots.push(match (fresh(i), m) {
+                (true, Mask::Bits { bits, .. }) => MaskSlot::FreshBits(bits),
+                (false, Mask::Bits { bits, .. }) => MaskSlot::ExistingBits(bits),
+                (true, Mask::Dense(d)) => MaskSlot::Fresh(flat_mut(d)),
+                (false, Mask::Dense(d)) => MaskSlot::Existing(flat_mut(d)),
+                // Made bits above.
+                (_, Mask::Channels { .. }) => continue,
+            });
+        }
+        prune_smallest(&score_slices, &mut slots, k, self.ties);
+        Ok(())
+    }
 }
 
 impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
@@ -144,6 +198,15 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
         // A fresh mask here is already all ones: update it as it stands.
         let existing = [MaskState::Existing];
         self.update_masks_jointly(&[importance], std::slice::from_mut(mask), &existing)
+    }
+
+    fn update_masks_jointly_compact(
+        &self,
+        importances: &[ArrayViewD<'_, T>],
+        masks: &mut [Mask<T>],
+        states: &[MaskState],
+    ) -> Option<Result<(), PruneError>> {
+        Some(self.joint_compact(importances, masks, states))
     }
 
     fn update_masks_jointly(

@@ -198,6 +198,40 @@ pub trait PruningMethod<T: PruneFloat>: fmt::Debug {
         None
     }
 
+    /// [`PruningMethod::update_masks_jointly`] on masks in the form the
+    /// store holds them: a fresh target's mask arrives as [`Mask::Bits`]
+    /// of zeros standing for all ones (its state is [`MaskState::Fresh`])
+    /// and must be written whole. `None` (the default) says the method
+    /// works on dense masks only: global pruning then hands it dense ones.
+    /// Global pruning of large models uses this to hold one bit an entry
+    /// instead of a dense mask per tensor. On error no mask changes value.
+    ///
+    /// ```
+    /// use ndprune::{Amount, L1Unstructured, Mask, MaskState, PruningMethod};
+    /// use ndarray::array;
+    /// let m = L1Unstructured::new(Amount::Count(2)).unwrap();
+    /// let (a, b) = (array![0.5f32, 4.0].into_dyn(), array![0.1f32, 3.0].into_dyn());
+    /// let mut masks = [
+    ///     Mask::Dense(a.mapv(|_| 1.0)),
+    ///     Mask::Bits { shape: vec![2], bits: vec![0] },
+    /// ];
+    /// let states = [MaskState::Existing, MaskState::Fresh];
+    /// m.update_masks_jointly_compact(&[a.view(), b.view()], &mut masks, &states)
+    ///     .unwrap()
+    ///     .unwrap();
+    /// assert_eq!(masks[0].to_dense(), array![0.0f32, 1.0].into_dyn());
+    /// assert_eq!(masks[1].to_dense(), array![0.0f32, 1.0].into_dyn());
+    /// ```
+    fn update_masks_jointly_compact(
+        &self,
+        importances: &[ArrayViewD<'_, T>],
+        masks: &mut [Mask<T>],
+        states: &[MaskState],
+    ) -> Option<Result<(), PruneError>> {
+        let _ = (importances, masks, states);
+        None
+    }
+
     /// Updates several masks as one, as if the importances and masks were
     /// concatenated into one flat tensor: global pruning. A mask whose
     /// state is [`MaskState::Fresh`] arrives zero-filled and stands for an

@@ -432,20 +432,21 @@ impl<T: PruneFloat> TensorStore<T> {
         Some((&p.tensor, p.mask.compact_mut()))
     }
 
-    /// Takes the mask of a pruned `name` out (leaving an empty array), to be
-    /// put back by [`TensorStore::put_mask`].
-    pub(crate) fn take_mask(&mut self, name: &str) -> Option<ArrayD<T>> {
+    /// Takes the mask of a pruned `name` out in the form it is held
+    /// (leaving an empty one), to be put back by
+    /// [`TensorStore::put_compact`].
+    pub(crate) fn take_compact(&mut self, name: &str) -> Option<Mask<T>> {
         let p = self.pruned.iter_mut().find(|p| p.name == name)?;
         Some(std::mem::replace(
-            p.mask.dense_mut()?,
-            ArrayD::zeros(vec![0]),
+            p.mask.compact_mut(),
+            Mask::Dense(ArrayD::zeros(vec![0])),
         ))
     }
 
-    /// Puts back a mask taken by [`TensorStore::take_mask`].
-    pub(crate) fn put_mask(&mut self, name: &str, mask: ArrayD<T>) {
+    /// Puts back a mask taken by [`TensorStore::take_compact`].
+    pub(crate) fn put_compact(&mut self, name: &str, mask: Mask<T>) {
         if let Some(p) = self.pruned.iter_mut().find(|p| p.name == name) {
-            p.mask = MaskBuf::new(Mask::Dense(mask));
+            p.mask = MaskBuf::new(mask);
         }
     }
 

@@ -87,6 +87,39 @@ impl Cut {
     fn below(self, key: u64) -> bool {
         key < self.key || (key == self.key && self.ties == self.at_key)
     }
+
+    /// The smallest key not pruned without looking at ties (`None`: every
+    /// key is pruned): `below(key)` is `key < kept_from`.
+    fn kept_from(self) -> Option<u64> {
+        if self.ties == self.at_key {
+            self.key.checked_add(1)
+        } else {
+            Some(self.key)
+        }
+    }
+}
+
+/// The bits of `run` whose key is at least `kept_from` (bit `b` for
+/// `run[b]`), in a form the compiler vectorizes.
+fn kept_bits<T: PruneFloat>(run: &[T], kept_from: Option<u64>) -> u64 {
+    let Some(from) = kept_from else {
+        return 0;
+    };
+    // One 0/1 byte a key (a loop that vectorizes), then each eight bytes
+    // gathered into eight bits by one multiplication: the product's top byte
+    // holds byte j's low bit at bit j (no two terms meet there).
+    let mut flags = [0u8; 64];
+    for (f, x) in flags.iter_mut().zip(run) {
+        *f = u8::from(x.magnitude_key() >= from);
+    }
+    let mut word = 0u64;
+    for (i, eight) in flags.chunks_exact(8).enumerate() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(eight);
+        let gathered = u64::from_le_bytes(bytes).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        word |= gathered << (8 * i);
+    }
+    word
 }
 
 /// A mask being updated: an existing one (entries at 1 are candidates and
@@ -332,7 +365,7 @@ pub(crate) fn prune_smallest<T: PruneFloat>(
             }),
             MaskSlot::ExistingBits(b) => {
                 let Some(cut) = cut else { continue };
-                par::for_blocks_mut(b, par::CHUNK / 64, |first_word, words| {
+                par::for_weighted_blocks_mut(b, par::CHUNK / 64, 64, |first_word, words| {
                     for (w, word) in words.iter_mut().enumerate() {
                         let base = (first_word + w) * 64;
                         let mut live = *word;
@@ -349,14 +382,13 @@ pub(crate) fn prune_smallest<T: PruneFloat>(
                 });
             }
             MaskSlot::FreshBits(b) => {
-                par::for_blocks_mut(b, par::CHUNK / 64, |first_word, words| {
+                // No cut: every key is kept.
+                let kept_from = cut.map_or(Some(0), Cut::kept_from);
+                par::for_weighted_blocks_mut(b, par::CHUNK / 64, 64, |first_word, words| {
                     for (w, word) in words.iter_mut().enumerate() {
                         let base = (first_word + w) * 64;
                         let run = s.get(base..(base + 64).min(s.len())).unwrap_or(&[]);
-                        *word = run.iter().enumerate().fold(0u64, |acc, (b, x)| {
-                            let kept = !cut.is_some_and(|c| c.below(x.magnitude_key()));
-                            acc | (u64::from(kept) << b)
-                        });
+                        *word = kept_bits(run, kept_from);
                     }
                 })
             }
@@ -499,6 +531,20 @@ pub(crate) fn sample_in_order<R: Rng + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_bits_sets_bit_b_for_run_b() {
+        let run: Vec<f32> = (0..64).map(|i| ((i * 37) % 64) as f32).collect();
+        for from in [0.0f32, 1.0, 17.0, 63.0, 64.0] {
+            let word = kept_bits(&run, Some(from.magnitude_key()));
+            for (b, x) in run.iter().enumerate() {
+                assert_eq!((word >> b) & 1 == 1, *x >= from, "from {from} bit {b}");
+            }
+            let short = kept_bits(&run[..13], Some(from.magnitude_key()));
+            assert_eq!(short, word & ((1 << 13) - 1));
+        }
+        assert_eq!(kept_bits(&run, None), 0);
+    }
     use rand::SeedableRng;
 
     fn prune_one(scores: &[f32], mask: &mut [f32], k: usize) {

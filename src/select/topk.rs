@@ -153,7 +153,11 @@ fn nth_element<E: Copy>(v: &mut [E], nth: usize, less: &impl Fn(&E, &E) -> bool)
             return;
         }
         depth -= 1;
-        let cut = partition_pivot(v, first, last, less);
+        let cut = if last - first >= BLOCKED_FROM {
+            partition_pivot_blocked(v, first, last, less)
+        } else {
+            partition_pivot(v, first, last, less)
+        };
         if cut <= nth {
             first = cut;
         } else {
@@ -187,6 +191,84 @@ fn partition_pivot<E: Copy>(
         }
         v.swap(lo, hi);
         lo += 1;
+    }
+}
+
+/// Ranges at least this long are partitioned by [`partition_pivot_blocked`].
+const BLOCKED_FROM: usize = 1024;
+
+/// Positions a scanner of [`partition_pivot_blocked`] examines at a time.
+const BLOCK: usize = 256;
+
+/// The same result as [`partition_pivot`], entry for entry, without its
+/// data-dependent branches.
+///
+/// Hoare's unguarded partition swaps the `t`-th entry from the left that
+/// does not belong left of the pivot (`L_t`, by original values) with the
+/// `t`-th from the right that does not belong right of it (`R_t`), for as
+/// long as `L_t < R_t`, and returns `min(L_t, R_{t-1})` for the first `t`
+/// where that fails (the left scan stops at the last swapped position at
+/// the latest, which now holds a left stopper; the right scan stops at the
+/// last swapped left position, or at the pivot). The scanners here find
+/// the `L_t` and `R_t` a block at a time (recording every position and
+/// advancing by the comparison's outcome, as BlockQuicksort does), each
+/// reading only positions the other side has not swapped yet.
+fn partition_pivot_blocked<E: Copy>(
+    v: &mut [E],
+    first: usize,
+    last: usize,
+    less: &impl Fn(&E, &E) -> bool,
+) -> usize {
+    let mid = first + (last - first) / 2;
+    move_median_to_first(v, first, first + 1, mid, last - 1, less);
+    let pivot = v[first];
+    // Left scanner: positions from `li` up, stoppers are !(x < pivot).
+    let (mut left, mut l_at, mut l_len, mut li) = ([0usize; BLOCK], 0usize, 0usize, first + 1);
+    // Right scanner: positions from `rj - 1` down, stoppers are !(pivot < x).
+    let (mut right, mut r_at, mut r_len, mut rj) = ([0usize; BLOCK], 0usize, 0usize, last);
+    // The last swapped pair: the scans' bounds.
+    let (mut l_prev, mut r_prev) = (first, last);
+    loop {
+        while l_at == l_len && li < r_prev {
+            // Refill from positions the right side has not swapped.
+            let end = (li + BLOCK).min(r_prev);
+            l_at = 0;
+            l_len = 0;
+            for (i, x) in v[li..end].iter().enumerate() {
+                left[l_len] = li + i;
+                l_len += usize::from(!less(x, &pivot));
+            }
+            li = end;
+        }
+        let Some(&l) = left[..l_len].get(l_at) else {
+            // No stopper before the last swapped right position.
+            return r_prev;
+        };
+        l_at += 1;
+        let r = loop {
+            if r_at < r_len {
+                break Some(right[r_at]);
+            }
+            let start = rj.saturating_sub(BLOCK).max(l_prev + 1);
+            if start >= rj {
+                break None;
+            }
+            r_at = 0;
+            r_len = 0;
+            for j in (start..rj).rev() {
+                right[r_len] = j;
+                r_len += usize::from(!less(&pivot, &v[j]));
+            }
+            rj = start;
+        };
+        match r {
+            Some(r) if l < r => {
+                r_at += 1;
+                v.swap(l, r);
+                (l_prev, r_prev) = (l, r);
+            }
+            _ => return l.min(r_prev),
+        }
     }
 }
 
@@ -385,6 +467,49 @@ mod tests {
                     };
                     let got64 = smallest_tied::<u64>(wide.into_iter(), n, 64, k, wide_tie).unwrap();
                     assert_eq!(ordinals(got64), want, "u64 n={n} k={k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_blocked_partition_moves_entries_as_hoares_does() {
+        // Same array and same cut as the libstdc++ partition, on tie-heavy,
+        // sorted, reversed and random inputs of many lengths.
+        let mut state = 99u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        for n in [
+            4usize, 5, 7, 64, 255, 256, 257, 511, 1000, 1024, 3000, 20_000,
+        ] {
+            for shape in 0..5 {
+                let base: Vec<(u64, u32)> = (0..n)
+                    .map(|i| {
+                        let key = match shape {
+                            0 => next() % 3,
+                            1 => next() % 1000,
+                            2 => i as u64,
+                            3 => (n - i) as u64,
+                            _ => next(),
+                        };
+                        (key, i as u32)
+                    })
+                    .collect();
+                let less = |a: &(u64, u32), b: &(u64, u32)| a.0 < b.0;
+                for (first, last) in [(0, n), (1, n), (0, n - 1), (n / 3, n)] {
+                    if last - first < 4 {
+                        continue;
+                    }
+                    let mut a = base.clone();
+                    let mut b = base.clone();
+                    let ca = partition_pivot(&mut a, first, last, &less);
+                    let cb = partition_pivot_blocked(&mut b, first, last, &less);
+                    assert_eq!(ca, cb, "cut, n={n} shape={shape} range={first}..{last}");
+                    assert!(a == b, "entries, n={n} shape={shape} range={first}..{last}");
                 }
             }
         }
