@@ -60,13 +60,13 @@ impl L1Unstructured {
 /// Importance scores in standard layout, checked against the mask's shape.
 pub(super) fn standard<'a, T: PruneFloat>(
     importance: &'a ArrayViewD<'a, T>,
-    mask: &ArrayD<T>,
+    shape: &[usize],
 ) -> Result<CowArray<'a, T, IxDyn>, PruneError> {
-    if importance.shape() != mask.shape() {
+    if importance.shape() != shape {
         return Err(PruneError::ShapeMismatch {
             tensor: String::new(),
             what: "importance scores",
-            expected: mask.shape().to_vec(),
+            expected: shape.to_vec(),
             got: importance.shape().to_vec(),
         });
     }
@@ -82,18 +82,11 @@ impl L1Unstructured {
         masks: &mut [Mask<T>],
         states: &[MaskState],
     ) -> Result<(), PruneError> {
-        for (imp, m) in importances.iter().zip(masks.iter()) {
-            if imp.shape() != m.shape() {
-                return Err(PruneError::ShapeMismatch {
-                    tensor: String::new(),
-                    what: "importance scores",
-                    expected: m.shape().to_vec(),
-                    got: imp.shape().to_vec(),
-                });
-            }
-        }
-        let scores: Vec<CowArray<'_, T, IxDyn>> =
-            importances.iter().map(|i| i.as_standard_layout()).collect();
+        let scores = importances
+            .iter()
+            .zip(masks.iter())
+            .map(|(imp, m)| standard(imp, m.shape()))
+            .collect::<Result<Vec<_>, _>>()?;
         let fresh = |i: usize| states.get(i) == Some(&MaskState::Fresh);
         let mut open = 0;
         for (i, (m, s)) in masks.iter_mut().zip(&scores).enumerate() {
@@ -218,7 +211,7 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
         let scores = importances
             .iter()
             .zip(masks.iter())
-            .map(|(imp, m)| standard(imp, m))
+            .map(|(imp, m)| standard(imp, m.shape()))
             .collect::<Result<Vec<_>, _>>()?;
         let fresh = |i: usize| states.get(i) == Some(&MaskState::Fresh);
         let open = open_entries(masks, states);
