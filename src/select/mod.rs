@@ -18,7 +18,7 @@
 //! the magnitude bits (parallel histograms, no sorting, no copy of the
 //! scores); only when ties straddle the cut does [`TieBreak::Torch`] replay
 //! PyTorch's order over the candidates, which costs O(n) expected time and a
-//! temporary of 8 bytes per candidate (`f32`; 12 for `f64`).
+//! temporary of 4 bytes per candidate (`f32`; 8 for `f64`).
 //! [`TieBreak::LowestIndex`] skips that replay: among equal scores at the
 //! cut, the lower index (the earlier tensor, in global pruning) is pruned
 //! first.
