@@ -157,21 +157,23 @@ impl Norm {
                 0.0,
                 |a, x| a + f64::from(u8::from(x != 0.0)),
                 sum,
+                // Counts below 2^53: exact in any order.
+                true,
             ),
-            Reduction::Sum => reduce(data, shape, 0.0, |a, x| a + x.abs(), sum),
+            Reduction::Sum => reduce(data, shape, 0.0, |a, x| a + x.abs(), sum, false),
             Reduction::SumSquares => {
-                let mut s = reduce(data, shape, 0.0, |a, x| a + x * x, sum);
+                let mut s = reduce(data, shape, 0.0, |a, x| a + x * x, sum, false);
                 s.iter_mut().for_each(|v| *v = v.sqrt());
                 s
             }
-            Reduction::Max => reduce(data, shape, 0.0, max, max),
-            Reduction::Min => reduce(data, shape, f64::INFINITY, min, min),
+            Reduction::Max => reduce(data, shape, 0.0, max, max, true),
+            Reduction::Min => reduce(data, shape, f64::INFINITY, min, min, true),
             Reduction::Power(p) => {
                 let mut s = if p.fract() == 0.0 && p.abs() <= 64.0 {
                     let e = p as i32;
-                    reduce(data, shape, 0.0, |a, x| a + x.abs().powi(e), sum)
+                    reduce(data, shape, 0.0, |a, x| a + x.abs().powi(e), sum, false)
                 } else {
-                    reduce(data, shape, 0.0, |a, x| a + x.abs().powf(p), sum)
+                    reduce(data, shape, 0.0, |a, x| a + x.abs().powf(p), sum, false)
                 };
                 s.iter_mut().for_each(|v| *v = v.powf(1.0 / p));
                 s
@@ -185,16 +187,23 @@ impl Norm {
 /// reductions: fixed, so results do not depend on the number of threads.
 const OUTER_BLOCKS: usize = 64;
 
+/// Runs shorter than this are folded entry by entry when the order of the
+/// fold does not matter.
+const SHORT_RUN: usize = 16;
+
 /// Folds every channel of the `[outer, channels, inner]` view of `data`
 /// with `add` (accumulator, element) in one pass over memory in order;
 /// partial results of fixed blocks are combined with `merge`, in block
-/// order. Contiguous runs are folded in four interleaved lanes.
+/// order. Contiguous runs are folded in four interleaved lanes, or, when
+/// `order_free` (the max and the min: any order gives the same result) and
+/// they are short, entry by entry.
 fn reduce<T: PruneFloat>(
     data: &[T],
     (outer, channels, inner): (usize, usize, usize),
     init: f64,
     add: impl Fn(f64, f64) -> f64 + Sync + Send,
     merge: impl Fn(f64, f64) -> f64 + Sync + Send,
+    order_free: bool,
 ) -> Vec<f64> {
     if channels == 0 || inner == 0 || outer == 0 {
         return vec![init; channels];
@@ -231,6 +240,14 @@ fn reduce<T: PruneFloat>(
             if inner == 1 {
                 for (a, &x) in acc.iter_mut().zip(slab) {
                     *a = add(*a, x.as_f64());
+                }
+            } else if inner < SHORT_RUN && order_free {
+                // Short runs: fold each entry straight into its channel
+                // (the lanes of `fold_run` cost more than they save here).
+                for (a, run) in acc.iter_mut().zip(slab.chunks_exact(inner)) {
+                    for &x in run {
+                        *a = add(*a, x.as_f64());
+                    }
                 }
             } else {
                 for (a, run) in acc.iter_mut().zip(slab.chunks_exact(inner)) {
