@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
-use super::{flat, flat_mut, open_entries, MaskState, PruningKind, PruningMethod};
+use super::{flat, flat_mut, MaskState, PruningKind, PruningMethod};
 use crate::select::{count_bits, count_candidates, prune_smallest, MaskSlot};
 use crate::{Amount, Mask, PruneError, PruneFloat, TieBreak};
 
@@ -208,27 +208,17 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
         masks: &mut [ArrayD<T>],
         states: &[MaskState],
     ) -> Result<(), PruneError> {
-        let scores = importances
-            .iter()
-            .zip(masks.iter())
-            .map(|(imp, m)| standard(imp, m.shape()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let fresh = |i: usize| states.get(i) == Some(&MaskState::Fresh);
-        let open = open_entries(masks, states);
-        let k = self.amount.count_of(open)?;
-        let score_slices: Vec<&[T]> = scores.iter().map(|s| s.as_slice().unwrap_or(&[])).collect();
-        let mut slots: Vec<MaskSlot<'_, T>> = masks
+        // The same selection on the dense masks, moved in and out (no copy).
+        let mut held: Vec<Mask<T>> = masks
             .iter_mut()
-            .enumerate()
-            .map(|(i, m)| {
-                if fresh(i) {
-                    MaskSlot::Fresh(flat_mut(m))
-                } else {
-                    MaskSlot::Existing(flat_mut(m))
-                }
-            })
+            .map(|m| Mask::Dense(std::mem::replace(m, ArrayD::zeros(vec![0]))))
             .collect();
-        prune_smallest(&score_slices, &mut slots, k, self.ties);
-        Ok(())
+        let outcome = self.joint_compact(importances, &mut held, states);
+        for (m, h) in masks.iter_mut().zip(held) {
+            if let Mask::Dense(d) = h {
+                *m = d;
+            }
+        }
+        outcome
     }
 }
