@@ -48,12 +48,7 @@ impl Deref for RawTensor {
 
 impl fmt::Debug for RawTensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawTensor")
-            .field("name", &self.spec.name)
-            .field("dtype", &self.spec.dtype)
-            .field("shape", &self.spec.shape)
-            .field("bytes", &self.data.len())
-            .finish()
+        self.spec.debug_with_bytes(f, "RawTensor", self.data.len())
     }
 }
 

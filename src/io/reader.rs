@@ -173,12 +173,8 @@ impl Deref for TensorEntry<'_> {
 
 impl fmt::Debug for TensorEntry<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TensorEntry")
-            .field("name", &self.spec.name)
-            .field("dtype", &self.spec.dtype)
-            .field("shape", &self.spec.shape)
-            .field("bytes", &self.data.len())
-            .finish()
+        self.spec
+            .debug_with_bytes(f, "TensorEntry", self.data.len())
     }
 }
 

@@ -1,5 +1,7 @@
 //! A tensor's name, dtype and shape.
 
+use std::fmt;
+
 use safetensors::Dtype;
 
 /// What a tensor of a safetensors file is besides its bytes: name, dtype,
@@ -21,6 +23,22 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
+    /// `Debug` of a tensor of this spec holding `bytes` bytes of data (its
+    /// bytes counted, not listed).
+    pub(crate) fn debug_with_bytes(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        type_name: &str,
+        bytes: usize,
+    ) -> fmt::Result {
+        f.debug_struct(type_name)
+            .field("name", &self.name)
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape)
+            .field("bytes", &bytes)
+            .finish()
+    }
+
     /// A tensor to write.
     ///
     /// ```
