@@ -1,7 +1,10 @@
 //! Element types a checkpoint's module tree can hold, and their bytes.
 
+use std::path::PathBuf;
+
 use safetensors::Dtype;
 
+use super::CheckpointError;
 use crate::PruneFloat;
 
 /// A [`PruneFloat`] that safetensors files store: its dtype tag and its
@@ -85,6 +88,28 @@ impl_checkpoint_float!(half::f16, Dtype::F16, 2);
 /// Decodes little-endian elements (`bytes.len()` a multiple of `T::SIZE`).
 pub(crate) fn decode<T: CheckpointFloat>(bytes: &[u8]) -> Vec<T> {
     bytes.chunks_exact(T::SIZE).map(T::read_le).collect()
+}
+
+/// `got` bytes of data for tensor `name` of `dtype` and `shape`: an error
+/// unless that is exactly its size (and addressable in memory).
+pub(crate) fn check_byte_len(
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+    got: u64,
+) -> Result<(), CheckpointError> {
+    let expected = byte_len(dtype, shape);
+    if expected != Some(got) || usize::try_from(got).is_err() {
+        return Err(CheckpointError::SizeMismatch {
+            path: PathBuf::new(),
+            tensor: name.to_string(),
+            dtype,
+            shape: shape.to_vec(),
+            expected,
+            got,
+        });
+    }
+    Ok(())
 }
 
 /// Bytes of one element of `dtype`, if a whole number.

@@ -165,16 +165,11 @@ pub enum CheckpointError {
     },
 }
 
-impl CheckpointError {
-    /// The file the error is about (empty for bytes in memory).
-    ///
-    /// ```
-    /// use ndprune::io::Checkpoint;
-    /// let err = Checkpoint::<f32>::load("/no/such/dir/model.safetensors").unwrap_err();
-    /// assert_eq!(err.path(), std::path::Path::new("/no/such/dir/model.safetensors"));
-    /// ```
-    pub fn path(&self) -> &Path {
-        match self {
+/// The `path` field of any variant (every variant has one), by reference
+/// or mutably as `$err` is: the one list of variants `path` and `at` use.
+macro_rules! path_of {
+    ($err:expr) => {
+        match $err {
             CheckpointError::Io { path, .. }
             | CheckpointError::Truncated { path, .. }
             | CheckpointError::BadHeader { path, .. }
@@ -187,27 +182,26 @@ impl CheckpointError {
             | CheckpointError::WriteOrder { path, .. }
             | CheckpointError::Safetensors { path, .. } => path,
         }
+    };
+}
+
+impl CheckpointError {
+    /// The file the error is about (empty for bytes in memory).
+    ///
+    /// ```
+    /// use ndprune::io::Checkpoint;
+    /// let err = Checkpoint::<f32>::load("/no/such/dir/model.safetensors").unwrap_err();
+    /// assert_eq!(err.path(), std::path::Path::new("/no/such/dir/model.safetensors"));
+    /// ```
+    pub fn path(&self) -> &Path {
+        path_of!(self)
     }
 
     /// Sets the file an error raised on bytes is about.
     pub(crate) fn at(mut self, file: &Path) -> Self {
-        match &mut self {
-            CheckpointError::Io { path, .. }
-            | CheckpointError::Truncated { path, .. }
-            | CheckpointError::BadHeader { path, .. }
-            | CheckpointError::UnknownDtype { path, .. }
-            | CheckpointError::BadOffsets { path, .. }
-            | CheckpointError::SizeMismatch { path, .. }
-            | CheckpointError::BadName { path, .. }
-            | CheckpointError::WrongDtype { path, .. }
-            | CheckpointError::Restore { path, .. }
-            | CheckpointError::WriteOrder { path, .. }
-            | CheckpointError::Safetensors { path, .. }
-                if path.as_os_str().is_empty() =>
-            {
-                *path = file.to_path_buf();
-            }
-            _ => {}
+        let path = path_of!(&mut self);
+        if path.as_os_str().is_empty() {
+            *path = file.to_path_buf();
         }
         self
     }

@@ -2,11 +2,10 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::path::PathBuf;
 
 use safetensors::Dtype;
 
-use super::dtype::byte_len;
+use super::dtype::check_byte_len;
 use super::{CheckpointError, TensorSpec};
 
 /// A tensor kept exactly as the file stored it: name, dtype, shape and
@@ -68,17 +67,7 @@ impl RawTensor {
         data: Vec<u8>,
     ) -> Result<Self, CheckpointError> {
         let name = name.into();
-        let expected = byte_len(dtype, &shape);
-        if expected != Some(data.len() as u64) {
-            return Err(CheckpointError::SizeMismatch {
-                path: PathBuf::new(),
-                tensor: name,
-                dtype,
-                shape,
-                expected,
-                got: data.len() as u64,
-            });
-        }
+        check_byte_len(&name, dtype, &shape, data.len() as u64)?;
         Ok(Self::from_parts(name, dtype, shape, data))
     }
 

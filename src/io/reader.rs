@@ -11,7 +11,7 @@ use ndarray::{ArrayD, IxDyn};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
-use super::dtype::{byte_len, decode};
+use super::dtype::{check_byte_len, decode};
 use super::{CheckpointError, CheckpointFloat, RawTensor, TensorSpec};
 
 /// The header's size limit, as the `safetensors` crate sets it.
@@ -439,18 +439,7 @@ fn parse_entry(name: String, value: &Value) -> Result<Pending, CheckpointError> 
             reason: "the end lies before the start",
         });
     }
-    let got = end - start;
-    let expected = byte_len(dtype, &shape);
-    if expected != Some(got) || usize::try_from(got).is_err() {
-        return Err(CheckpointError::SizeMismatch {
-            path: PathBuf::new(),
-            tensor: name,
-            dtype,
-            shape,
-            expected,
-            got,
-        });
-    }
+    check_byte_len(&name, dtype, &shape, end - start)?;
     Ok(Pending {
         name,
         dtype,
