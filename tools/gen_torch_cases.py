@@ -16,6 +16,11 @@ only when its expected state is determined:
   repeated values, give the same masks in both runs and are kept);
 - randomness: a case with a random step is run under 16 torch seeds and
   kept only when every mask holds the same number of ones under all of them.
+With --torch-seeded, a random case instead runs after torch.manual_seed of a
+seed it records (`torch_seed`) and its masks are exact. With --one-stream,
+torch.manual_seed(--seed) is called once and the random cases run one after
+the other on that stream, in file order, with exact masks: the way the
+checker replays cases whose ids are FAMILY/SEED/INDEX.
 The counts of dropped cases go to stderr.
 """
 import argparse
@@ -135,8 +140,11 @@ def snapshot(mods):
 
 
 def run(case, dtype, seed=0):
-    """Runs a case; returns (state, error) where error is (step, kind, message) or None."""
-    torch.manual_seed(seed)
+    """Runs a case; returns (state, error) where error is (step, kind, message) or None.
+
+    With seed=None the random steps go on drawing from PyTorch's generator as it is."""
+    if seed is not None:
+        torch.manual_seed(seed)
     mods = build(case, dtype)
     for i, step in enumerate(case["steps"]):
         before = snapshot(mods)
@@ -553,7 +561,7 @@ def representable(mods, steps, dtype):
                     fix(s[key])
 
 
-def make_case(d, fam, idx, seed, dropped, torch_seeded=False):
+def make_case(d, fam, idx, seed, dropped, torch_seeded=False, one_stream=False):
     mods, steps = FAMILIES[fam](d)
     dtype_name = "float64" if d.r.random() < 0.25 else "float32"
     dtype = torch.float64 if dtype_name == "float64" else torch.float32
@@ -563,7 +571,11 @@ def make_case(d, fam, idx, seed, dropped, torch_seeded=False):
     has_random = any(s["op"].startswith("random") or s.get("method") == "random_unstructured" for s in steps)
     if has_random and torch_seeded:
         return make_seeded_case(d, case, dtype, dropped)
-    state, err = run(case, dtype)
+    if has_random and one_stream:
+        return make_stream_case(case, dtype, dropped)
+    # (one_stream: no reseeding, which would restart the stream of the random cases)
+    base_seed = None if one_stream else 0
+    state, err = run(case, dtype, seed=base_seed)
     if err is not None and err[1] not in KINDS:
         dropped["other exception"] += 1
         print("other exception:", err, steps[err[0]].get("op"), file=sys.stderr)
@@ -576,7 +588,7 @@ def make_case(d, fam, idx, seed, dropped, torch_seeded=False):
                 dropped["nuc on a tensor that is not 3-dim"] += 1
                 return None
     # float precision decides nothing
-    state2, err2 = run(case, other)
+    state2, err2 = run(case, other, seed=base_seed)
     if (err is None) != (err2 is None) or not same_masks(state, state2):
         dropped["near tie"] += 1
         return None
@@ -617,6 +629,31 @@ def make_seeded_case(d, case, dtype, dropped):
     return {k: case[k] for k in ("id", "dtype", "exact", "torch_seed", "modules", "steps", "expect", "error") if k in case}
 
 
+def make_stream_case(case, dtype, dropped):
+    """A case whose random steps go on drawing from the one stream that
+    main() started with torch.manual_seed(--seed): exact, and kept whatever
+    PyTorch drew. A dropped case gives its draws back, so the stream of the
+    file is the stream of the cases written, in order."""
+    before = torch.get_rng_state()
+    state, err = run(case, dtype, seed=None)
+    drop = None
+    if err is not None and err[1] not in KINDS:
+        drop = "other exception"
+    for i, s in enumerate(case["steps"]):
+        target = case["modules"].get(s.get("module"), {}).get(s.get("name"))
+        if s.get("n") == "nuc" and target is not None and len(target["shape"]) != 3 and (err is None or err[0] > i):
+            drop = "nuc on a tensor that is not 3-dim"
+    if drop is not None:
+        dropped[drop] += 1
+        torch.set_rng_state(before)
+        return None
+    case["exact"] = True
+    case["expect"] = encode_expect(state, True)
+    if err is not None:
+        case["error"] = {"step": err[0], "kind": err[1], "torch_message": err[2]}
+    return {k: case[k] for k in ("id", "dtype", "exact", "modules", "steps", "expect", "error") if k in case}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=7001)
@@ -628,7 +665,14 @@ def main():
         action="store_true",
         help="give random cases a `torch_seed` (run after torch.manual_seed) and exact masks",
     )
+    ap.add_argument(
+        "--one-stream",
+        action="store_true",
+        help="run all random cases on one stream, after torch.manual_seed(--seed), in file order, "
+        "and give them exact masks (as the checker replays ids FAMILY/SEED/INDEX)",
+    )
     args = ap.parse_args()
+    torch.manual_seed(args.seed)
     # (a file, not stdout: oneMKL prints its own complaints to stdout)
     out = open(args.out, "w")
     rng = random.Random(args.seed)
@@ -640,7 +684,7 @@ def main():
         attempts = 0
         while idx < args.per_family and attempts < args.per_family * 20:
             attempts += 1
-            case = make_case(d, fam, idx, args.seed, dropped, args.torch_seeded)
+            case = make_case(d, fam, idx, args.seed, dropped, args.torch_seeded, args.one_stream)
             if case is None:
                 continue
             out.write(json.dumps(case) + "\n")

@@ -25,9 +25,18 @@ impl Report {
     }
 }
 
-/// Checks every non-empty line of a JSON-lines file of cases.
+/// Checks every non-empty line of a JSON-lines file of cases, in order.
+///
+/// Random steps draw from PyTorch's stream as PyTorch drew for the case:
+/// a case with a `torch_seed` (an extension of the format) from
+/// `TorchGenerator::manual_seed(torch_seed)` of its own; a case whose id is
+/// `FAMILY/SEED/INDEX` from one stream per `SEED`, started by
+/// `TorchGenerator::manual_seed(SEED)` at the first case of that seed and
+/// shared, in file order, by every case of that seed (see [`Streams`]); any
+/// other case from `rand`.
 pub fn check_file(text: &str) -> Report {
     let mut report = Report::default();
+    let mut streams = Streams::default();
     for (lineno, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -35,7 +44,7 @@ pub fn check_file(text: &str) -> Report {
         let (id, outcome) = match serde_json::from_str::<Value>(line) {
             Ok(case) => (
                 case["id"].as_str().unwrap_or("?").to_string(),
-                check_case(&case),
+                check_case_in(&case, &mut streams),
             ),
             Err(e) => (
                 format!("line {}", lineno + 1),
@@ -50,11 +59,53 @@ pub fn check_file(text: &str) -> Report {
     report
 }
 
-/// Runs one case and compares the final state with its `expect`.
-pub fn check_case(case: &Value) -> Result<(), String> {
+/// PyTorch's random streams of a file of cases, one per seed.
+///
+/// The cases of `tests/fixtures/torch-cases.jsonl` were computed in one
+/// PyTorch process per seed: their ids are `FAMILY/SEED/INDEX`, all cases of
+/// one `SEED` were made in file order from one Python `random.Random(SEED)`
+/// (their tensors are that generator's `gauss` draws, family after family),
+/// and their random pruning steps drew one after the other from PyTorch's
+/// default generator after `torch.manual_seed(SEED)`. Replaying the random
+/// steps of the file in order on `TorchGenerator::manual_seed(SEED)` gives
+/// PyTorch's count of ones in every mask of every random case, also where
+/// that count depends on which entries were drawn (`random_structured`
+/// after a custom mask, `random_unstructured` in global pruning over two
+/// tensors); another seed does not (`tests/torch_conformance.rs`).
+#[derive(Default)]
+pub struct Streams {
+    by_seed: HashMap<u64, TorchGenerator>,
+}
+
+impl Streams {
+    /// The stream a case's random steps draw from, if the case says.
+    fn for_case(&mut self, case: &Value) -> Option<TorchGenerator> {
+        if let Some(seed) = case["torch_seed"].as_u64() {
+            return Some(TorchGenerator::manual_seed(seed));
+        }
+        let seed = id_seed(case["id"].as_str()?)?;
+        let stream = self
+            .by_seed
+            .entry(seed)
+            .or_insert_with(|| TorchGenerator::manual_seed(seed));
+        // A clone draws from the same stream.
+        Some(stream.clone())
+    }
+}
+
+/// The `SEED` of an id `FAMILY/SEED/INDEX`.
+fn id_seed(id: &str) -> Option<u64> {
+    match id.split('/').collect::<Vec<_>>()[..] {
+        [_family, seed, index] if index.parse::<u64>().is_ok() => seed.parse().ok(),
+        _ => None,
+    }
+}
+
+pub fn check_case_in(case: &Value, streams: &mut Streams) -> Result<(), String> {
+    let torch = streams.for_case(case);
     match case["dtype"].as_str() {
-        Some("float32") => Case::<f32>::run(case),
-        Some("float64") => Case::<f64>::run(case),
+        Some("float32") => Case::<f32>::run(case, torch),
+        Some("float64") => Case::<f64>::run(case, torch),
         other => Err(format!("unknown dtype {other:?}")),
     }
 }
@@ -65,14 +116,13 @@ type Named<'a, T> = Vec<(&'a str, &'a ArrayD<T>)>;
 struct Case<T: PruneFloat> {
     root: Sequential<T>,
     exact: bool,
-    /// PyTorch's stream, for cases that give the `torch_seed` their random
-    /// steps drew from (an extension of the format; see
-    /// tools/gen_torch_cases.py). Without it, random steps draw from `rand`.
+    /// PyTorch's stream the case's random steps drew from ([`Streams`]);
+    /// without it, random steps draw from `rand`.
     torch: Option<TorchGenerator>,
 }
 
 impl<T: PruneFloat> Case<T> {
-    fn run(case: &Value) -> Result<(), String> {
+    fn run(case: &Value, torch: Option<TorchGenerator>) -> Result<(), String> {
         let exact = case["exact"].as_bool().ok_or("no `exact`")?;
         let mut root = Sequential::<T>::new();
         for (name, tensors) in obj(&case["modules"])? {
@@ -82,7 +132,6 @@ impl<T: PruneFloat> Case<T> {
             }
             root = root.with_child(name, layer);
         }
-        let torch = case["torch_seed"].as_u64().map(TorchGenerator::manual_seed);
         let mut this = Case { root, exact, torch };
         let error_step = case["error"]["step"].as_u64().map(|s| s as usize);
         let steps = case["steps"].as_array().ok_or("no `steps`")?;
