@@ -64,7 +64,8 @@ pub fn check_file(text: &str) -> Report {
 /// The cases of `tests/fixtures/torch-cases.jsonl` were computed in one
 /// PyTorch process per seed: their ids are `FAMILY/SEED/INDEX`, all cases of
 /// one `SEED` were made in file order from one Python `random.Random(SEED)`
-/// (their tensors are that generator's `gauss` draws, family after family),
+/// (most random-valued tensors are that generator's `gauss` draws, family
+/// after family),
 /// and their random pruning steps drew one after the other from PyTorch's
 /// default generator after `torch.manual_seed(SEED)`. Replaying the random
 /// steps of the file in order on `TorchGenerator::manual_seed(SEED)` gives
@@ -73,7 +74,7 @@ pub fn check_file(text: &str) -> Report {
 /// after a custom mask, `random_unstructured` in global pruning over two
 /// tensors); another seed does not (`tests/torch_conformance.rs`).
 #[derive(Default)]
-pub struct Streams {
+struct Streams {
     by_seed: HashMap<u64, TorchGenerator>,
 }
 
@@ -101,7 +102,9 @@ fn id_seed(id: &str) -> Option<u64> {
     }
 }
 
-pub fn check_case_in(case: &Value, streams: &mut Streams) -> Result<(), String> {
+/// Runs one case, its random steps drawing from `streams`, and compares the
+/// final state with its `expect`.
+fn check_case_in(case: &Value, streams: &mut Streams) -> Result<(), String> {
     let torch = streams.for_case(case);
     match case["dtype"].as_str() {
         Some("float32") => Case::<f32>::run(case, torch),
