@@ -65,14 +65,14 @@ pub fn check_file(text: &str) -> Report {
 /// PyTorch process per seed: their ids are `FAMILY/SEED/INDEX`, all cases of
 /// one `SEED` were made in file order from one Python `random.Random(SEED)`
 /// (most random-valued tensors are that generator's `gauss` draws, family
-/// after family),
-/// and their random pruning steps drew one after the other from PyTorch's
-/// default generator after `torch.manual_seed(SEED)`. Replaying the random
-/// steps of the file in order on `TorchGenerator::manual_seed(SEED)` gives
-/// PyTorch's count of ones in every mask of every random case, also where
-/// that count depends on which entries were drawn (`random_structured`
-/// after a custom mask, `random_unstructured` in global pruning over two
-/// tensors); another seed does not (`tests/torch_conformance.rs`).
+/// after family), and their random pruning steps drew one after the other
+/// from PyTorch's default generator after `torch.manual_seed(SEED)`.
+/// Replaying the random steps of the file in order on
+/// `TorchGenerator::manual_seed(SEED)` gives PyTorch's count of ones in
+/// every mask of every random case, also where that count depends on which
+/// entries were drawn (`random_structured` after a custom mask,
+/// `random_unstructured` in global pruning over two tensors); another seed
+/// does not (`tests/torch_conformance.rs`).
 #[derive(Default)]
 struct Streams {
     by_seed: HashMap<u64, TorchGenerator>,
