@@ -561,6 +561,28 @@ def representable(mods, steps, dtype):
                     fix(s[key])
 
 
+def unkept(case, err):
+    """Why a case that ran to (state, err) is left out, or None."""
+    if err is not None and err[1] not in KINDS:
+        return "other exception"
+    # PyTorch takes "nuc" on tensors that are not 3-dim without an error: left out (FORMAT.md)
+    for i, s in enumerate(case["steps"]):
+        target = case["modules"].get(s.get("module"), {}).get(s.get("name"))
+        if s.get("n") == "nuc" and target is not None and len(target["shape"]) != 3 and (err is None or err[0] > i):
+            return "nuc on a tensor that is not 3-dim"
+    return None
+
+
+def finished(case, state, err, exact):
+    """The case with its expected state (and error), keys in FORMAT.md's order."""
+    case["exact"] = exact
+    case["expect"] = encode_expect(state, exact)
+    if err is not None:
+        case["error"] = {"step": err[0], "kind": err[1], "torch_message": err[2]}
+    keys = ("id", "dtype", "exact", "torch_seed", "modules", "steps", "expect", "error")
+    return {k: case[k] for k in keys if k in case}
+
+
 def make_case(d, fam, idx, seed, dropped, torch_seeded=False, one_stream=False):
     mods, steps = FAMILIES[fam](d)
     dtype_name = "float64" if d.r.random() < 0.25 else "float32"
@@ -576,17 +598,12 @@ def make_case(d, fam, idx, seed, dropped, torch_seeded=False, one_stream=False):
     # (one_stream: no reseeding, which would restart the stream of the random cases)
     base_seed = None if one_stream else 0
     state, err = run(case, dtype, seed=base_seed)
-    if err is not None and err[1] not in KINDS:
-        dropped["other exception"] += 1
-        print("other exception:", err, steps[err[0]].get("op"), file=sys.stderr)
+    why = unkept(case, err)
+    if why is not None:
+        dropped[why] += 1
+        if why == "other exception":
+            print("other exception:", err, steps[err[0]].get("op"), file=sys.stderr)
         return None
-    # PyTorch takes "nuc" on tensors that are not 3-dim without an error: left out (FORMAT.md)
-    for i, s in enumerate(steps):
-        target = mods.get(s.get("module"), {}).get(s.get("name"))
-        if s.get("n") == "nuc" and target is not None and len(target["shape"]) != 3:
-            if err is None or err[0] > i:
-                dropped["nuc on a tensor that is not 3-dim"] += 1
-                return None
     # float precision decides nothing
     state2, err2 = run(case, other, seed=base_seed)
     if (err is None) != (err2 is None) or not same_masks(state, state2):
@@ -602,31 +619,18 @@ def make_case(d, fam, idx, seed, dropped, torch_seeded=False, one_stream=False):
             if sums != {k: float(v.sum()) for k, v in masks(state).items()}:
                 dropped["random outcome"] += 1
                 return None
-    case["exact"] = not has_random
-    case["expect"] = encode_expect(state, case["exact"])
-    if err is not None:
-        case["error"] = {"step": err[0], "kind": err[1], "torch_message": err[2]}
-    # key order as in FORMAT.md
-    return {k: case[k] for k in ("id", "dtype", "exact", "modules", "steps", "expect", "error") if k in case}
+    return finished(case, state, err, exact=not has_random)
 
 
 def make_seeded_case(d, case, dtype, dropped):
     """A case whose random steps draw from torch.manual_seed(torch_seed): exact."""
     case["torch_seed"] = d.r.randrange(2**32)
     state, err = run(case, dtype, seed=case["torch_seed"])
-    if err is not None and err[1] not in KINDS:
-        dropped["other exception"] += 1
+    why = unkept(case, err)
+    if why is not None:
+        dropped[why] += 1
         return None
-    for i, s in enumerate(case["steps"]):
-        target = case["modules"].get(s.get("module"), {}).get(s.get("name"))
-        if s.get("n") == "nuc" and target is not None and len(target["shape"]) != 3 and (err is None or err[0] > i):
-            dropped["nuc on a tensor that is not 3-dim"] += 1
-            return None
-    case["exact"] = True
-    case["expect"] = encode_expect(state, True)
-    if err is not None:
-        case["error"] = {"step": err[0], "kind": err[1], "torch_message": err[2]}
-    return {k: case[k] for k in ("id", "dtype", "exact", "torch_seed", "modules", "steps", "expect", "error") if k in case}
+    return finished(case, state, err, exact=True)
 
 
 def make_stream_case(case, dtype, dropped):
@@ -636,22 +640,12 @@ def make_stream_case(case, dtype, dropped):
     file is the stream of the cases written, in order."""
     before = torch.get_rng_state()
     state, err = run(case, dtype, seed=None)
-    drop = None
-    if err is not None and err[1] not in KINDS:
-        drop = "other exception"
-    for i, s in enumerate(case["steps"]):
-        target = case["modules"].get(s.get("module"), {}).get(s.get("name"))
-        if s.get("n") == "nuc" and target is not None and len(target["shape"]) != 3 and (err is None or err[0] > i):
-            drop = "nuc on a tensor that is not 3-dim"
-    if drop is not None:
-        dropped[drop] += 1
+    why = unkept(case, err)
+    if why is not None:
+        dropped[why] += 1
         torch.set_rng_state(before)
         return None
-    case["exact"] = True
-    case["expect"] = encode_expect(state, True)
-    if err is not None:
-        case["error"] = {"step": err[0], "kind": err[1], "torch_message": err[2]}
-    return {k: case[k] for k in ("id", "dtype", "exact", "modules", "steps", "expect", "error") if k in case}
+    return finished(case, state, err, exact=True)
 
 
 def main():

@@ -29,7 +29,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gen_torch_cases as g  # noqa: E402  (build, run_step, snapshot)
+import gen_torch_cases as g  # noqa: E402  (run)
 
 
 def id_seed(case):
@@ -39,15 +39,10 @@ def id_seed(case):
     return None
 
 
-def end_state(case):
+def end_state(case, seed):
+    """The state `expect` describes: after the last step, or before the failing one."""
     dtype = torch.float64 if case["dtype"] == "float64" else torch.float32
-    mods = g.build(case, dtype)
-    for step in case["steps"]:
-        try:
-            g.run_step(mods, step, dtype)
-        except Exception:  # noqa: BLE001 - a failing step ends the case, as in FORMAT.md
-            break
-    return g.snapshot(mods)
+    return g.run(case, dtype, seed=seed)[0]
 
 
 def differs(case, state):
@@ -104,18 +99,15 @@ def main():
     passed, failed = 0, 0
     for case in cases:
         seed = id_seed(case)
-        if "torch_seed" in case:
-            torch.manual_seed(case["torch_seed"])
-            state = end_state(case)
-        elif seed is not None:
+        if "torch_seed" in case or seed is None:
+            state = end_state(case, case.get("torch_seed"))
+        else:
             if seed not in streams:
                 torch.manual_seed(seed + args.reseed)
                 streams[seed] = torch.get_rng_state()
             torch.set_rng_state(streams[seed])
-            state = end_state(case)
+            state = end_state(case, None)
             streams[seed] = torch.get_rng_state()
-        else:
-            state = end_state(case)
         why = differs(case, state)
         if why is None:
             passed += 1
