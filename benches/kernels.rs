@@ -36,7 +36,7 @@ fn norms(c: &mut Criterion) {
             for dim in [0usize, 1] {
                 let id = BenchmarkId::new(format!("{label}/dim{dim}"), side * side);
                 group.bench_with_input(id, &t, |b, t| {
-                    b.iter(|| black_box(norm.channel_norms(t.view(), dim)))
+                    b.iter(|| black_box(norm.channel_norms(t.view(), Dim(dim as isize))))
                 });
             }
         }
@@ -45,7 +45,7 @@ fn norms(c: &mut Criterion) {
     for dim in [0usize, 1] {
         let id = BenchmarkId::new(format!("l2/conv/dim{dim}"), conv.len());
         group.bench_with_input(id, &conv, |b, t| {
-            b.iter(|| black_box(Norm::L(2.0).channel_norms(t.view(), dim)))
+            b.iter(|| black_box(Norm::L(2.0).channel_norms(t.view(), Dim(dim as isize))))
         });
     }
     group.finish();
@@ -66,8 +66,9 @@ fn selection(c: &mut Criterion) {
                     .expect("valid")
                     .with_tie_break(rule);
                 let id = BenchmarkId::new(format!("{label}/{ties}"), side * side);
+                let ones = ArrayD::ones(data.raw_dim());
                 group.bench_with_input(id, data, |b, t| {
-                    b.iter(|| black_box(method.fresh_mask(t.view())))
+                    b.iter(|| black_box(method.compute_mask(t.view(), ones.view())))
                 });
             }
         }
@@ -83,14 +84,15 @@ fn masks(c: &mut Criterion) {
             let method =
                 LnStructured::new(Amount::Fraction(0.3), Norm::L(2.0), Dim(dim)).expect("valid");
             let id = BenchmarkId::new(format!("structured_dense/dim{dim}"), side * side);
+            let ones = ArrayD::ones(t.raw_dim());
             group.bench_with_input(id, &t, |b, t| {
-                b.iter(|| black_box(method.fresh_mask(t.view()).map(|m| m.into_dense())))
+                b.iter(|| black_box(method.compute_mask(t.view(), ones.view())))
             });
         }
         let id = BenchmarkId::new("prune_and_product/l1", side * side);
         group.bench_with_input(id, &t, |b, t| {
             b.iter(|| {
-                let mut layer = Layer::new().with_parameter("weight", t.clone());
+                let mut layer = Layer::new().with_parameter("weight", t.clone()).unwrap();
                 prune::l1_unstructured(&mut layer, "weight", Amount::Fraction(0.5), None)
                     .map(|_| black_box(layer))
             })

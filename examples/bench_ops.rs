@@ -115,7 +115,11 @@ fn holder(shapes: &[&[usize]], seed: u64) -> (Sequential<f32>, Vec<String>) {
     for shape in shapes {
         let weight =
             ArrayD::from_shape_simple_fn(shape.to_vec(), || StandardNormal.sample(&mut rng));
-        model = model.push(Layer::new().with_parameter("weight", weight));
+        model = model.push(
+            Layer::new()
+                .with_parameter("weight", weight)
+                .expect("one fresh name per layer"),
+        );
     }
     let paths = (0..shapes.len()).map(|i| format!("{i}.weight")).collect();
     (model, paths)

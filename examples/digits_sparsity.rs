@@ -84,9 +84,9 @@ fn main() -> Result<()> {
 
     // Train the dense network.
     let mut model = Sequential::<f32>::new()
-        .with_child("fc1", Layer::linear(64, 128, &mut rng))
-        .with_child("fc2", Layer::linear(128, 64, &mut rng))
-        .with_child("fc3", Layer::linear(64, 10, &mut rng));
+        .with_child("fc1", Layer::linear(64, 128, &mut rng))?
+        .with_child("fc2", Layer::linear(128, 64, &mut rng))?
+        .with_child("fc3", Layer::linear(64, 10, &mut rng))?;
     let t = Instant::now();
     for _ in 0..EPOCHS {
         train_epoch(&mut model, &train, LR, &mut rng);
@@ -322,8 +322,11 @@ fn rebuild(params: &[(ArrayD<f32>, ArrayD<f32>)]) -> Sequential<f32> {
         .fold(Sequential::new(), |model, (name, (w, b))| {
             let layer = Layer::new()
                 .with_parameter("weight", w.clone())
-                .with_parameter("bias", b.clone());
-            model.with_child(name, layer)
+                .and_then(|l| l.with_parameter("bias", b.clone()))
+                .expect("two names in a new layer");
+            model
+                .with_child(name, layer)
+                .expect("one child per distinct layer name")
         })
 }
 
@@ -407,9 +410,9 @@ fn train_epoch(model: &mut Sequential<f32>, data: &Split, lr: f32, rng: &mut Std
                 Some(mask) => dw * &mask.into_dimensionality::<Ix2>().expect("a matrix"),
                 None => dw,
             };
-            let w = model.parameter_mut(&weight).expect("weight parameter");
+            let mut w = model.parameter_mut(&weight).expect("weight parameter");
             w.scaled_add(-lr, &dw.into_dyn());
-            let b = model.parameter_mut(&format!("{layer}.bias")).expect("bias");
+            let mut b = model.parameter_mut(&format!("{layer}.bias")).expect("bias");
             b.scaled_add(-lr, &db.into_dyn());
         }
         model.recompute_pruned();

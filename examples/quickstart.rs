@@ -26,14 +26,14 @@ const WEIGHTS: [&str; 3] = ["conv.weight", "fc1.weight", "fc2.weight"];
 fn main() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(2026);
     let mut model = Sequential::<f32>::new()
-        .with_child("conv", Layer::conv2d(3, 8, 3, &mut rng))
-        .with_child("fc1", Layer::linear(72, 32, &mut rng))
-        .with_child("fc2", Layer::linear(32, 10, &mut rng));
+        .with_child("conv", Layer::conv2d(3, 8, 3, &mut rng))?
+        .with_child("fc1", Layer::linear(72, 32, &mut rng))?
+        .with_child("fc2", Layer::linear(32, 10, &mut rng))?;
     step("The network, unpruned");
     show(&model, &WEIGHTS)?;
 
     step("1. prune.ln_structured(conv, \"weight\", amount=0.25, n=2, dim=0)");
-    let norms = Norm::L(2.0).channel_norms(tensor(&model, "conv.weight")?.view(), 0)?;
+    let norms = Norm::L(2.0).channel_norms(tensor(&model, "conv.weight")?.view(), Dim(0))?;
     let norms: Vec<String> = norms.iter().map(|n| format!("{n:.3}")).collect();
     println!("  L2 norm of each output channel: [{}]", norms.join(", "));
     prune::ln_structured(

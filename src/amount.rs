@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::PruneError;
+use crate::{PruneError, PruneErrorKind};
 
 /// How much of a tensor to prune, as PyTorch's `amount` argument.
 ///
@@ -46,7 +46,7 @@ impl Amount {
     pub fn from_int(count: i64) -> Result<Amount, PruneError> {
         usize::try_from(count)
             .map(Amount::Count)
-            .map_err(|_| PruneError::NegativeCount { count })
+            .map_err(|_| PruneErrorKind::NegativeCount { count }.into())
     }
 
     /// Checks what PyTorch checks when a method is made: a fraction must not
@@ -68,7 +68,7 @@ impl Amount {
     pub fn validate(self) -> Result<(), PruneError> {
         match self {
             Amount::Fraction(f) if !f.is_nan() && !(0.0..=1.0).contains(&f) => {
-                Err(PruneError::InvalidAmount { amount: self })
+                Err(PruneErrorKind::InvalidAmount { amount: self }.into())
             }
             _ => Ok(()),
         }
@@ -76,8 +76,8 @@ impl Amount {
 
     /// How many of `size` remaining entries (or channels) this amount prunes.
     ///
-    /// Fails when the amount is invalid or larger than `size`. The error's
-    /// tensor name is empty; the pruning calls fill it in.
+    /// Fails when the amount is invalid or larger than `size`. The error
+    /// names no tensor; the pruning calls add the one they prune.
     ///
     /// ```
     /// use ndprune::Amount;
@@ -90,7 +90,7 @@ impl Amount {
     pub fn count_of(self, size: usize) -> Result<usize, PruneError> {
         self.validate()?;
         if matches!(self, Amount::Fraction(f) if f.is_nan()) {
-            return Err(PruneError::InvalidAmount { amount: self });
+            return Err(PruneErrorKind::InvalidAmount { amount: self }.into());
         }
         let count = match self {
             Amount::Count(k) => k,
@@ -99,11 +99,11 @@ impl Amount {
             Amount::Fraction(f) => (f * size as f64).round_ties_even() as usize,
         };
         if count > size {
-            return Err(PruneError::AmountTooLarge {
-                tensor: String::new(),
+            return Err(PruneErrorKind::AmountTooLarge {
                 requested: count,
                 available: size,
-            });
+            }
+            .into());
         }
         Ok(count)
     }
@@ -138,17 +138,16 @@ mod tests {
     fn invalid_amounts_are_rejected() {
         for f in [-0.1, 1.0001, f64::NAN, f64::INFINITY] {
             assert!(matches!(
-                Amount::Fraction(f).count_of(10),
-                Err(PruneError::InvalidAmount { .. })
+                Amount::Fraction(f).count_of(10).unwrap_err().kind(),
+                PruneErrorKind::InvalidAmount { .. }
             ));
         }
         assert!(matches!(
-            Amount::Count(4).count_of(3),
-            Err(PruneError::AmountTooLarge {
+            Amount::Count(4).count_of(3).unwrap_err().kind(),
+            PruneErrorKind::AmountTooLarge {
                 requested: 4,
                 available: 3,
-                ..
-            })
+            }
         ));
         assert!(Amount::from_int(-3).is_err());
     }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::PruneError;
+use crate::{PruneError, PruneErrorKind};
 
 /// A dimension index as PyTorch takes it: `Dim(0)` is the first, `Dim(-1)`
 /// the last.
@@ -22,8 +22,8 @@ pub struct Dim(pub isize);
 
 impl Dim {
     /// The non-negative index of this dim in a tensor of `ndim` dims, or
-    /// [`PruneError::DimOutOfRange`] (with an empty tensor name, which the
-    /// pruning calls fill in).
+    /// a [`PruneErrorKind::DimOutOfRange`] error (naming no tensor; the
+    /// pruning calls add the one they prune).
     ///
     /// ```
     /// use ndprune::Dim;
@@ -35,11 +35,7 @@ impl Dim {
         if (0..n).contains(&d) {
             Ok(d as usize)
         } else {
-            Err(PruneError::DimOutOfRange {
-                tensor: String::new(),
-                dim: self.0,
-                ndim,
-            })
+            Err(PruneErrorKind::DimOutOfRange { dim: self.0, ndim }.into())
         }
     }
 }

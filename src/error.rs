@@ -1,31 +1,62 @@
 //! The one error type of the crate.
 
+use std::fmt;
+
 use thiserror::Error;
 
 use crate::{Amount, Norm};
 
-/// Everything that can go wrong in a pruning call.
+/// Everything that can go wrong in a pruning call: what went wrong
+/// ([`PruneError::kind`]) and the tensor it happened to
+/// ([`PruneError::tensor`], its dotted path), built whole where the error
+/// is made.
 ///
-/// Every variant names the tensor it is about (its dotted path, or an empty
-/// string where a call is not about one tensor) and the values that made the
-/// call fail. A call that returns an error has changed nothing.
+/// The tensor is `None` only where the error truly is about no tensor (an
+/// amount rejected by a method's constructor, a norm asked of a bare
+/// array); every pruning call names the tensor it was pruning. A call that
+/// returns an error has changed nothing.
 ///
 /// [`PruneError::torch_kind`] tells which exception PyTorch raises for the
 /// same mistake, which is what the conformance suite compares.
 ///
 /// ```
 /// use ndprune::prelude::*;
+/// use ndprune::PruneErrorKind;
 ///
-/// let mut layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::zeros(vec![4]));
+/// let mut layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::zeros(vec![4])).unwrap();
 /// let err = prune::l1_unstructured(&mut layer, "weight", Amount::Count(5), None).unwrap_err();
-/// assert!(matches!(err, PruneError::AmountTooLarge { requested: 5, available: 4, .. }));
+/// assert!(matches!(err.kind(), PruneErrorKind::AmountTooLarge { requested: 5, available: 4 }));
+/// assert_eq!(err.tensor(), Some("weight"));
 /// assert_eq!(err.torch_kind(), "ValueError");
-/// assert_eq!(err.to_string(), "cannot prune 5 of `weight`: only 4 are left to prune");
+/// assert_eq!(err.to_string(), "`weight`: cannot prune 5: only 4 are left to prune");
+/// ```
+#[derive(Debug, Clone, PartialEq, Error)]
+pub struct PruneError {
+    tensor: Option<String>,
+    kind: PruneErrorKind,
+}
+
+impl fmt::Display for PruneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.tensor {
+            Some(t) => write!(f, "`{t}`: {}", self.kind),
+            None => write!(f, "{}", self.kind),
+        }
+    }
+}
+
+/// What went wrong in a pruning call (see [`PruneError`], which adds the
+/// tensor it happened to).
+///
+/// ```
+/// use ndprune::{PruneError, PruneErrorKind};
+/// let err = PruneError::from(PruneErrorKind::NotPruned);
+/// assert_eq!(err.to_string(), "not pruned, so its pruning cannot be removed");
 /// ```
 #[derive(Debug, Clone, PartialEq, Error)]
 #[non_exhaustive]
-pub enum PruneError {
-    /// A fraction outside `[0, 1]` or NaN, or a negative count.
+pub enum PruneErrorKind {
+    /// A fraction outside `[0, 1]` or NaN.
     #[error(
         "invalid amount {amount}: a fraction must lie in [0, 1] and a count must not be negative"
     )]
@@ -40,40 +71,30 @@ pub enum PruneError {
         count: i64,
     },
     /// A count larger than what is left to prune.
-    #[error("cannot prune {requested} of `{tensor}`: only {available} are left to prune")]
+    #[error("cannot prune {requested}: only {available} are left to prune")]
     AmountTooLarge {
-        /// The tensor being pruned.
-        tensor: String,
         /// Entries (or channels) asked for.
         requested: usize,
         /// Entries (or channels) still unpruned.
         available: usize,
     },
     /// Structured pruning of a tensor with fewer than two dimensions.
-    #[error(
-        "structured pruning needs a tensor of at least 2 dims, `{tensor}` has shape {shape:?}"
-    )]
+    #[error("structured pruning needs a tensor of at least 2 dims, this one has shape {shape:?}")]
     NotMultidimensional {
-        /// The tensor being pruned.
-        tensor: String,
-        /// Its shape.
+        /// The tensor's shape.
         shape: Vec<usize>,
     },
     /// A `dim` outside `-ndim..ndim`.
-    #[error("dim {dim} is out of range for `{tensor}` with {ndim} dims")]
+    #[error("dim {dim} is out of range for a tensor of {ndim} dims")]
     DimOutOfRange {
-        /// The tensor being pruned.
-        tensor: String,
         /// The dim as given.
         dim: isize,
         /// The tensor's number of dimensions.
         ndim: usize,
     },
     /// Importance scores or a mask whose shape is not the tensor's.
-    #[error("{what} for `{tensor}` has shape {got:?}, the tensor has shape {expected:?}")]
+    #[error("{what} have shape {got:?}, the tensor has shape {expected:?}")]
     ShapeMismatch {
-        /// The tensor being pruned.
-        tensor: String,
         /// What had the wrong shape (`"importance scores"` or `"mask"`).
         what: &'static str,
         /// The tensor's shape.
@@ -82,14 +103,30 @@ pub enum PruneError {
         got: Vec<usize>,
     },
     /// A mask entry other than 0 or 1.
-    #[error("mask for `{tensor}` holds {value} at flat index {index}: masks hold only 0 and 1")]
+    #[error("the mask holds {value} at flat index {index}: masks hold only 0 and 1")]
     InvalidMask {
-        /// The tensor being pruned.
-        tensor: String,
         /// Flat (row-major) index of the first bad entry.
         index: usize,
         /// The bad value.
         value: f64,
+    },
+    /// A dotted path that names nothing: empty, with an empty segment
+    /// (`a..weight`), or with a leading or trailing dot.
+    #[error("invalid path `{path}`: {reason}")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A child module name that a dotted path could not address (empty, or
+    /// holding a dot).
+    #[error("invalid child module name `{name}`: {reason}")]
+    InvalidChildName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// No module at that path.
     #[error("no module `{path}`")]
@@ -98,41 +135,37 @@ pub enum PruneError {
         path: String,
     },
     /// The module has no parameter of that name.
-    #[error("module `{module}` has no parameter `{name}`")]
-    NoSuchTensor {
-        /// The dotted module path (empty for the root).
-        module: String,
-        /// The tensor name.
+    #[error("no parameter of that name")]
+    NoSuchTensor,
+    /// The tensor already exists, so it cannot be added.
+    #[error("the module already has a tensor `{name}`")]
+    DuplicateTensor {
+        /// The name that is taken.
         name: String,
     },
-    /// The tensor already exists, so it cannot be added.
-    #[error("module `{module}` already has a tensor `{name}`")]
-    DuplicateTensor {
-        /// The dotted module path (empty for the root).
-        module: String,
-        /// The tensor name.
-        name: String,
+    /// Global pruning given the same tensor twice.
+    #[error("named twice in one global pruning (as `{first}` and `{again}`)")]
+    DuplicateTarget {
+        /// The first spelling of the path.
+        first: String,
+        /// The second.
+        again: String,
     },
     /// Pruning `name_orig` of a pruned `name`: it is part of that
     /// reparametrization (prune `name` again instead).
-    #[error("`{tensor}` is the original of the pruned `{of}`: prune `{of}` instead")]
+    #[error("this is the original of the pruned `{of}`: prune `{of}` instead")]
     PartOfPruning {
-        /// The tensor asked for.
-        tensor: String,
         /// The pruned tensor it belongs to.
         of: String,
     },
     /// `remove` of a tensor that is not pruned.
-    #[error("`{tensor}` is not pruned, so its pruning cannot be removed")]
-    NotPruned {
-        /// The tensor.
-        tensor: String,
-    },
+    #[error("not pruned, so its pruning cannot be removed")]
+    NotPruned,
     /// The norm is not defined for a tensor of this many dims.
-    #[error("norm {norm} is not defined for `{tensor}` with {ndim} dims (the nuclear norm needs exactly 3)")]
+    #[error(
+        "norm {norm} is not defined for a tensor of {ndim} dims (the nuclear norm needs exactly 3)"
+    )]
     NormUndefined {
-        /// The tensor being pruned.
-        tensor: String,
         /// The norm asked for.
         norm: Norm,
         /// The tensor's number of dimensions.
@@ -141,20 +174,15 @@ pub enum PruneError {
     /// A norm without an identity (`inf`, `-inf`, a negative order) over
     /// channels that hold no entries, as when a dim other than the channel
     /// dim has size 0.
-    #[error("norm {norm} of the channels of `{tensor}` is taken over no entries and has no value")]
+    #[error("norm {norm} of the channels is taken over no entries and has no value")]
     EmptyNorm {
-        /// The tensor being pruned.
-        tensor: String,
         /// The norm asked for.
         norm: Norm,
     },
     /// The nuclear norm of importance scores that hold NaN (PyTorch's SVD
     /// refuses them as a failure to converge).
-    #[error("the nuclear norm of the channels of `{tensor}` is undefined: its scores hold NaN")]
-    NanNuclear {
-        /// The tensor being pruned.
-        tensor: String,
-    },
+    #[error("the nuclear norm of the channels is undefined: the scores hold NaN")]
+    NanNuclear,
     /// A `Norm::L(p)` with NaN `p`.
     #[error("norm order {p} is not a number")]
     InvalidNorm {
@@ -171,7 +199,7 @@ pub enum PruneError {
         method: String,
     },
     /// A method returned a mask of the wrong shape.
-    #[error("pruning method {method} returned a mask of shape {got:?} for a tensor of shape {expected:?}")]
+    #[error("pruning method {method} returned a mask of shape {got:?} where {expected:?} was due")]
     MethodContract {
         /// The method's description.
         method: String,
@@ -180,62 +208,145 @@ pub enum PruneError {
         /// The shape returned.
         got: Vec<usize>,
     },
+    /// A pruning method's own failure (a user-written method that could not
+    /// compute its mask; see [`PruneError::method_failed`]).
+    #[error("pruning method {method} failed: {reason}")]
+    MethodFailed {
+        /// The method's description.
+        method: String,
+        /// Its reason.
+        reason: String,
+    },
+    /// A result too large to hold: `count` items of `what` (e.g. the norms
+    /// of `2^40` channels of a tensor with no entries).
+    #[error("{what}: {count} items are too many to hold in memory")]
+    TooLarge {
+        /// What was to be held.
+        what: &'static str,
+        /// How many items.
+        count: usize,
+    },
+}
+
+impl From<PruneErrorKind> for PruneError {
+    fn from(kind: PruneErrorKind) -> Self {
+        PruneError { tensor: None, kind }
+    }
 }
 
 impl PruneError {
+    /// An error about the tensor at `tensor` (a dotted path).
+    ///
+    /// ```
+    /// use ndprune::{PruneError, PruneErrorKind};
+    /// let err = PruneError::new("fc.weight", PruneErrorKind::NotPruned);
+    /// assert_eq!(err.to_string(), "`fc.weight`: not pruned, so its pruning cannot be removed");
+    /// ```
+    pub fn new(tensor: impl Into<String>, kind: PruneErrorKind) -> Self {
+        PruneError {
+            tensor: Some(tensor.into()),
+            kind,
+        }
+    }
+
+    /// The error a user-written [`crate::PruningMethod`] returns when it
+    /// cannot compute its mask: `method` describes it, `reason` says why.
+    /// The pruning call adds the tensor and changes nothing.
+    ///
+    /// ```
+    /// use ndprune::{PruneError, PruneErrorKind};
+    /// let err = PruneError::method_failed("MyMethod", "no calibration data");
+    /// assert!(matches!(err.kind(), PruneErrorKind::MethodFailed { .. }));
+    /// assert_eq!(err.to_string(), "pruning method MyMethod failed: no calibration data");
+    /// ```
+    pub fn method_failed(method: impl Into<String>, reason: impl Into<String>) -> Self {
+        PruneErrorKind::MethodFailed {
+            method: method.into(),
+            reason: reason.into(),
+        }
+        .into()
+    }
+
+    /// What went wrong.
+    ///
+    /// ```
+    /// use ndprune::{PruneError, PruneErrorKind};
+    /// let err = PruneError::from(PruneErrorKind::NanNuclear);
+    /// assert_eq!(err.kind(), &PruneErrorKind::NanNuclear);
+    /// ```
+    pub fn kind(&self) -> &PruneErrorKind {
+        &self.kind
+    }
+
+    /// The dotted path of the tensor the error is about, if it is about one.
+    ///
+    /// ```
+    /// use ndprune::{PruneError, PruneErrorKind};
+    /// assert_eq!(PruneError::new("w", PruneErrorKind::NotPruned).tensor(), Some("w"));
+    /// assert_eq!(PruneError::from(PruneErrorKind::NotPruned).tensor(), None);
+    /// ```
+    pub fn tensor(&self) -> Option<&str> {
+        self.tensor.as_deref()
+    }
+
     /// The PyTorch exception class `torch.nn.utils.prune` raises for the
     /// same mistake: `"ValueError"`, `"IndexError"`, `"AssertionError"`,
     /// `"AttributeError"`, `"RuntimeError"` or `"TypeError"`.
     ///
     /// ```
-    /// use ndprune::{Amount, PruneError};
+    /// use ndprune::{Amount, PruneError, PruneErrorKind};
     ///
-    /// let err = PruneError::InvalidAmount { amount: Amount::Fraction(1.5) };
+    /// let err = PruneError::from(PruneErrorKind::InvalidAmount { amount: Amount::Fraction(1.5) });
     /// assert_eq!(err.torch_kind(), "ValueError");
     /// ```
     pub fn torch_kind(&self) -> &'static str {
-        match self {
-            PruneError::InvalidAmount { .. }
-            | PruneError::NegativeCount { .. }
-            | PruneError::AmountTooLarge { .. }
-            | PruneError::NotMultidimensional { .. }
-            | PruneError::InvalidMask { .. }
-            | PruneError::PartOfPruning { .. }
-            | PruneError::NotPruned { .. } => "ValueError",
-            PruneError::DimOutOfRange { .. } => "IndexError",
-            PruneError::ShapeMismatch { .. } | PruneError::MethodContract { .. } => {
-                "AssertionError"
-            }
-            PruneError::NoSuchModule { .. }
-            | PruneError::NoSuchTensor { .. }
-            | PruneError::DuplicateTensor { .. } => "AttributeError",
-            PruneError::NormUndefined { .. }
-            | PruneError::EmptyNorm { .. }
-            | PruneError::NanNuclear { .. }
-            | PruneError::InvalidNorm { .. } => "RuntimeError",
-            PruneError::WrongMethodKind { .. } => "TypeError",
+        use PruneErrorKind as K;
+        match &self.kind {
+            K::InvalidAmount { .. }
+            | K::NegativeCount { .. }
+            | K::AmountTooLarge { .. }
+            | K::NotMultidimensional { .. }
+            | K::InvalidMask { .. }
+            | K::PartOfPruning { .. }
+            | K::NotPruned
+            | K::DuplicateTarget { .. } => "ValueError",
+            K::DimOutOfRange { .. } => "IndexError",
+            K::ShapeMismatch { .. } | K::MethodContract { .. } => "AssertionError",
+            K::NoSuchModule { .. }
+            | K::NoSuchTensor
+            | K::DuplicateTensor { .. }
+            | K::InvalidPath { .. }
+            | K::InvalidChildName { .. } => "AttributeError",
+            K::NormUndefined { .. }
+            | K::EmptyNorm { .. }
+            | K::NanNuclear
+            | K::InvalidNorm { .. }
+            | K::MethodFailed { .. }
+            | K::TooLarge { .. } => "RuntimeError",
+            K::WrongMethodKind { .. } => "TypeError",
         }
     }
 
-    /// Fills in the tensor's name where the error was raised without it
-    /// (methods compute masks without knowing which tensor they prune).
-    pub(crate) fn for_tensor(mut self, path: &str) -> Self {
-        match &mut self {
-            PruneError::AmountTooLarge { tensor, .. }
-            | PruneError::NotMultidimensional { tensor, .. }
-            | PruneError::DimOutOfRange { tensor, .. }
-            | PruneError::ShapeMismatch { tensor, .. }
-            | PruneError::InvalidMask { tensor, .. }
-            | PruneError::NotPruned { tensor }
-            | PruneError::NormUndefined { tensor, .. }
-            | PruneError::EmptyNorm { tensor, .. }
-            | PruneError::NanNuclear { tensor }
-                if tensor.is_empty() =>
-            {
-                *tensor = path.to_string();
-            }
-            _ => {}
+    /// The same error, about the tensor at `path` unless it already names
+    /// one (a method computes a mask without knowing whose; the pruning
+    /// call that ran it does).
+    pub(crate) fn in_tensor(mut self, path: &str) -> Self {
+        if self.tensor.is_none() {
+            self.tensor = Some(path.to_string());
         }
         self
+    }
+}
+
+/// A `Result` whose error is a bare [`PruneErrorKind`] becomes one of
+/// [`PruneError`] for the tensor at a path.
+pub(crate) trait ForTensor<T> {
+    /// The error, about the tensor at `path` (see [`PruneError::in_tensor`]).
+    fn for_tensor(self, path: &str) -> Result<T, PruneError>;
+}
+
+impl<T, E: Into<PruneError>> ForTensor<T> for Result<T, E> {
+    fn for_tensor(self, path: &str) -> Result<T, PruneError> {
+        self.map_err(|e| e.into().in_tensor(path))
     }
 }

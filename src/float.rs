@@ -36,6 +36,21 @@ pub trait PruneFloat: Float + fmt::Debug + fmt::Display + Send + Sync + 'static 
     /// The nearest value of this type to `x`.
     fn from_f64(x: f64) -> Self;
 
+    /// A reduction accumulated in `f64` (a norm), as PyTorch returns it in
+    /// this dtype: rounded once to `f32` and `f64` (PyTorch accumulates
+    /// them in their own type), and for `bf16` and `f16` rounded to `f32`,
+    /// the type of PyTorch's accumulator, then to the dtype, as PyTorch
+    /// casts its result.
+    ///
+    /// ```
+    /// use ndprune::PruneFloat;
+    /// assert_eq!(f32::from_accumulator(0.1), 0.1f32);
+    /// assert_eq!(f64::from_accumulator(0.1), 0.1);
+    /// ```
+    fn from_accumulator(x: f64) -> Self {
+        Self::from_f64(x)
+    }
+
     /// An integer key that orders `|self|`: `a.abs() < b.abs()` implies
     /// `a.magnitude_key() < b.magnitude_key()`, equal magnitudes give equal
     /// keys (`-0.0` and `0.0` alike), and every NaN gets the largest key,
@@ -120,6 +135,11 @@ mod half_impls {
                     <$t>::from_f64(x)
                 }
 
+                fn from_accumulator(x: f64) -> Self {
+                    // f64 -> f32 -> half: PyTorch's f32 accumulator, cast.
+                    <$t>::from_f32(x as f32)
+                }
+
                 fn magnitude_key(self) -> u64 {
                     if self.is_nan() {
                         0xffff
@@ -133,12 +153,6 @@ mod half_impls {
 
     half_float!(bf16, 8);
     half_float!(f16, 11);
-}
-
-/// The order-preserving key of a non-negative or NaN `f64` score (a norm),
-/// with NaN largest, for the channel selection.
-pub(crate) fn score_key(x: f64) -> u64 {
-    x.magnitude_key()
 }
 
 #[cfg(test)]
@@ -155,6 +169,5 @@ mod tests {
         assert!(f32::NAN.magnitude_key() > f32::INFINITY.magnitude_key());
         assert_eq!((-f32::NAN).magnitude_key(), f32::NAN.magnitude_key());
         assert!(f64::NAN.magnitude_key() > f64::INFINITY.magnitude_key());
-        assert!(score_key(2.0) > score_key(1.0));
     }
 }

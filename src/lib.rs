@@ -64,11 +64,10 @@ mod torch_rng;
 
 pub use amount::Amount;
 pub use dim::Dim;
-pub use error::PruneError;
+pub use error::{PruneError, PruneErrorKind};
 pub use float::PruneFloat;
-pub use mask::Mask;
 pub use method::{
-    CustomFromMask, Identity, L1Unstructured, LnStructured, MaskState, PruningKind, PruningMethod,
+    CustomFromMask, Identity, L1Unstructured, LnStructured, PruningKind, PruningMethod,
     RandomStructured, RandomUnstructured,
 };
 pub use module::{Layer, Module, Sequential, TensorStore};
@@ -86,7 +85,7 @@ pub mod prelude {
     pub use crate::prune;
     pub use crate::{
         Amount, CustomFromMask, Dim, Identity, L1Unstructured, Layer, LnStructured, Module, Norm,
-        PruneError, PruneFloat, PruningMethod, RandomStructured, RandomUnstructured, Sequential,
-        TensorStore, TieBreak, TorchGenerator,
+        PruneError, PruneErrorKind, PruneFloat, PruningMethod, RandomStructured,
+        RandomUnstructured, Sequential, TensorStore, TieBreak, TorchGenerator,
     };
 }

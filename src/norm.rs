@@ -4,7 +4,7 @@ use std::fmt;
 
 use ndarray::{ArrayViewD, Axis};
 
-use crate::{par, PruneError, PruneFloat};
+use crate::{par, Dim, PruneError, PruneErrorKind, PruneFloat};
 
 /// Which norm ranks the channels in [`crate::prune::ln_structured`], as
 /// PyTorch's `n` argument.
@@ -22,16 +22,16 @@ use crate::{par, PruneError, PruneFloat};
 /// NaN counts as nonzero), and a NaN norm ranks as the largest.
 ///
 /// ```
-/// use ndprune::Norm;
+/// use ndprune::{Dim, Norm};
 /// use ndarray::array;
 ///
 /// # fn main() -> Result<(), ndprune::PruneError> {
 /// let t = array![[3.0f32, -4.0], [0.0, 1.0]].into_dyn();
-/// assert_eq!(Norm::L(2.0).channel_norms(t.view(), 0)?, vec![5.0, 1.0]);
-/// assert_eq!(Norm::L(1.0).channel_norms(t.view(), 1)?, vec![3.0, 5.0]);
-/// assert_eq!(Norm::Inf.channel_norms(t.view(), 1)?, vec![3.0, 4.0]);
-/// assert_eq!(Norm::NegInf.channel_norms(t.view(), 0)?, vec![3.0, 0.0]);
-/// assert_eq!(Norm::L(0.0).channel_norms(t.view(), 0)?, vec![2.0, 1.0]);
+/// assert_eq!(Norm::L(2.0).channel_norms(t.view(), Dim(0))?, vec![5.0, 1.0]);
+/// assert_eq!(Norm::L(1.0).channel_norms(t.view(), Dim(1))?, vec![3.0, 5.0]);
+/// assert_eq!(Norm::Inf.channel_norms(t.view(), Dim(1))?, vec![3.0, 4.0]);
+/// assert_eq!(Norm::NegInf.channel_norms(t.view(), Dim(0))?, vec![3.0, 0.0]);
+/// assert_eq!(Norm::L(0.0).channel_norms(t.view(), Dim(0))?, vec![2.0, 1.0]);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,7 +70,7 @@ impl Norm {
             Norm::Nuc => return Ok(Reduction::Nuclear),
         };
         Ok(match p {
-            p if p.is_nan() => return Err(PruneError::InvalidNorm { p }),
+            p if p.is_nan() => return Err(PruneErrorKind::InvalidNorm { p }.into()),
             0.0 => Reduction::Count,
             1.0 => Reduction::Sum,
             2.0 => Reduction::SumSquares,
@@ -80,45 +80,104 @@ impl Norm {
         })
     }
 
-    /// The norm of every channel along `dim` (already resolved, `< ndim`),
-    /// reducing over all other dims, in `f64`.
+    /// The norm of every channel along `dim`, reducing over all other
+    /// dims, as `torch.norm(t, p, dims)` returns it: accumulated in `f64`
+    /// and rounded once to the tensor's dtype (for `bf16` and `f16` through
+    /// `f32`, the dtype of PyTorch's accumulator; see
+    /// [`PruneFloat::from_accumulator`]). Channels whose norms are equal once
+    /// rounded tie, as they do in PyTorch.
     ///
-    /// Fails for [`Norm::Nuc`] unless the tensor has exactly 3 dims, for
-    /// `L(NaN)`, and (as PyTorch does) for `inf`, `-inf` and negative orders
-    /// when the channels hold no entries: those reductions have no value
-    /// over nothing, while the others give 0.
+    /// Fails for a `dim` out of range, for [`Norm::Nuc`] unless the tensor
+    /// has exactly 3 dims, for `L(NaN)`, and (as PyTorch does) for `inf`,
+    /// `-inf` and negative orders when the channels hold no entries: those
+    /// reductions have no value over nothing, while the others give 0.
     ///
     /// ```
-    /// use ndprune::Norm;
+    /// use ndprune::{Dim, Norm};
     /// let t = ndarray::ArrayD::<f64>::ones(vec![2, 3, 4]);
-    /// assert_eq!(Norm::L(1.0).channel_norms(t.view(), 1).unwrap(), vec![8.0; 3]);
-    /// assert!(Norm::Nuc.channel_norms(t.view(), 0).is_ok());
+    /// assert_eq!(Norm::L(1.0).channel_norms(t.view(), Dim(1)).unwrap(), vec![8.0; 3]);
+    /// assert_eq!(Norm::L(1.0).channel_norms(t.view(), Dim(-1)).unwrap(), vec![6.0; 4]);
+    /// assert!(Norm::Nuc.channel_norms(t.view(), Dim(0)).is_ok());
+    /// assert!(Norm::L(2.0).channel_norms(t.view(), Dim(3)).is_err());
     ///
     /// let empty = ndarray::ArrayD::<f64>::zeros(vec![0, 3]);
-    /// assert_eq!(Norm::L(2.0).channel_norms(empty.view(), 1).unwrap(), vec![0.0; 3]);
-    /// assert!(Norm::Inf.channel_norms(empty.view(), 1).is_err());
+    /// assert_eq!(Norm::L(2.0).channel_norms(empty.view(), Dim(1)).unwrap(), vec![0.0; 3]);
+    /// assert!(Norm::Inf.channel_norms(empty.view(), Dim(1)).is_err());
     /// ```
     pub fn channel_norms<T: PruneFloat>(
+        self,
+        t: ArrayViewD<'_, T>,
+        dim: Dim,
+    ) -> Result<Vec<T>, PruneError> {
+        let d = dim.resolve(t.ndim())?;
+        self.channel_norms_at(t, d)
+    }
+
+    /// [`Norm::channel_norms`] along the resolved dim `d` (`< t.ndim()`).
+    pub(crate) fn channel_norms_at<T: PruneFloat>(
+        self,
+        t: ArrayViewD<'_, T>,
+        d: usize,
+    ) -> Result<Vec<T>, PruneError> {
+        self.check_defined(t.shape(), d)?;
+        let channels = t.shape()[d];
+        let mut out = Vec::new();
+        out.try_reserve_exact(channels)
+            .map_err(|_| PruneErrorKind::TooLarge {
+                what: "channel norms",
+                count: channels,
+            })?;
+        if t.is_empty() {
+            // No entries: every norm defined here is 0 (a channel of no
+            // entries, or no channels), and nothing is read.
+            out.resize(channels, T::zero());
+        } else {
+            out.extend(self.norms_f64(t, d)?.into_iter().map(T::from_accumulator));
+        }
+        Ok(out)
+    }
+
+    /// The errors [`Norm::channel_norms`] gives for a tensor of `shape`
+    /// and channel dim `d` (resolved) that do not depend on its values.
+    pub(crate) fn check_defined(self, shape: &[usize], d: usize) -> Result<(), PruneError> {
+        let reduction = self.reduction()?;
+        if reduction == Reduction::Nuclear && shape.len() != 3 {
+            return Err(PruneErrorKind::NormUndefined {
+                norm: self,
+                ndim: shape.len(),
+            }
+            .into());
+        }
+        // PyTorch refuses a reduction over no entries when it has no
+        // identity (the max, the min, a sum of negative powers).
+        let no_identity = match reduction {
+            Reduction::Max | Reduction::Min => true,
+            Reduction::Power(p) => p < 0.0,
+            _ => false,
+        };
+        let reduced: usize = shape[..d].iter().chain(&shape[d + 1..]).product();
+        if no_identity && reduced == 0 {
+            return Err(PruneErrorKind::EmptyNorm { norm: self }.into());
+        }
+        Ok(())
+    }
+
+    /// The norms of the channels along resolved dim `d`, in `f64`, after
+    /// [`Norm::check_defined`].
+    fn norms_f64<T: PruneFloat>(
         self,
         t: ArrayViewD<'_, T>,
         dim: usize,
     ) -> Result<Vec<f64>, PruneError> {
         let reduction = self.reduction()?;
-        if reduction == Reduction::Nuclear && t.ndim() != 3 {
-            return Err(PruneError::NormUndefined {
-                tensor: String::new(),
-                norm: self,
-                ndim: t.ndim(),
-            });
-        }
         let t = t.as_standard_layout();
         let shape = t.shape();
         let channels = shape[dim];
         let outer: usize = shape[..dim].iter().product();
         let inner: usize = shape[dim + 1..].iter().product();
-        // `as_standard_layout` makes the data contiguous; the fallback is
-        // unreachable but keeps this free of a panic path.
-        let data = t.as_slice().unwrap_or(&[]);
+        let data = t
+            .as_slice()
+            .expect("as_standard_layout gives contiguous row-major data");
         let sum = |a: f64, b: f64| a + b;
         let max = |a: f64, x: f64| {
             let x = x.abs();
@@ -136,19 +195,6 @@ impl Norm {
                 a
             }
         };
-        // PyTorch refuses a reduction over no entries when it has no
-        // identity (the max, the min, a sum of negative powers).
-        let no_identity = match reduction {
-            Reduction::Max | Reduction::Min => true,
-            Reduction::Power(p) => p < 0.0,
-            _ => false,
-        };
-        if no_identity && outer * inner == 0 {
-            return Err(PruneError::EmptyNorm {
-                tensor: String::new(),
-                norm: self,
-            });
-        }
         let shape = (outer, channels, inner);
         Ok(match reduction {
             Reduction::Count => reduce(
@@ -272,9 +318,7 @@ fn reduce<T: PruneFloat>(
 /// tensor is an error, and a slice holding an infinity has norm NaN.
 fn nuclear_norms<T: PruneFloat>(t: ArrayViewD<'_, T>, dim: usize) -> Result<Vec<f64>, PruneError> {
     if t.iter().any(|x| x.is_nan()) {
-        return Err(PruneError::NanNuclear {
-            tensor: String::new(),
-        });
+        return Err(PruneErrorKind::NanNuclear.into());
     }
     Ok(t.axis_iter(Axis(dim))
         .map(|slice| {
@@ -325,27 +369,27 @@ mod tests {
         let t = t3();
         for dim in 0..3 {
             let l1 = naive(&t, dim, |v| v.iter().map(|x| x.abs()).sum());
-            assert_eq!(Norm::L(1.0).channel_norms(t.view(), dim).unwrap(), l1);
+            assert_eq!(Norm::L(1.0).channel_norms_at(t.view(), dim).unwrap(), l1);
             let l3 = naive(&t, dim, |v| {
                 v.iter()
                     .map(|x| x.abs().powi(3))
                     .sum::<f64>()
                     .powf(1.0 / 3.0)
             });
-            assert_eq!(Norm::L(3.0).channel_norms(t.view(), dim).unwrap(), l3);
+            assert_eq!(Norm::L(3.0).channel_norms_at(t.view(), dim).unwrap(), l3);
             let min = naive(&t, dim, |v| {
                 v.iter().map(|x| x.abs()).fold(f64::INFINITY, f64::min)
             });
-            assert_eq!(Norm::NegInf.channel_norms(t.view(), dim).unwrap(), min);
+            assert_eq!(Norm::NegInf.channel_norms_at(t.view(), dim).unwrap(), min);
         }
     }
 
     #[test]
     fn negative_p_with_a_zero_gives_zero() {
         let t = ArrayD::from_shape_vec(vec![2, 2], vec![0.0f32, 2.0, 1.0, 1.0]).unwrap();
-        let n = Norm::L(-2.0).channel_norms(t.view(), 0).unwrap();
+        let n = Norm::L(-2.0).channel_norms_at(t.view(), 0).unwrap();
         assert_eq!(n[0], 0.0);
-        assert!((n[1] - 0.5f64.sqrt()).abs() < 1e-12);
+        assert_eq!(n[1], 0.5f32.sqrt());
     }
 
     #[test]
@@ -358,12 +402,12 @@ mod tests {
             Norm::NegInf,
             Norm::L(0.5),
         ] {
-            let n = norm.channel_norms(t.view(), 0).unwrap();
+            let n = norm.channel_norms_at(t.view(), 0).unwrap();
             assert!(n[0].is_nan(), "{norm}");
             assert!(!n[1].is_nan(), "{norm}");
         }
         assert_eq!(
-            Norm::L(0.0).channel_norms(t.view(), 0).unwrap(),
+            Norm::L(0.0).channel_norms_at(t.view(), 0).unwrap(),
             vec![2.0, 2.0]
         );
     }
@@ -372,14 +416,14 @@ mod tests {
     fn nuclear_norm_needs_three_dims() {
         let t = ArrayD::<f32>::zeros(vec![3, 4]);
         assert!(matches!(
-            Norm::Nuc.channel_norms(t.view(), 0),
-            Err(PruneError::NormUndefined { ndim: 2, .. })
+            Norm::Nuc.channel_norms_at(t.view(), 0).unwrap_err().kind(),
+            PruneErrorKind::NormUndefined { ndim: 2, .. }
         ));
         // diag(3, 4) has singular values 3 and 4.
         let mut t = ArrayD::<f64>::zeros(vec![1, 2, 2]);
         t[[0, 0, 0]] = 3.0;
         t[[0, 1, 1]] = -4.0;
-        let n = Norm::Nuc.channel_norms(t.view(), 0).unwrap();
+        let n = Norm::Nuc.channel_norms_at(t.view(), 0).unwrap();
         assert!((n[0] - 7.0).abs() < 1e-12);
     }
 
@@ -389,11 +433,11 @@ mod tests {
         // fails (LinAlgError, a RuntimeError), an infinity gives NaN.
         let mut t = ArrayD::<f32>::ones(vec![2, 2, 3]);
         t[[1, 0, 2]] = f32::INFINITY;
-        let n = Norm::Nuc.channel_norms(t.view(), 0).unwrap();
+        let n = Norm::Nuc.channel_norms_at(t.view(), 0).unwrap();
         assert!(!n[0].is_nan() && n[1].is_nan());
         t[[0, 1, 1]] = f32::NAN;
-        let err = Norm::Nuc.channel_norms(t.view(), 0).unwrap_err();
-        assert!(matches!(err, PruneError::NanNuclear { .. }));
+        let err = Norm::Nuc.channel_norms_at(t.view(), 0).unwrap_err();
+        assert_eq!(err.kind(), &PruneErrorKind::NanNuclear);
         assert_eq!(err.torch_kind(), "RuntimeError");
     }
 
@@ -403,15 +447,18 @@ mod tests {
         // reductions without an identity.
         let t = ArrayD::<f64>::zeros(vec![3, 0]);
         for norm in [Norm::L(0.0), Norm::L(0.5), Norm::L(1.0), Norm::Fro] {
-            assert_eq!(norm.channel_norms(t.view(), 0).unwrap(), vec![0.0; 3]);
+            assert_eq!(norm.channel_norms_at(t.view(), 0).unwrap(), vec![0.0; 3]);
         }
         for norm in [Norm::Inf, Norm::NegInf, Norm::L(-1.0)] {
-            let err = norm.channel_norms(t.view(), 0).unwrap_err();
-            assert!(matches!(err, PruneError::EmptyNorm { .. }), "{norm}");
+            let err = norm.channel_norms_at(t.view(), 0).unwrap_err();
+            assert!(
+                matches!(err.kind(), PruneErrorKind::EmptyNorm { .. }),
+                "{norm}"
+            );
             assert_eq!(err.torch_kind(), "RuntimeError");
         }
         // No channels but entries along the reduced dims: nothing to refuse.
         let t = ArrayD::<f64>::zeros(vec![0, 4]);
-        assert!(Norm::Inf.channel_norms(t.view(), 0).unwrap().is_empty());
+        assert!(Norm::Inf.channel_norms_at(t.view(), 0).unwrap().is_empty());
     }
 }

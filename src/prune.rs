@@ -37,7 +37,7 @@ use crate::{
 /// use ndarray::ArrayD;
 ///
 /// # fn main() -> Result<(), PruneError> {
-/// let mut layer = Layer::<f64>::new().with_parameter("weight", ArrayD::from_elem(vec![6], 1.0));
+/// let mut layer = Layer::<f64>::new().with_parameter("weight", ArrayD::from_elem(vec![6], 1.0))?;
 /// let method = L1Unstructured::new(Amount::Count(2))?;
 /// prune::apply(&mut layer, "weight", &method, None)?;
 /// prune::apply(&mut layer, "weight", &method, None)?; // 2 more of the 4 left
@@ -64,7 +64,7 @@ where
 /// ```
 /// use ndprune::prelude::*;
 /// # fn main() -> Result<(), PruneError> {
-/// let mut layer = Layer::<f32>::new().with_parameter("bias", ndarray::ArrayD::ones(vec![3]));
+/// let mut layer = Layer::<f32>::new().with_parameter("bias", ndarray::ArrayD::ones(vec![3]))?;
 /// prune::identity(&mut layer, "bias")?;
 /// assert!(prune::is_pruned(&layer));
 /// # Ok(()) }
@@ -83,7 +83,7 @@ pub fn identity<T: PruneFloat, M: Module<T> + ?Sized>(
 /// use ndprune::prelude::*;
 /// use ndarray::array;
 /// # fn main() -> Result<(), PruneError> {
-/// let mut layer = Layer::new().with_parameter("weight", array![[0.5f32, -0.1], [2.0, 0.05]].into_dyn());
+/// let mut layer = Layer::new().with_parameter("weight", array![[0.5f32, -0.1], [2.0, 0.05]].into_dyn())?;
 /// prune::l1_unstructured(&mut layer, "weight", Amount::Fraction(0.5), None)?;
 /// assert_eq!(layer.tensor("weight").unwrap(), &array![[0.5f32, -0.0], [2.0, 0.0]].into_dyn());
 /// // Half of the 2 that are left: the smaller of 0.5 and 2.0.
@@ -113,7 +113,7 @@ pub fn l1_unstructured<T: PruneFloat, M: Module<T> + ?Sized>(
 /// use rand::SeedableRng;
 /// # fn main() -> Result<(), PruneError> {
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-/// let mut layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::ones(vec![4, 5]));
+/// let mut layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::ones(vec![4, 5]))?;
 /// prune::random_unstructured(&mut layer, "weight", Amount::Fraction(0.25), &mut rng)?;
 /// assert_eq!(layer.buffer("weight_mask").unwrap().sum(), 15.0);
 /// # Ok(()) }
@@ -145,7 +145,7 @@ where
 /// use ndarray::array;
 /// # fn main() -> Result<(), PruneError> {
 /// let w = array![[1.0f32, 1.0], [3.0, 0.0], [0.1, 0.2]].into_dyn();
-/// let mut layer = Layer::new().with_parameter("weight", w);
+/// let mut layer = Layer::new().with_parameter("weight", w)?;
 /// prune::ln_structured(&mut layer, "weight", Amount::Count(1), Norm::L(1.0), Dim(0), None)?;
 /// assert_eq!(layer.buffer("weight_mask").unwrap(), &array![[1.0f32, 1.0], [1.0, 1.0], [0.0, 0.0]].into_dyn());
 /// // A second call ranks only the two rows left.
@@ -177,7 +177,7 @@ pub fn ln_structured<T: PruneFloat, M: Module<T> + ?Sized>(
 /// use rand::SeedableRng;
 /// # fn main() -> Result<(), PruneError> {
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-/// let mut layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::ones(vec![4, 5]));
+/// let mut layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::ones(vec![4, 5]))?;
 /// prune::random_structured(&mut layer, "weight", Amount::Count(2), Dim(1), &mut rng)?;
 /// assert_eq!(layer.buffer("weight_mask").unwrap().sum(), 12.0);
 /// # Ok(()) }
@@ -208,7 +208,7 @@ where
 /// use ndprune::prelude::*;
 /// use ndarray::array;
 /// # fn main() -> Result<(), PruneError> {
-/// let mut layer = Layer::new().with_parameter("weight", array![1.0f64, 2.0, 3.0].into_dyn());
+/// let mut layer = Layer::new().with_parameter("weight", array![1.0f64, 2.0, 3.0].into_dyn())?;
 /// prune::custom_from_mask(&mut layer, "weight", array![0.0, 1.0, 1.0].into_dyn().view())?;
 /// assert_eq!(layer.tensor("weight").unwrap(), &array![0.0, 2.0, 3.0].into_dyn());
 /// assert!(prune::custom_from_mask(&mut layer, "weight", array![0.5, 1.0, 1.0].into_dyn().view()).is_err());
@@ -233,8 +233,8 @@ pub fn custom_from_mask<T: PruneFloat, M: Module<T> + ?Sized>(
 /// use ndarray::array;
 /// # fn main() -> Result<(), PruneError> {
 /// let mut model = Sequential::new()
-///     .with_child("a", Layer::new().with_parameter("weight", array![0.1f32, 5.0].into_dyn()))
-///     .with_child("b", Layer::new().with_parameter("weight", array![0.2f32, 0.3, 4.0].into_dyn()));
+///     .with_child("a", Layer::new().with_parameter("weight", array![0.1f32, 5.0].into_dyn())?)?
+///     .with_child("b", Layer::new().with_parameter("weight", array![0.2f32, 0.3, 4.0].into_dyn())?)?;
 /// let method = L1Unstructured::new(Amount::Count(3))?;
 /// prune::global_unstructured(&mut model, &["a.weight", "b.weight"], &method, None)?;
 /// assert_eq!(model.buffer("a.weight_mask").unwrap(), &array![0.0f32, 1.0].into_dyn());
@@ -262,7 +262,7 @@ where
 /// use ndprune::prelude::*;
 /// use ndarray::array;
 /// # fn main() -> Result<(), PruneError> {
-/// let mut layer = Layer::new().with_parameter("weight", array![1.0f32, -2.0].into_dyn());
+/// let mut layer = Layer::new().with_parameter("weight", array![1.0f32, -2.0].into_dyn())?;
 /// prune::l1_unstructured(&mut layer, "weight", Amount::Count(1), None)?;
 /// prune::remove(&mut layer, "weight")?;
 /// assert_eq!(layer.parameter("weight").unwrap(), &array![0.0f32, -2.0].into_dyn());

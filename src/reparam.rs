@@ -15,9 +15,12 @@ use std::collections::HashMap;
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::module::{resolve, resolve_mut, split_path};
+use crate::error::ForTensor;
+use crate::mask::{Mask, MaskState};
+use crate::method::{container, FastPath};
+use crate::module::{resolve, resolve_mut};
 use crate::{
-    Dim, Mask, MaskState, Module, PruneError, PruneFloat, PruningKind, PruningMethod, TensorStore,
+    Dim, Module, PruneError, PruneErrorKind, PruneFloat, PruningKind, PruningMethod, TensorStore,
 };
 
 /// Prunes the tensor at `path` with `method`.
@@ -33,7 +36,7 @@ where
     P: PruningMethod<T> + ?Sized,
 {
     let (store, name) = resolve_mut(root, path)?;
-    prune_in_store(store, name, method, importance).map_err(|e| with_context(e, path))
+    prune_in_store(store, name, method, importance).for_tensor(path)
 }
 
 fn prune_in_store<T, P>(
@@ -54,25 +57,19 @@ where
     if store.is_pruned(name) {
         // The mask in the form the store holds it, if the method can
         // update that form; else the dense mask.
-        let compact = match store.pruned_and_compact_mut(name) {
-            Some((current, mask)) => {
-                let imp = importance.clone().unwrap_or_else(|| current.view());
-                check_importance(&imp, mask.shape())?;
-                method.update_compact(imp, mask)
-            }
-            None => None,
-        };
-        match compact {
+        let (current, mask) = store
+            .pruned_and_compact_mut(name)
+            .expect("`name` is pruned: checked above");
+        let imp = importance.clone().unwrap_or_else(|| current.view());
+        check_importance(&imp, mask.shape())?;
+        match container::update_compact(method, imp, mask) {
             Some(outcome) => outcome?,
             None => {
-                let (current, mask) =
-                    store
-                        .pruned_and_mask_mut(name)
-                        .ok_or_else(|| PruneError::NotPruned {
-                            tensor: name.to_string(),
-                        })?;
+                let (current, mask) = store
+                    .pruned_and_mask_mut(name)
+                    .expect("`name` is pruned: checked above");
                 let importance = importance.unwrap_or_else(|| current.view());
-                method.update_mask(importance, mask, MaskState::Existing)?;
+                container::update_dense(method, importance, mask, MaskState::Existing)?;
             }
         }
         store.commit_step(name, method.describe());
@@ -80,14 +77,7 @@ where
         let param = store.check_first_pruning(name)?;
         let importance = importance.unwrap_or_else(|| param.view());
         check_importance(&importance, param.shape())?;
-        let mask = method.fresh_mask(importance)?;
-        if mask.shape() != param.shape() {
-            return Err(PruneError::MethodContract {
-                method: method.describe(),
-                expected: param.shape().to_vec(),
-                got: mask.shape().to_vec(),
-            });
-        }
+        let mask = container::fresh_mask(method, importance)?;
         store.commit_first_pruning(name, mask, method.describe());
     }
     Ok(())
@@ -114,9 +104,7 @@ where
 {
     let (current, mask) = store
         .pruned_and_mask_mut(name)
-        .ok_or_else(|| PruneError::NotPruned {
-            tensor: name.to_string(),
-        })?;
+        .expect("only called for a pruned `name`");
     let importance = importance.unwrap_or_else(|| current.view());
     check_importance(&importance, mask.shape())?;
     dim.resolve(mask.ndim())?;
@@ -124,11 +112,7 @@ where
     let live = mask.iter().any(|&m| m != T::zero());
     let rows = usize::from(live);
     let as_rows = |a: Vec<T>| {
-        ArrayD::from_shape_vec(vec![rows, n], a).map_err(|_| PruneError::MethodContract {
-            method: method.describe(),
-            expected: vec![rows, n],
-            got: vec![],
-        })
+        ArrayD::from_shape_vec(vec![rows, n], a).expect("`rows * n` entries, taken just so")
     };
     let take = |a: &ArrayViewD<'_, T>| {
         if live {
@@ -137,16 +121,21 @@ where
             Vec::new()
         }
     };
-    let view_importance = as_rows(take(&importance))?;
-    let mut view_mask = as_rows(take(&mask.view()))?;
-    method.update_mask(view_importance.view(), &mut view_mask, MaskState::Fresh)?;
-    if view_mask.shape() != [rows, n] {
-        return Err(PruneError::MethodContract {
-            method: method.describe(),
-            expected: vec![rows, n],
-            got: view_mask.shape().to_vec(),
-        });
-    }
+    let view_importance = as_rows(take(&importance));
+    let mut view_mask = as_rows(take(&mask.view()));
+    container::update_dense(
+        method,
+        view_importance.view(),
+        &mut view_mask,
+        MaskState::Fresh,
+    )?;
+    // The update keeps the shape: the generic path checks what a method
+    // returns, and the built-in kernels write in place.
+    assert_eq!(
+        view_mask.shape(),
+        [rows, n],
+        "a mask update keeps its shape"
+    );
     mask.iter_mut()
         .zip(view_mask.iter())
         .for_each(|(m, &v)| *m = v);
@@ -155,32 +144,7 @@ where
 }
 
 fn check_importance<T>(importance: &ArrayViewD<'_, T>, shape: &[usize]) -> Result<(), PruneError> {
-    if importance.shape() == shape {
-        Ok(())
-    } else {
-        Err(PruneError::ShapeMismatch {
-            tensor: String::new(),
-            what: "importance scores",
-            expected: shape.to_vec(),
-            got: importance.shape().to_vec(),
-        })
-    }
-}
-
-/// Names the tensor (and its module) in an error raised below.
-fn with_context(err: PruneError, path: &str) -> PruneError {
-    let (module_path, _) = split_path(path);
-    match err {
-        PruneError::NoSuchTensor { name, .. } => PruneError::NoSuchTensor {
-            module: module_path.to_string(),
-            name,
-        },
-        PruneError::DuplicateTensor { name, .. } => PruneError::DuplicateTensor {
-            module: module_path.to_string(),
-            name,
-        },
-        other => other.for_tensor(path),
-    }
+    crate::method::check_scores_shape(importance.shape(), shape)
 }
 
 /// Makes the pruning of the tensor at `path` permanent.
@@ -189,9 +153,7 @@ pub(crate) fn remove<T: PruneFloat, M: Module<T> + ?Sized>(
     path: &str,
 ) -> Result<(), PruneError> {
     let (store, name) = resolve_mut(root, path)?;
-    store
-        .remove_pruning(name)
-        .map_err(|e| with_context(e, path))
+    store.remove_pruning(name).for_tensor(path)
 }
 
 /// Global pruning: `method` (unstructured) over all `targets` as one flat
@@ -207,56 +169,38 @@ where
     M: Module<T> + ?Sized,
     P: PruningMethod<T> + ?Sized,
 {
-    // 1. Check everything, changing nothing.
+    // 1. Check everything, changing nothing. Paths are canonical (checked
+    // by `resolve`), so one tensor has one spelling.
     let mut fresh = Vec::with_capacity(targets.len());
-    for (i, path) in targets.iter().enumerate() {
+    let mut seen = HashMap::with_capacity(targets.len());
+    for path in targets {
         let (store, name) = resolve(root, path)?;
         let shape = if store.is_pruned(name) {
             fresh.push(false);
-            store.get(name).map(|t| t.shape().to_vec())
+            store.get(name).expect("a pruned tensor is there").shape()
         } else {
             fresh.push(true);
-            Some(
-                store
-                    .check_first_pruning(name)
-                    .map_err(|e| with_context(e, path))?
-                    .shape()
-                    .to_vec(),
-            )
+            store.check_first_pruning(name).for_tensor(path)?.shape()
         };
-        if targets[..i].contains(path) {
-            return Err(PruneError::DuplicateTensor {
-                module: split_path(path).0.to_string(),
-                name: split_path(path).1.to_string(),
-            });
+        if let Some(first) = seen.insert(*path, *path) {
+            return Err(PruneError::new(
+                *path,
+                PruneErrorKind::DuplicateTarget {
+                    first: first.to_string(),
+                    again: path.to_string(),
+                },
+            ));
         }
-        if let (Some(shape), Some(scores)) = (shape, importance_scores.and_then(|m| m.get(*path))) {
-            check_importance(&scores.view(), &shape).map_err(|e| e.for_tensor(path))?;
+        if let Some(scores) = importance_scores.and_then(|m| m.get(*path)) {
+            check_importance(&scores.view(), shape).for_tensor(path)?;
         }
     }
     if method.kind() != PruningKind::Unstructured {
-        return Err(PruneError::WrongMethodKind {
+        return Err(PruneErrorKind::WrongMethodKind {
             call: "global_unstructured",
             method: method.describe(),
-        });
-    }
-
-    // 2. Take the existing masks out in the form they are held; first
-    // prunings get a mask of zero bits standing for all ones (the method
-    // writes it whole). Step 1 resolved every path, so `resolve_mut`
-    // cannot fail here or in 4.
-    let mut masks = Vec::with_capacity(targets.len());
-    for (path, &is_fresh) in targets.iter().zip(&fresh) {
-        let (store, name) = resolve_mut(root, path)?;
-        let mask = if is_fresh {
-            store.parameter(name).map(|p| Mask::Bits {
-                shape: p.shape().to_vec(),
-                bits: vec![0; p.len().div_ceil(64)],
-            })
-        } else {
-            store.take_compact(name)
-        };
-        masks.push(mask.unwrap_or_else(|| Mask::Dense(ArrayD::zeros(vec![0]))));
+        }
+        .into());
     }
     let states: Vec<MaskState> = fresh
         .iter()
@@ -268,60 +212,151 @@ where
             }
         })
         .collect();
+    match method.fast_path() {
+        Some(fast) => global_in_place(root, targets, fast, importance_scores, &states),
+        None => global_generic(root, targets, method, importance_scores, &states),
+    }
+}
 
-    // 3. One joint selection over all targets: on the masks as held if the
-    // method can, else on dense ones (fresh ones zeroed, untouched memory
-    // until the method writes them).
-    let outcome = targets
+/// The importance scores of each target: given, or the tensor as it is.
+fn importances<'a, T: PruneFloat, M: Module<T> + ?Sized>(
+    root: &'a M,
+    targets: &[&str],
+    importance_scores: Option<&'a HashMap<String, ArrayD<T>>>,
+) -> Vec<ArrayViewD<'a, T>> {
+    targets
         .iter()
         .map(|path| {
             importance_scores
                 .and_then(|m| m.get(*path))
                 .map(|s| s.view())
                 .or_else(|| root.tensor(path).map(|t| t.view()))
-                .ok_or_else(|| PruneError::NoSuchTensor {
-                    module: split_path(path).0.to_string(),
-                    name: split_path(path).1.to_string(),
-                })
+                .expect("every target was resolved")
         })
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(|importances| {
-            if let Some(done) =
-                method.update_masks_jointly_compact(&importances, &mut masks, &states)
-            {
-                return done;
-            }
-            let mut dense: Vec<ArrayD<T>> = masks
-                .iter()
-                .zip(&fresh)
-                .map(|(m, &f)| {
-                    if f {
-                        crate::fresh::zeros(IxDyn(m.shape()))
-                    } else {
-                        m.to_dense()
-                    }
-                })
-                .collect();
-            method.update_masks_jointly(&importances, &mut dense, &states)?;
-            for (m, d) in masks.iter_mut().zip(dense) {
-                *m = Mask::Dense(d);
-            }
-            Ok(())
-        });
+        .collect()
+}
 
-    // 4. Put the masks back (unchanged on error), then commit.
-    for ((path, &is_fresh), mask) in targets.iter().zip(&fresh).zip(masks) {
-        let (store, name) = resolve_mut(root, path)?;
-        match (&outcome, is_fresh) {
-            (Ok(()), true) => {
+/// Global pruning by a method that is not built in: it works on dense
+/// copies of the masks (the store's stay where they are while user code
+/// runs), and its result is committed only when it is whole.
+fn global_generic<T, M, P>(
+    root: &mut M,
+    targets: &[&str],
+    method: &P,
+    importance_scores: Option<&HashMap<String, ArrayD<T>>>,
+    states: &[MaskState],
+) -> Result<(), PruneError>
+where
+    T: PruneFloat,
+    M: Module<T> + ?Sized,
+    P: PruningMethod<T> + ?Sized,
+{
+    let mut dense: Vec<ArrayD<T>> = targets
+        .iter()
+        .zip(states)
+        .map(|(path, state)| {
+            let (module, name) = crate::module::split_path(path);
+            let store = root.store_at(module).expect("every target was resolved");
+            match state {
+                MaskState::Fresh => {
+                    let shape = store.parameter(name).expect("checked").raw_dim();
+                    ArrayD::zeros(shape)
+                }
+                MaskState::Existing => store
+                    .buffer(&crate::module::mask_name(name))
+                    .expect("a pruned tensor has its mask")
+                    .clone(),
+            }
+        })
+        .collect();
+    let imps = importances(root, targets, importance_scores);
+    container::update_masks_jointly(method, &imps, &mut dense, states)?;
+    for ((path, state), mask) in targets.iter().zip(states).zip(dense) {
+        let (store, name) = resolve_mut(root, path).expect("every target was resolved");
+        let mask = Mask::Dense(mask);
+        match state {
+            MaskState::Fresh => {
                 store.commit_first_pruning(name, mask, "CustomFromMask(global)".into())
             }
-            (Ok(()), false) => {
+            MaskState::Existing => {
                 store.put_compact(name, mask);
                 store.commit_step(name, "CustomFromMask(global)".into());
             }
-            (Err(_), true) => {}
-            (Err(_), false) => store.put_compact(name, mask),
+        }
+    }
+    Ok(())
+}
+
+/// Global pruning by a built-in method, on the masks as the store holds
+/// them (taken out and put back; no user code runs in between).
+fn global_in_place<T, M>(
+    root: &mut M,
+    targets: &[&str],
+    method: &dyn FastPath<T>,
+    importance_scores: Option<&HashMap<String, ArrayD<T>>>,
+    states: &[MaskState],
+) -> Result<(), PruneError>
+where
+    T: PruneFloat,
+    M: Module<T> + ?Sized,
+{
+    // Take the existing masks out in the form they are held; first
+    // prunings get a mask of zero bits standing for all ones (the method
+    // writes it whole).
+    let mut masks = Vec::with_capacity(targets.len());
+    for (path, state) in targets.iter().zip(states) {
+        let (store, name) = resolve_mut(root, path).expect("every target was resolved");
+        masks.push(match state {
+            MaskState::Fresh => {
+                let p = store.parameter(name).expect("checked");
+                Mask::Bits {
+                    shape: p.shape().to_vec(),
+                    bits: vec![0; p.len().div_ceil(64)],
+                }
+            }
+            MaskState::Existing => store
+                .take_compact(name)
+                .expect("a pruned tensor has a mask"),
+        });
+    }
+
+    // One joint selection over all targets: on the masks as held if the
+    // method can, else on dense ones.
+    let imps = importances(root, targets, importance_scores);
+    let outcome = match method.update_masks_jointly_compact(&imps, &mut masks, states) {
+        Some(done) => done,
+        None => {
+            let mut dense: Vec<ArrayD<T>> = masks
+                .iter()
+                .zip(states)
+                .map(|(m, state)| match state {
+                    MaskState::Fresh => crate::fresh::zeros(IxDyn(m.shape())),
+                    MaskState::Existing => m.to_dense(),
+                })
+                .collect();
+            method
+                .update_masks_jointly(&imps, &mut dense, states)
+                .map(|()| {
+                    for (m, d) in masks.iter_mut().zip(dense) {
+                        *m = Mask::Dense(d);
+                    }
+                })
+        }
+    };
+
+    // Put the masks back (unchanged on error), then commit.
+    for ((path, state), mask) in targets.iter().zip(states).zip(masks) {
+        let (store, name) = resolve_mut(root, path).expect("every target was resolved");
+        match (&outcome, state) {
+            (Ok(()), MaskState::Fresh) => {
+                store.commit_first_pruning(name, mask, "CustomFromMask(global)".into())
+            }
+            (Ok(()), MaskState::Existing) => {
+                store.put_compact(name, mask);
+                store.commit_step(name, "CustomFromMask(global)".into());
+            }
+            (Err(_), MaskState::Fresh) => {}
+            (Err(_), MaskState::Existing) => store.put_compact(name, mask),
         }
     }
     outcome

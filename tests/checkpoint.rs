@@ -35,19 +35,25 @@ fn mixed_checkpoint() -> Checkpoint<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let bn = Layer::new()
         .with_parameter("weight", ArrayD::from_elem(vec![4], 1.5f32))
+        .unwrap()
         .with_parameter("bias", ArrayD::from_elem(vec![4], -0.5f32))
+        .unwrap()
         .with_buffer(
             "running_mean",
             ArrayD::from_shape_vec(vec![4], vec![0.1f32, 0.2, 0.3, 0.4]).unwrap(),
         )
-        .with_buffer("running_var", ArrayD::from_elem(vec![4], 0.9f32));
+        .unwrap()
+        .with_buffer("running_var", ArrayD::from_elem(vec![4], 0.9f32))
+        .unwrap();
     let encoder = Sequential::new()
         .push(Layer::conv2d(2, 4, 3, &mut rng))
         .push(bn)
         .push(Layer::linear(12, 10, &mut rng));
     let model = Sequential::new()
         .with_child("encoder", encoder)
-        .with_child("head", Layer::linear(10, 3, &mut rng));
+        .unwrap()
+        .with_child("head", Layer::linear(10, 3, &mut rng))
+        .unwrap();
     let mut ckpt = Checkpoint::new(model);
     ckpt.push_raw(
         RawTensor::new(
@@ -839,10 +845,16 @@ proptest! {
 #[test]
 fn tensor_names_are_unique_per_file() {
     // Two raw tensors may not share a name with the model's.
-    let mut ckpt = Checkpoint::new(Sequential::<f32>::new().with_child(
-        "m",
-        Layer::new().with_parameter("w", ArrayD::zeros(vec![1])),
-    ));
+    let mut ckpt = Checkpoint::new(
+        Sequential::<f32>::new()
+            .with_child(
+                "m",
+                Layer::new()
+                    .with_parameter("w", ArrayD::zeros(vec![1]))
+                    .unwrap(),
+            )
+            .unwrap(),
+    );
     ckpt.push_raw(RawTensor::new("m.w", Dtype::I8, vec![1], vec![0]).unwrap());
     assert!(matches!(
         ckpt.to_bytes(),

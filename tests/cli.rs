@@ -34,14 +34,19 @@ fn mixed_file(path: &Path) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let norm = Layer::new()
         .with_parameter("weight", ArrayD::from_elem(vec![6], 1.0f32))
-        .with_buffer("running_mean", ArrayD::zeros(vec![6]));
+        .unwrap()
+        .with_buffer("running_mean", ArrayD::zeros(vec![6]))
+        .unwrap();
     let enc = Sequential::new()
         .push(Layer::conv2d(3, 6, 3, &mut rng))
         .with_child("norm", norm)
+        .unwrap()
         .push(Layer::linear(24, 8, &mut rng));
     let model = Sequential::new()
         .with_child("enc", enc)
-        .with_child("head", Layer::linear(8, 4, &mut rng));
+        .unwrap()
+        .with_child("head", Layer::linear(8, 4, &mut rng))
+        .unwrap();
     let mut ckpt = Checkpoint::new(model);
     let adapter: Vec<u8> = (0..40)
         .flat_map(|i| bf16::from_f32(((i * 7 % 13) as f32 - 6.0) / 4.0).to_le_bytes())

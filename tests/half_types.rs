@@ -7,8 +7,9 @@ use ndprune::prelude::*;
 
 fn pruned_positions<T: PruneFloat>(values: &[f32]) -> Vec<f32> {
     let data: Vec<T> = values.iter().map(|&v| T::from_f64(f64::from(v))).collect();
-    let mut layer =
-        Layer::new().with_parameter("weight", ArrayD::from_shape_vec(vec![2, 3], data).unwrap());
+    let mut layer = Layer::new()
+        .with_parameter("weight", ArrayD::from_shape_vec(vec![2, 3], data).unwrap())
+        .unwrap();
     prune::l1_unstructured(&mut layer, "weight", Amount::Fraction(0.5), None).unwrap();
     prune::ln_structured(
         &mut layer,
@@ -39,8 +40,9 @@ fn half_types_prune_like_f32() {
 #[test]
 fn nan_ranks_largest_in_half_types() {
     let data = vec![bf16::NAN, bf16::from_f32(1.0), bf16::from_f32(-2.0)];
-    let mut layer =
-        Layer::new().with_parameter("weight", ArrayD::from_shape_vec(vec![3], data).unwrap());
+    let mut layer = Layer::new()
+        .with_parameter("weight", ArrayD::from_shape_vec(vec![3], data).unwrap())
+        .unwrap();
     prune::l1_unstructured(&mut layer, "weight", Amount::Count(2), None).unwrap();
     let mask: Vec<f32> = layer
         .buffer("weight_mask")

@@ -19,8 +19,10 @@ fn model() -> Sequential<f32> {
     let a = ArrayD::from_shape_simple_fn(vec![512, 1024], &mut next);
     let b = ArrayD::from_shape_simple_fn(vec![64, 32, 3, 3, 16], &mut next);
     Sequential::new()
-        .with_child("a", Layer::new().with_parameter("weight", a))
-        .with_child("b", Layer::new().with_parameter("weight", b))
+        .with_child("a", Layer::new().with_parameter("weight", a).unwrap())
+        .unwrap()
+        .with_child("b", Layer::new().with_parameter("weight", b).unwrap())
+        .unwrap()
 }
 
 /// One pruning call on the model.

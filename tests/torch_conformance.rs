@@ -120,3 +120,14 @@ fn random_pruning_matches_pytorch_after_the_same_manual_seed() {
     }
     assert!(differ > 20, "only {differ} seeded cases depend on the seed");
 }
+
+#[cfg(feature = "half")]
+#[test]
+fn all_half_precision_torch_cases_pass() {
+    // ../shared/torch-cases/cases-half.jsonl: bf16 and f16 cases, PyTorch
+    // 2.15, not filtered for ties: norms and draws that are equal once
+    // rounded to the dtype tie, and PyTorch's topk order decides.
+    let text = include_str!("fixtures/torch-cases-half.jsonl");
+    every_case_passes(text);
+    assert_eq!(text.lines().count(), 201);
+}

@@ -114,7 +114,7 @@ impl LoadOptions {
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-/// let model = Sequential::<f32>::new().with_child("fc", Layer::linear(8, 4, &mut rng));
+/// let model = Sequential::<f32>::new().with_child("fc", Layer::linear(8, 4, &mut rng))?;
 /// let path = std::env::temp_dir().join("ndprune-doc-checkpoint.safetensors");
 /// Checkpoint::new(model).save(&path)?;
 ///
@@ -174,10 +174,10 @@ impl<T: CheckpointFloat> Checkpoint<T> {
     /// ```
     /// use ndprune::io::{Checkpoint, LoadOptions};
     /// use ndprune::{Layer, Module, Sequential};
-    /// # fn main() -> Result<(), ndprune::io::CheckpointError> {
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let path = std::env::temp_dir().join("ndprune-doc-load-with.safetensors");
-    /// let layer = Layer::<f32>::new().with_parameter("ema", ndarray::ArrayD::zeros(vec![3]));
-    /// Checkpoint::new(Sequential::new().with_child("m", layer)).save(&path)?;
+    /// let layer = Layer::<f32>::new().with_parameter("ema", ndarray::ArrayD::zeros(vec![3]))?;
+    /// Checkpoint::new(Sequential::new().with_child("m", layer)?).save(&path)?;
     /// let ckpt = Checkpoint::<f32>::load_with(&path, &LoadOptions::new().buffer_names(["ema"]))?;
     /// assert!(ckpt.buffer("m.ema").is_some());
     /// # Ok(()) }
@@ -253,9 +253,9 @@ impl<T: CheckpointFloat> Checkpoint<T> {
     /// ```
     /// use ndprune::io::Checkpoint;
     /// use ndprune::{Layer, Sequential};
-    /// # fn main() -> Result<(), ndprune::io::CheckpointError> {
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let path = std::env::temp_dir().join("ndprune-doc-save.safetensors");
-    /// let model = Sequential::new().with_child("fc", Layer::<f32>::new().with_parameter("bias", ndarray::ArrayD::zeros(vec![4])));
+    /// let model = Sequential::new().with_child("fc", Layer::<f32>::new().with_parameter("bias", ndarray::ArrayD::zeros(vec![4]))?)?;
     /// Checkpoint::new(model).save(&path)?;
     /// assert_eq!(Checkpoint::<f32>::load(&path)?.tensor_names(), ["fc.bias"]);
     /// # Ok(()) }
@@ -288,7 +288,7 @@ impl<T: CheckpointFloat> Checkpoint<T> {
     /// ```
     /// use ndprune::io::{Checkpoint, Dtype, RawTensor};
     /// use ndprune::{Layer, Sequential};
-    /// let model = Sequential::new().with_child("bn", Layer::<f32>::new().with_buffer("running_mean", ndarray::ArrayD::zeros(vec![2])));
+    /// let model = Sequential::new().with_child("bn", Layer::<f32>::new().with_buffer("running_mean", ndarray::ArrayD::zeros(vec![2])).unwrap()).unwrap();
     /// let mut ckpt = Checkpoint::new(model);
     /// ckpt.push_raw(RawTensor::new("bn.num_batches_tracked", Dtype::I64, vec![], vec![0; 8]).unwrap());
     /// assert_eq!(ckpt.tensor_names(), ["bn.num_batches_tracked", "bn.running_mean"]);

@@ -15,8 +15,8 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A checkpoint as PyTorch would write it: a float weight and an int64 counter.
-//! let layer = Layer::new().with_parameter("weight", array![[0.5f32, -2.0], [0.1, 3.0]].into_dyn());
-//! let mut ckpt = Checkpoint::new(Sequential::new().with_child("fc", layer));
+//! let layer = Layer::new().with_parameter("weight", array![[0.5f32, -2.0], [0.1, 3.0]].into_dyn())?;
+//! let mut ckpt = Checkpoint::new(Sequential::new().with_child("fc", layer)?);
 //! ckpt.push_raw(RawTensor::new("fc.steps", Dtype::I64, vec![], 7i64.to_le_bytes().to_vec())?);
 //! let path = std::env::temp_dir().join("ndprune-doc-io.safetensors");
 //! ckpt.save(&path)?;

@@ -157,7 +157,7 @@ pub struct TensorEntry<'a> {
 /// ```
 /// # use ndprune::io::{Dtype, SafetensorsView};
 /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
-/// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f64>::zeros(vec![2]))))
+/// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f64>::zeros(vec![2])).unwrap()).unwrap())
 /// #     .to_bytes().unwrap();
 /// let view = SafetensorsView::parse(&file).unwrap();
 /// let e = &view.entries()[0];
@@ -184,7 +184,7 @@ impl<'a> TensorEntry<'a> {
     /// ```
     /// # use ndprune::io::SafetensorsView;
     /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
-    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f32>::zeros(vec![2]))))
+    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f32>::zeros(vec![2])).unwrap()).unwrap())
     /// #     .to_bytes().unwrap();
     /// assert_eq!(SafetensorsView::parse(&file).unwrap().entries()[0].data(), &[0u8; 8]);
     /// ```
@@ -197,7 +197,7 @@ impl<'a> TensorEntry<'a> {
     /// ```
     /// # use ndprune::io::SafetensorsView;
     /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
-    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("w", ndarray::ArrayD::<f32>::zeros(vec![2, 3]))))
+    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("w", ndarray::ArrayD::<f32>::zeros(vec![2, 3])).unwrap()).unwrap())
     /// #     .to_bytes().unwrap();
     /// assert_eq!(SafetensorsView::parse(&file).unwrap().entries()[0].len(), 6);
     /// ```
@@ -219,7 +219,7 @@ impl<'a> TensorEntry<'a> {
     /// ```
     /// # use ndprune::io::SafetensorsView;
     /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
-    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("w", ndarray::ArrayD::<f32>::ones(vec![2, 3]))))
+    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("w", ndarray::ArrayD::<f32>::ones(vec![2, 3])).unwrap()).unwrap())
     /// #     .to_bytes().unwrap();
     /// let view = SafetensorsView::parse(&file).unwrap();
     /// assert_eq!(view.entries()[0].to_array::<f32>().unwrap().shape(), &[2, 3]);
@@ -251,7 +251,7 @@ impl<'a> TensorEntry<'a> {
     /// ```
     /// # use ndprune::io::SafetensorsView;
     /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
-    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("w", ndarray::ArrayD::<f32>::ones(vec![2]))))
+    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("w", ndarray::ArrayD::<f32>::ones(vec![2])).unwrap()).unwrap())
     /// #     .to_bytes().unwrap();
     /// let view = SafetensorsView::parse(&file).unwrap();
     /// assert_eq!(view.entries()[0].to_raw().data(), view.entries()[0].data());

@@ -3,8 +3,10 @@
 use ndarray::{ArrayD, ArrayViewD, Zip};
 
 use super::container::check_binary;
-use super::{MaskState, PruningKind, PruningMethod};
-use crate::{PruneError, PruneFloat};
+use super::fast::FastPath;
+use super::{PruningKind, PruningMethod};
+use crate::mask::{standard, MaskState};
+use crate::{PruneError, PruneErrorKind, PruneFloat};
 
 /// Prunes the entries where the given mask is 0 (PyTorch's
 /// `CustomFromMask`). The mask must have the tensor's shape and hold only 0
@@ -40,12 +42,12 @@ impl<'a, T: PruneFloat> CustomFromMask<'a, T> {
 
     fn check(&self, shape: &[usize]) -> Result<(), PruneError> {
         if self.mask.shape() != shape {
-            return Err(PruneError::ShapeMismatch {
-                tensor: String::new(),
+            return Err(PruneErrorKind::ShapeMismatch {
                 what: "mask",
                 expected: shape.to_vec(),
                 got: self.mask.shape().to_vec(),
-            });
+            }
+            .into());
         }
         check_binary(self.mask.view())
     }
@@ -62,7 +64,21 @@ impl<T: PruneFloat> PruningMethod<T> for CustomFromMask<'_, T> {
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
         self.check(default_mask.shape())?;
-        Ok(&default_mask * &self.mask)
+        Ok(standard(&default_mask * &self.mask))
+    }
+
+    fn describe(&self) -> String {
+        format!("CustomFromMask(shape={:?})", self.mask.shape())
+    }
+
+    fn fast_path(&self) -> Option<&dyn FastPath<T>> {
+        Some(self)
+    }
+}
+
+impl<T: PruneFloat> FastPath<T> for CustomFromMask<'_, T> {
+    fn method(&self) -> &dyn PruningMethod<T> {
+        self
     }
 
     fn update_mask(
@@ -76,9 +92,5 @@ impl<T: PruneFloat> PruningMethod<T> for CustomFromMask<'_, T> {
             .and(&self.mask)
             .for_each(|m, &c| *m = *m * c);
         Ok(())
-    }
-
-    fn describe(&self) -> String {
-        format!("CustomFromMask(shape={:?})", self.mask.shape())
     }
 }

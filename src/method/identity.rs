@@ -2,7 +2,9 @@
 
 use ndarray::{ArrayD, ArrayViewD};
 
-use super::{MaskState, PruningKind, PruningMethod};
+use super::fast::FastPath;
+use super::{PruningKind, PruningMethod};
+use crate::mask::MaskState;
 use crate::{PruneError, PruneFloat};
 
 /// Prunes nothing: applied first, it gives a tensor `name_orig` and an
@@ -14,7 +16,7 @@ use crate::{PruneError, PruneFloat};
 /// use ndarray::ArrayD;
 ///
 /// # fn main() -> Result<(), PruneError> {
-/// let mut layer = Layer::<f32>::new().with_parameter("weight", ArrayD::ones(vec![2, 2]));
+/// let mut layer = Layer::<f32>::new().with_parameter("weight", ArrayD::ones(vec![2, 2]))?;
 /// prune::identity(&mut layer, "weight")?;
 /// assert_eq!(layer.buffer("weight_mask").unwrap().sum(), 4.0);
 /// assert!(layer.parameter("weight_orig").is_some());
@@ -34,6 +36,16 @@ impl<T: PruneFloat> PruningMethod<T> for Identity {
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
         Ok(default_mask.to_owned())
+    }
+
+    fn fast_path(&self) -> Option<&dyn FastPath<T>> {
+        Some(self)
+    }
+}
+
+impl<T: PruneFloat> FastPath<T> for Identity {
+    fn method(&self) -> &dyn PruningMethod<T> {
+        self
     }
 
     fn update_mask(

@@ -2,9 +2,12 @@
 
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
-use super::{flat, flat_mut, MaskState, PruningKind, PruningMethod};
-use crate::select::{count_bits, count_candidates, prune_smallest, MaskSlot};
-use crate::{Amount, Mask, PruneError, PruneFloat, TieBreak};
+use super::fast::FastPath;
+use super::{PruningKind, PruningMethod};
+use crate::mask::count_bits;
+use crate::mask::{flat, flat_mut, Mask, MaskState};
+use crate::select::{count_candidates, prune_smallest, MaskSlot};
+use crate::{Amount, PruneError, PruneFloat, TieBreak};
 
 /// Prunes the `amount` entries of smallest absolute importance among those
 /// still unpruned (PyTorch's `L1Unstructured`). Ties: see [`crate::select`].
@@ -57,19 +60,18 @@ impl L1Unstructured {
     }
 }
 
+/// The data of an array made standard by `as_standard_layout`.
+fn standard_slice<'a, T>(a: &'a CowArray<'_, T, IxDyn>) -> &'a [T] {
+    a.as_slice()
+        .expect("as_standard_layout gives contiguous row-major data")
+}
+
 /// Importance scores in standard layout, checked against the mask's shape.
 pub(super) fn standard<'a, T: PruneFloat>(
     importance: &'a ArrayViewD<'a, T>,
     shape: &[usize],
 ) -> Result<CowArray<'a, T, IxDyn>, PruneError> {
-    if importance.shape() != shape {
-        return Err(PruneError::ShapeMismatch {
-            tensor: String::new(),
-            what: "importance scores",
-            expected: shape.to_vec(),
-            got: importance.shape().to_vec(),
-        });
-    }
+    super::ln::check_scores_shape(importance.shape(), shape)?;
     Ok(importance.as_standard_layout())
 }
 
@@ -99,11 +101,11 @@ impl L1Unstructured {
                 _ if fresh(i) => s.len(),
                 Mask::Bits { bits, .. } => count_bits(bits, s.len()),
                 Mask::Dense(d) => count_candidates(flat(d)),
-                Mask::Channels { .. } => 0,
+                Mask::Channels { .. } => unreachable!("made bits just above"),
             };
         }
         let k = self.amount.count_of(open)?;
-        let score_slices: Vec<&[T]> = scores.iter().map(|s| s.as_slice().unwrap_or(&[])).collect();
+        let score_slices: Vec<&[T]> = scores.iter().map(|s| standard_slice(s)).collect();
         let mut slots = Vec::with_capacity(masks.len());
         for (i, m) in masks.iter_mut().enumerate() {
             slots.push(match (fresh(i), m) {
@@ -111,8 +113,7 @@ impl L1Unstructured {
                 (false, Mask::Bits { bits, .. }) => MaskSlot::ExistingBits(bits),
                 (true, Mask::Dense(d)) => MaskSlot::Fresh(flat_mut(d)),
                 (false, Mask::Dense(d)) => MaskSlot::Existing(flat_mut(d)),
-                // Made bits above.
-                (_, Mask::Channels { .. }) => continue,
+                (_, Mask::Channels { .. }) => unreachable!("made bits above"),
             });
         }
         prune_smallest(&score_slices, &mut slots, k, self.ties);
@@ -134,13 +135,23 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
         Ok(self.fresh_mask(t)?.into_dense() * &default_mask)
     }
 
+    fn fast_path(&self) -> Option<&dyn FastPath<T>> {
+        Some(self)
+    }
+}
+
+impl<T: PruneFloat> FastPath<T> for L1Unstructured {
+    fn method(&self) -> &dyn PruningMethod<T> {
+        self
+    }
+
     fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<Mask<T>, PruneError> {
         let scores = importance.as_standard_layout();
         let k = self.amount.count_of(scores.len())?;
         // One bit an entry: the store writes the dense mask only on request.
         let mut bits = vec![0u64; scores.len().div_ceil(64)];
         prune_smallest(
-            &[scores.as_slice().unwrap_or(&[])],
+            &[standard_slice(&scores)],
             &mut [MaskSlot::FreshBits(&mut bits)],
             k,
             self.ties,
@@ -174,7 +185,7 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
             Err(e) => return Some(Err(e)),
         };
         prune_smallest(
-            &[scores.as_slice().unwrap_or(&[])],
+            &[standard_slice(&scores)],
             &mut [MaskSlot::ExistingBits(bits)],
             k,
             self.ties,

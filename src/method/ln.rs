@@ -2,10 +2,12 @@
 
 use ndarray::{ArrayD, ArrayViewD};
 
-use super::channels::{open_channels, write_channels};
-use super::{MaskState, PruningKind, PruningMethod};
+use super::fast::FastPath;
+use super::{PruningKind, PruningMethod};
+use crate::mask::channels::{open_channels, write_channels};
+use crate::mask::{Mask, MaskState};
 use crate::select::channels_to_keep;
-use crate::{Amount, Dim, Mask, Norm, PruneError, PruneFloat, TieBreak};
+use crate::{Amount, Dim, Norm, PruneError, PruneErrorKind, PruneFloat, TieBreak};
 
 /// Prunes the `amount` channels along `dim` of smallest norm `n` among the
 /// channels not yet pruned (PyTorch's `LnStructured`). Norms are taken over
@@ -68,7 +70,7 @@ impl LnStructured {
         amount.validate()?;
         if let Norm::L(p) = n {
             if p.is_nan() {
-                return Err(PruneError::InvalidNorm { p });
+                return Err(PruneErrorKind::InvalidNorm { p }.into());
             }
         }
         Ok(LnStructured {
@@ -91,6 +93,22 @@ impl LnStructured {
         LnStructured { ties, ..self }
     }
 
+    /// What [`LnStructured::keep`] checks, for a tensor with no entries
+    /// (and `open` channels to prune from): nothing is ranked or written,
+    /// and nothing is allocated per channel (a crafted file can claim 2^40
+    /// channels of nothing).
+    fn check_empty<T: PruneFloat>(
+        &self,
+        importance: ArrayViewD<'_, T>,
+        shape: &[usize],
+        d: usize,
+        open: usize,
+    ) -> Result<(), PruneError> {
+        self.amount.count_of(open)?;
+        check_scores_shape(importance.shape(), shape)?;
+        self.n.check_defined(shape, d)
+    }
+
     /// The channels along resolved dim `d` that stay, given the live ones.
     fn keep<T: PruneFloat>(
         &self,
@@ -101,17 +119,24 @@ impl LnStructured {
     ) -> Result<Option<Vec<bool>>, PruneError> {
         let open = live.iter().filter(|&&l| l).count();
         let k = self.amount.count_of(open)?;
-        if importance.shape() != shape {
-            return Err(PruneError::ShapeMismatch {
-                tensor: String::new(),
-                what: "importance scores",
-                expected: shape.to_vec(),
-                got: importance.shape().to_vec(),
-            });
-        }
+        check_scores_shape(importance.shape(), shape)?;
         // PyTorch computes the norms (and fails on them) even when k == 0.
-        let norms = self.n.channel_norms(importance, d)?;
+        let norms = self.n.channel_norms_at(importance, d)?;
         Ok((k > 0).then(|| channels_to_keep(&norms, live, open - k, self.ties)))
+    }
+}
+
+/// Importance scores must have the tensor's shape.
+pub(crate) fn check_scores_shape(got: &[usize], shape: &[usize]) -> Result<(), PruneError> {
+    if got == shape {
+        Ok(())
+    } else {
+        Err(PruneErrorKind::ShapeMismatch {
+            what: "importance scores",
+            expected: shape.to_vec(),
+            got: got.to_vec(),
+        }
+        .into())
     }
 }
 
@@ -123,12 +148,12 @@ pub(crate) fn structured_dim(
     dim: Dim,
     state: MaskState,
 ) -> Result<usize, PruneError> {
-    let multidimensional = || {
+    let multidimensional = || -> Result<(), PruneError> {
         if shape.len() < 2 {
-            Err(PruneError::NotMultidimensional {
-                tensor: String::new(),
+            Err(PruneErrorKind::NotMultidimensional {
                 shape: shape.to_vec(),
-            })
+            }
+            .into())
         } else {
             Ok(())
         }
@@ -156,9 +181,19 @@ impl<T: PruneFloat> PruningMethod<T> for LnStructured {
         t: ArrayViewD<'_, T>,
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
-        let mut mask = default_mask.to_owned();
-        self.update_mask(t, &mut mask, MaskState::Fresh)?;
+        let mut mask = crate::mask::standard(default_mask.to_owned());
+        FastPath::update_mask(self, t, &mut mask, MaskState::Fresh)?;
         Ok(mask)
+    }
+
+    fn fast_path(&self) -> Option<&dyn FastPath<T>> {
+        Some(self)
+    }
+}
+
+impl<T: PruneFloat> FastPath<T> for LnStructured {
+    fn method(&self) -> &dyn PruningMethod<T> {
+        self
     }
 
     fn update_mask(
@@ -168,6 +203,15 @@ impl<T: PruneFloat> PruningMethod<T> for LnStructured {
         state: MaskState,
     ) -> Result<(), PruneError> {
         let d = structured_dim(mask.shape(), self.dim, state)?;
+        if mask.is_empty() {
+            // No channel of an empty mask holds a 1.
+            let open = if state == MaskState::Fresh {
+                mask.shape()[d]
+            } else {
+                0
+            };
+            return self.check_empty(importance, mask.shape(), d, open);
+        }
         let live = open_channels(mask, d, state);
         if let Some(keep) = self.keep(importance, mask.shape(), d, &live)? {
             write_channels(mask, d, &keep, false);
@@ -178,6 +222,10 @@ impl<T: PruneFloat> PruningMethod<T> for LnStructured {
     fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<Mask<T>, PruneError> {
         let shape = importance.shape().to_vec();
         let d = structured_dim(&shape, self.dim, MaskState::Fresh)?;
+        if importance.is_empty() {
+            self.check_empty(importance, &shape, d, shape[d])?;
+            return Ok(Mask::Dense(ArrayD::zeros(shape)));
+        }
         let live = vec![true; shape[d]];
         let keep = self.keep(importance, &shape, d, &live)?.unwrap_or(live);
         Ok(Mask::Channels {

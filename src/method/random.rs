@@ -4,9 +4,11 @@ use ndarray::{ArrayD, ArrayViewD};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 
-use super::channels::{open_channels, write_channels};
+use super::fast::FastPath;
 use super::ln::structured_dim;
-use super::{flat_mut, open_entries, MaskState, PruningKind, PruningMethod};
+use super::{PruningKind, PruningMethod};
+use crate::mask::channels::{open_channels, write_channels};
+use crate::mask::{flat, flat_mut, MaskState};
 use crate::select::sample_in_order;
 use crate::select::topk::topk_indices;
 use crate::{Amount, Dim, PruneError, PruneFloat, TorchGenerator};
@@ -61,6 +63,19 @@ fn unstructured_picks<'a, T: PruneFloat>(
             }
         }
     }
+}
+
+/// The number of unpruned entries of several masks: all entries of a fresh
+/// one (it stands for all ones), the entries at 1 of an existing one.
+fn open_entries<T: PruneFloat>(masks: &[ArrayD<T>], states: &[MaskState]) -> usize {
+    masks
+        .iter()
+        .zip(states)
+        .map(|(m, state)| match state {
+            MaskState::Fresh => m.len(),
+            MaskState::Existing => crate::select::count_candidates(flat(m)),
+        })
+        .sum()
 }
 
 /// Prunes `amount` of the unpruned entries, chosen uniformly at random
@@ -120,7 +135,7 @@ impl RandomUnstructured {
     /// // torch.manual_seed(0)
     /// // prune.random_unstructured(m, "weight", amount=3)   # weight: 8 entries
     /// let gen = TorchGenerator::manual_seed(0);
-    /// let mut layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::ones(vec![8]));
+    /// let mut layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::ones(vec![8]))?;
     /// let method = RandomUnstructured::with_torch_generator(Amount::Count(3), &gen)?;
     /// prune::apply(&mut layer, "weight", &method, None)?;
     /// let mask: Vec<f32> = layer.buffer("weight_mask").unwrap().iter().copied().collect();
@@ -159,8 +174,18 @@ impl<T: PruneFloat> PruningMethod<T> for RandomUnstructured {
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
         let mut chosen = ArrayD::ones(t.raw_dim());
-        self.update_mask(t, &mut chosen, MaskState::Fresh)?;
-        Ok(chosen * &default_mask)
+        FastPath::update_mask(self, t, &mut chosen, MaskState::Fresh)?;
+        Ok(crate::mask::standard(chosen * &default_mask))
+    }
+
+    fn fast_path(&self) -> Option<&dyn FastPath<T>> {
+        Some(self)
+    }
+}
+
+impl<T: PruneFloat> FastPath<T> for RandomUnstructured {
+    fn method(&self) -> &dyn PruningMethod<T> {
+        self
     }
 
     fn update_mask(
@@ -180,7 +205,7 @@ impl<T: PruneFloat> PruningMethod<T> for RandomUnstructured {
         masks: &mut [ArrayD<T>],
         states: &[MaskState],
     ) -> Result<(), PruneError> {
-        let fresh = |i: usize| states.get(i) == Some(&MaskState::Fresh);
+        let fresh = |i: usize| states[i] == MaskState::Fresh;
         let open = open_entries(masks, states);
         let k = self.amount.count_of(open)?;
         for (i, m) in masks.iter_mut().enumerate() {
@@ -261,7 +286,7 @@ impl RandomStructured {
     /// // torch.manual_seed(0)
     /// // prune.random_structured(m, "weight", amount=2, dim=0)   # weight: 5 x 3
     /// let gen = TorchGenerator::manual_seed(0);
-    /// let mut layer = Layer::<f64>::new().with_parameter("weight", ndarray::ArrayD::ones(vec![5, 3]));
+    /// let mut layer = Layer::<f64>::new().with_parameter("weight", ndarray::ArrayD::ones(vec![5, 3]))?;
     /// let method = RandomStructured::with_torch_generator(Amount::Count(2), Dim(0), &gen)?;
     /// prune::apply(&mut layer, "weight", &method, None)?;
     /// let mask = layer.buffer("weight_mask").unwrap();
@@ -309,9 +334,19 @@ impl<T: PruneFloat> PruningMethod<T> for RandomStructured {
         t: ArrayViewD<'_, T>,
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
-        let mut mask = default_mask.to_owned();
-        self.update_mask(t, &mut mask, MaskState::Fresh)?;
+        let mut mask = crate::mask::standard(default_mask.to_owned());
+        FastPath::update_mask(self, t, &mut mask, MaskState::Fresh)?;
         Ok(mask)
+    }
+
+    fn fast_path(&self) -> Option<&dyn FastPath<T>> {
+        Some(self)
+    }
+}
+
+impl<T: PruneFloat> FastPath<T> for RandomStructured {
+    fn method(&self) -> &dyn PruningMethod<T> {
+        self
     }
 
     fn update_mask(
@@ -321,6 +356,17 @@ impl<T: PruneFloat> PruningMethod<T> for RandomStructured {
         state: MaskState,
     ) -> Result<(), PruneError> {
         let d = structured_dim(mask.shape(), self.dim, state)?;
+        if mask.is_empty() {
+            // Nothing to prune, and nothing is drawn or allocated per
+            // channel (a crafted file can claim 2^40 channels of nothing;
+            // PyTorch would draw one value for each).
+            let open = if state == MaskState::Fresh {
+                mask.shape()[d]
+            } else {
+                0
+            };
+            return self.amount.count_of(open).map(drop);
+        }
         let mut keep = open_channels(mask, d, state);
         let open = keep.iter().filter(|&&l| l).count();
         let k = self.amount.count_of(open)?;

@@ -3,7 +3,7 @@
 use ndarray::ArrayD;
 use rand::{Rng, RngExt};
 
-use crate::{Module, PruneError, PruneFloat, TensorStore};
+use crate::{Module, PruneError, PruneErrorKind, PruneFloat, TensorStore};
 
 /// A leaf module holding any named tensors: a linear or conv layer, a norm
 /// layer, or anything else that is a bag of tensors.
@@ -19,8 +19,8 @@ use crate::{Module, PruneError, PruneFloat, TensorStore};
 /// assert_eq!(fc.parameter("bias").unwrap().shape(), &[10]);
 ///
 /// let bn = Layer::<f32>::new()
-///     .with_parameter("weight", ArrayD::ones(vec![8]))
-///     .with_buffer("running_mean", ArrayD::zeros(vec![8]));
+///     .with_parameter("weight", ArrayD::ones(vec![8])).unwrap()
+///     .with_buffer("running_mean", ArrayD::zeros(vec![8])).unwrap();
 /// assert!(bn.buffer("running_mean").is_some());
 /// ```
 #[derive(Debug, Clone)]
@@ -63,34 +63,36 @@ impl<T: PruneFloat> Layer<T> {
         &self.store
     }
 
-    /// Adds a parameter, replacing one of the same name (builder style).
+    /// Adds a parameter (builder style); fails, as
+    /// [`TensorStore::add_parameter`], if the name is taken or holds a dot.
+    /// Any memory layout is accepted (the tensor is kept row-major).
     ///
     /// ```
     /// use ndprune::{Layer, Module};
-    /// let layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::zeros(vec![2, 2]));
+    /// # fn main() -> Result<(), ndprune::PruneError> {
+    /// let layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::zeros(vec![2, 2]))?;
     /// assert!(layer.parameter("weight").is_some());
+    /// assert!(layer.with_parameter("weight", ndarray::ArrayD::zeros(vec![1])).is_err());
+    /// # Ok(()) }
     /// ```
-    pub fn with_parameter(mut self, name: &str, tensor: ArrayD<T>) -> Self {
-        if let Some(t) = self.store.parameter_mut(name) {
-            *t = tensor;
-        } else {
-            // The name is free unless it is a buffer or pruned tensor; a
-            // builder has no error path, so such a clash keeps the old one.
-            let _ = self.store.add_parameter(name, tensor);
-        }
-        self
+    pub fn with_parameter(mut self, name: &str, tensor: ArrayD<T>) -> Result<Self, PruneError> {
+        self.store.add_parameter(name, tensor)?;
+        Ok(self)
     }
 
-    /// Adds a buffer (builder style); a name already in use keeps its tensor.
+    /// Adds a buffer (builder style); fails, as
+    /// [`TensorStore::add_buffer`], if the name is taken or holds a dot.
     ///
     /// ```
     /// use ndprune::{Layer, Module};
-    /// let layer = Layer::<f32>::new().with_buffer("running_var", ndarray::ArrayD::ones(vec![4]));
+    /// # fn main() -> Result<(), ndprune::PruneError> {
+    /// let layer = Layer::<f32>::new().with_buffer("running_var", ndarray::ArrayD::ones(vec![4]))?;
     /// assert!(layer.buffer("running_var").is_some());
+    /// # Ok(()) }
     /// ```
-    pub fn with_buffer(mut self, name: &str, tensor: ArrayD<T>) -> Self {
-        let _ = self.store.add_buffer(name, tensor);
-        self
+    pub fn with_buffer(mut self, name: &str, tensor: ArrayD<T>) -> Result<Self, PruneError> {
+        self.store.add_buffer(name, tensor)?;
+        Ok(self)
     }
 
     /// A linear layer (`weight` `[out, in]`, `bias` `[out]`) with PyTorch's
@@ -104,12 +106,16 @@ impl<T: PruneFloat> Layer<T> {
     /// ```
     pub fn linear<R: Rng + ?Sized>(in_features: usize, out_features: usize, rng: &mut R) -> Self {
         let bound = 1.0 / (in_features.max(1) as f64).sqrt();
-        Layer::new()
-            .with_parameter(
-                "weight",
-                uniform(vec![out_features, in_features], bound, rng),
-            )
-            .with_parameter("bias", uniform(vec![out_features], bound, rng))
+        let mut layer = Layer::new();
+        let weight = uniform(vec![out_features, in_features], bound, rng);
+        let bias = uniform(vec![out_features], bound, rng);
+        for (name, t) in [("weight", weight), ("bias", bias)] {
+            layer
+                .store
+                .add_parameter(name, t)
+                .expect("two distinct valid names in an empty store");
+        }
+        layer
     }
 
     /// A 2-D convolution layer (`weight` `[out, in, k, k]`, `bias` `[out]`),
@@ -129,12 +135,16 @@ impl<T: PruneFloat> Layer<T> {
     ) -> Self {
         let fan_in = (in_channels * kernel * kernel).max(1) as f64;
         let bound = 1.0 / fan_in.sqrt();
-        Layer::new()
-            .with_parameter(
-                "weight",
-                uniform(vec![out_channels, in_channels, kernel, kernel], bound, rng),
-            )
-            .with_parameter("bias", uniform(vec![out_channels], bound, rng))
+        let mut layer = Layer::new();
+        let weight = uniform(vec![out_channels, in_channels, kernel, kernel], bound, rng);
+        let bias = uniform(vec![out_channels], bound, rng);
+        for (name, t) in [("weight", weight), ("bias", bias)] {
+            layer
+                .store
+                .add_parameter(name, t)
+                .expect("two distinct valid names in an empty store");
+        }
+        layer
     }
 }
 
@@ -170,8 +180,8 @@ impl<T: PruneFloat> Module<T> for Layer<T> {
 ///     .push(Layer::conv2d(1, 4, 3, &mut rng))
 ///     .push(Layer::conv2d(4, 8, 3, &mut rng));
 /// let mut model = Sequential::new()
-///     .with_child("features", features)
-///     .with_child("classifier", Layer::linear(32, 10, &mut rng));
+///     .with_child("features", features)?
+///     .with_child("classifier", Layer::linear(32, 10, &mut rng))?;
 /// prune::ln_structured(&mut model, "features.1.weight", Amount::Fraction(0.5), Norm::L(2.0), Dim(0), None)?;
 /// assert!(model.buffer("features.1.weight_mask").is_some());
 /// assert_eq!(model.named_parameters().len(), 6);
@@ -197,52 +207,74 @@ impl<T: PruneFloat> Sequential<T> {
         }
     }
 
-    /// Appends a child named by its position (`"0"`, `"1"`, …).
+    /// Appends a child named by its position (`"0"`, `"1"`, …): the
+    /// number of children so far, or the next number not taken by a child
+    /// added by name.
     ///
     /// ```
     /// use ndprune::{Layer, Module, Sequential};
     /// let s = Sequential::<f32>::new().push(Layer::new()).push(Layer::new());
     /// assert_eq!(s.children().iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["0", "1"]);
     /// ```
-    pub fn push(self, child: impl Module<T> + 'static) -> Self {
-        let name = self.children.len().to_string();
-        self.with_child(&name, child)
-    }
-
-    /// Adds a named child (builder style), replacing one of the same name.
-    ///
-    /// ```
-    /// use ndprune::{Layer, Module, Sequential};
-    /// let s = Sequential::<f32>::new().with_child("head", Layer::new());
-    /// assert!(s.store_at("head").is_some());
-    /// ```
-    pub fn with_child(mut self, name: &str, child: impl Module<T> + 'static) -> Self {
-        self.children.retain(|(n, _)| n != name);
-        self.children.push((name.to_string(), Box::new(child)));
+    pub fn push(mut self, child: impl Module<T> + 'static) -> Self {
+        let name = (self.children.len()..)
+            .map(|i| i.to_string())
+            .find(|n| self.children.iter().all(|(c, _)| c != n))
+            .expect("fewer children than numbers");
+        self.children.push((name, Box::new(child)));
         self
     }
 
-    /// Adds a named child; fails if the name is taken or contains a dot.
+    /// Adds a named child (builder style); fails as
+    /// [`Sequential::add_child`] does.
+    ///
+    /// ```
+    /// use ndprune::{Layer, Module, Sequential};
+    /// # fn main() -> Result<(), ndprune::PruneError> {
+    /// let s = Sequential::<f32>::new().with_child("head", Layer::new())?;
+    /// assert!(s.store_at("head").is_some());
+    /// assert!(s.with_child("a.b", Layer::new()).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn with_child(
+        mut self,
+        name: &str,
+        child: impl Module<T> + 'static,
+    ) -> Result<Self, PruneError> {
+        self.add_child(name, child)?;
+        Ok(self)
+    }
+
+    /// Adds a named child; fails if the name is taken, empty or holds a
+    /// dot (a dotted path could not address it).
     ///
     /// ```
     /// use ndprune::{Layer, Sequential};
     /// let mut s = Sequential::<f32>::new();
     /// assert!(s.add_child("a", Layer::new()).is_ok());
     /// assert!(s.add_child("a", Layer::new()).is_err());
+    /// assert!(s.add_child("", Layer::new()).is_err());
     /// ```
     pub fn add_child(
         &mut self,
         name: &str,
         child: impl Module<T> + 'static,
     ) -> Result<(), PruneError> {
-        if name.contains('.') || self.children.iter().any(|(n, _)| n == name) {
-            return Err(PruneError::DuplicateTensor {
-                module: String::new(),
-                name: name.to_string(),
-            });
+        let reason = if name.is_empty() {
+            "a child module name must not be empty"
+        } else if name.contains('.') {
+            "a child module name must hold no dot"
+        } else if self.children.iter().any(|(n, _)| n == name) {
+            "a child of that name exists"
+        } else {
+            self.children.push((name.to_string(), Box::new(child)));
+            return Ok(());
+        };
+        Err(PruneErrorKind::InvalidChildName {
+            name: name.to_string(),
+            reason,
         }
-        self.children.push((name.to_string(), Box::new(child)));
-        Ok(())
+        .into())
     }
 }
 

@@ -8,4 +8,5 @@ pub use layer::{Layer, Sequential};
 pub use store::TensorStore;
 pub use tree::Module;
 
+pub(crate) use store::mask_name;
 pub(crate) use tree::{resolve, resolve_mut, split_path};

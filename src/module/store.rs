@@ -1,10 +1,10 @@
 //! The named tensors of one module: parameters, buffers, and pruned tensors.
 
-use std::sync::OnceLock;
+use ndarray::{ArrayD, ArrayViewMutD};
 
-use ndarray::ArrayD;
-
-use crate::{Mask, PruneError, PruneFloat};
+use crate::error::ForTensor;
+use crate::mask::{standard, Mask, MaskBuf};
+use crate::{PruneError, PruneErrorKind, PruneFloat};
 
 /// The tensors one module holds, by name, in insertion order:
 ///
@@ -48,57 +48,6 @@ struct Pruned<T> {
     tensor: ArrayD<T>,
     /// Descriptions of the methods applied, oldest first.
     history: Vec<String>,
-}
-
-/// A mask as the store holds it: as the method handed it over (dense, or
-/// per channel), with the dense form built on first request.
-#[derive(Debug, Clone)]
-struct MaskBuf<T> {
-    mask: Mask<T>,
-    dense: OnceLock<ArrayD<T>>,
-}
-
-impl<T: PruneFloat> MaskBuf<T> {
-    fn new(mask: Mask<T>) -> Self {
-        MaskBuf {
-            mask,
-            dense: OnceLock::new(),
-        }
-    }
-
-    /// The dense 0/1 mask, the `name_mask` buffer PyTorch has.
-    fn view(&self) -> &ArrayD<T> {
-        match &self.mask {
-            Mask::Dense(m) => m,
-            other => self.dense.get_or_init(|| other.to_dense()),
-        }
-    }
-
-    /// The dense mask, to change in place (a per-channel mask becomes
-    /// dense for good).
-    fn dense_mut(&mut self) -> Option<&mut ArrayD<T>> {
-        if !matches!(self.mask, Mask::Dense(_)) {
-            let dense = self.dense.take().unwrap_or_else(|| self.mask.to_dense());
-            self.mask = Mask::Dense(dense);
-        }
-        match &mut self.mask {
-            Mask::Dense(m) => Some(m),
-            _ => None,
-        }
-    }
-
-    /// The mask in whatever form it is held, to change in place; the dense
-    /// form built for readers is dropped.
-    fn compact_mut(&mut self) -> &mut Mask<T> {
-        self.dense.take();
-        &mut self.mask
-    }
-}
-
-impl<T: PruneFloat> PartialEq for MaskBuf<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.view() == other.view()
-    }
 }
 
 impl<T: PruneFloat> PartialEq for Pruned<T> {
@@ -163,7 +112,28 @@ impl<T: PruneFloat> TensorStore<T> {
         self.get(name).is_some()
     }
 
-    /// Adds a parameter; fails if the name is taken.
+    /// A tensor may be added under `name`: it is a valid name (non-empty,
+    /// no dot: a dotted path could not address it) and not taken.
+    fn check_free(&self, name: &str) -> Result<(), PruneError> {
+        if name.is_empty() || name.contains('.') {
+            return Err(PruneErrorKind::InvalidPath {
+                path: name.to_string(),
+                reason: "a tensor name must be non-empty and hold no dot",
+            }
+            .into());
+        }
+        if self.has_name(name) {
+            return Err(PruneErrorKind::DuplicateTensor {
+                name: name.to_string(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Adds a parameter; fails if the name is taken. The tensor is kept in
+    /// standard (row-major) layout whatever its layout: a transposed or
+    /// Fortran-order array holds the same values at the same indices.
     ///
     /// ```
     /// # use ndprune::TensorStore;
@@ -171,17 +141,13 @@ impl<T: PruneFloat> TensorStore<T> {
     /// assert!(s.add_parameter("w", ndarray::ArrayD::zeros(vec![3])).is_ok());
     /// ```
     pub fn add_parameter(&mut self, name: &str, tensor: ArrayD<T>) -> Result<(), PruneError> {
-        if self.has_name(name) {
-            return Err(PruneError::DuplicateTensor {
-                module: String::new(),
-                name: name.to_string(),
-            });
-        }
-        self.parameters.push((name.to_string(), tensor));
+        self.check_free(name)?;
+        self.parameters.push((name.to_string(), standard(tensor)));
         Ok(())
     }
 
-    /// Adds a buffer; fails if the name is taken.
+    /// Adds a buffer; fails if the name is taken (kept in standard layout,
+    /// as [`TensorStore::add_parameter`]).
     ///
     /// ```
     /// # use ndprune::TensorStore;
@@ -189,13 +155,8 @@ impl<T: PruneFloat> TensorStore<T> {
     /// assert!(s.add_buffer("running_var", ndarray::ArrayD::ones(vec![3])).is_ok());
     /// ```
     pub fn add_buffer(&mut self, name: &str, tensor: ArrayD<T>) -> Result<(), PruneError> {
-        if self.has_name(name) {
-            return Err(PruneError::DuplicateTensor {
-                module: String::new(),
-                name: name.to_string(),
-            });
-        }
-        self.buffers.push((name.to_string(), tensor));
+        self.check_free(name)?;
+        self.buffers.push((name.to_string(), standard(tensor)));
         Ok(())
     }
 
@@ -211,7 +172,9 @@ impl<T: PruneFloat> TensorStore<T> {
         find(&self.parameters, name)
     }
 
-    /// The parameter of that name, to change its values. After changing a
+    /// The parameter of that name, to change its values: a view, so its
+    /// shape and layout stay what the store checked (a pruned tensor's
+    /// original, mask and product keep one shape). After changing a
     /// `*_orig` parameter, call [`TensorStore::recompute`] to refresh the
     /// pruned tensor.
     ///
@@ -222,11 +185,11 @@ impl<T: PruneFloat> TensorStore<T> {
     /// s.parameter_mut("w").unwrap().fill(2.0);
     /// assert_eq!(s.parameter("w").unwrap().sum(), 6.0);
     /// ```
-    pub fn parameter_mut(&mut self, name: &str) -> Option<&mut ArrayD<T>> {
+    pub fn parameter_mut(&mut self, name: &str) -> Option<ArrayViewMutD<'_, T>> {
         self.parameters
             .iter_mut()
             .find(|(n, _)| n == name)
-            .map(|(_, t)| t)
+            .map(|(_, t)| t.view_mut())
     }
 
     /// The buffer of that name.
@@ -359,9 +322,9 @@ impl<T: PruneFloat> TensorStore<T> {
     /// ```
     pub fn recompute(&mut self) {
         for p in &mut self.pruned {
-            if let Some(orig) = find(&self.parameters, &orig_name(&p.name)) {
-                p.mask.mask.product_into(&mut p.tensor, orig);
-            }
+            let orig = find(&self.parameters, &orig_name(&p.name))
+                .expect("a pruned tensor's original is a parameter until `remove`");
+            p.mask.mask.product_into(&mut p.tensor, orig);
         }
     }
 
@@ -369,7 +332,8 @@ impl<T: PruneFloat> TensorStore<T> {
     /// holds them (`name_orig`, `name_mask`): `name_orig` becomes a
     /// parameter, `name_mask` a buffer, and `name` their product. Fails if
     /// the shapes differ, the mask holds anything but 0 and 1, or any of the
-    /// three names is taken; then nothing changes.
+    /// three names is taken; then nothing changes. Both arrays are kept in
+    /// standard layout, whatever their layout.
     ///
     /// ```
     /// use ndprune::TensorStore;
@@ -389,24 +353,21 @@ impl<T: PruneFloat> TensorStore<T> {
         mask: ArrayD<T>,
     ) -> Result<(), PruneError> {
         if orig.shape() != mask.shape() {
-            return Err(PruneError::ShapeMismatch {
-                tensor: name.to_string(),
-                what: "mask",
-                expected: orig.shape().to_vec(),
-                got: mask.shape().to_vec(),
-            });
+            return Err(PruneError::new(
+                name,
+                PruneErrorKind::ShapeMismatch {
+                    what: "mask",
+                    expected: orig.shape().to_vec(),
+                    got: mask.shape().to_vec(),
+                },
+            ));
         }
-        crate::method::check_binary(mask.view()).map_err(|e| e.for_tensor(name))?;
+        crate::method::container::check_binary(mask.view()).for_tensor(name)?;
         for taken in [name.to_string(), orig_name(name), mask_name(name)] {
-            if self.has_name(&taken) {
-                return Err(PruneError::DuplicateTensor {
-                    module: String::new(),
-                    name: taken,
-                });
-            }
+            self.check_free(&taken).for_tensor(name)?;
         }
-        self.parameters.push((name.to_string(), orig));
-        self.commit_first_pruning(name, Mask::Dense(mask), "restored".to_string());
+        self.parameters.push((name.to_string(), standard(orig)));
+        self.commit_first_pruning(name, Mask::dense(mask), "restored".to_string());
         Ok(())
     }
 
@@ -419,7 +380,7 @@ impl<T: PruneFloat> TensorStore<T> {
         name: &str,
     ) -> Option<(&ArrayD<T>, &mut ArrayD<T>)> {
         let p = self.pruned.iter_mut().find(|p| p.name == name)?;
-        Some((&p.tensor, p.mask.dense_mut()?))
+        Some((&p.tensor, p.mask.dense_mut()))
     }
 
     /// For a pruned `name`: its current pruned tensor (the default
@@ -445,40 +406,40 @@ impl<T: PruneFloat> TensorStore<T> {
 
     /// Puts back a mask taken by [`TensorStore::take_compact`].
     pub(crate) fn put_compact(&mut self, name: &str, mask: Mask<T>) {
-        if let Some(p) = self.pruned.iter_mut().find(|p| p.name == name) {
-            p.mask = MaskBuf::new(mask);
-        }
+        let p = self
+            .pruned
+            .iter_mut()
+            .find(|p| p.name == name)
+            .expect("a mask is put back where it was taken");
+        assert_eq!(p.tensor.shape(), mask.shape(), "a mask keeps its shape");
+        p.mask = MaskBuf::new(mask);
     }
 
     /// After a successful pruning step on an already pruned `name`: records
     /// the method and recomputes the pruned tensor.
     pub(crate) fn commit_step(&mut self, name: &str, method: String) {
-        let orig = find(&self.parameters, &orig_name(name));
-        if let (Some(p), Some(orig)) = (self.pruned.iter_mut().find(|p| p.name == name), orig) {
-            p.mask.mask.product_into(&mut p.tensor, orig);
-            p.history.push(method);
-        }
+        let orig = find(&self.parameters, &orig_name(name))
+            .expect("a pruned tensor's original is a parameter until `remove`");
+        let p = self
+            .pruned
+            .iter_mut()
+            .find(|p| p.name == name)
+            .expect("only a pruned tensor takes a later step");
+        p.mask.mask.product_into(&mut p.tensor, orig);
+        p.history.push(method);
     }
 
     pub(crate) fn check_first_pruning(&self, name: &str) -> Result<&ArrayD<T>, PruneError> {
-        let param = self
-            .parameter(name)
-            .ok_or_else(|| PruneError::NoSuchTensor {
-                module: String::new(),
-                name: name.to_string(),
-            })?;
+        let param = self.parameter(name).ok_or(PruneErrorKind::NoSuchTensor)?;
         if let Some(base) = name.strip_suffix("_orig").filter(|b| self.is_pruned(b)) {
-            return Err(PruneError::PartOfPruning {
-                tensor: name.to_string(),
+            return Err(PruneErrorKind::PartOfPruning {
                 of: base.to_string(),
-            });
+            }
+            .into());
         }
         for taken in [orig_name(name), mask_name(name)] {
             if self.has_name(&taken) {
-                return Err(PruneError::DuplicateTensor {
-                    module: String::new(),
-                    name: taken,
-                });
+                return Err(PruneErrorKind::DuplicateTensor { name: taken }.into());
             }
         }
         Ok(param)
@@ -488,9 +449,8 @@ impl<T: PruneFloat> TensorStore<T> {
     /// the parameter becomes `name_orig`, `mask` becomes `name_mask`, and
     /// `name` becomes the pruned tensor.
     pub(crate) fn commit_first_pruning(&mut self, name: &str, mask: Mask<T>, method: String) {
-        let Some(at) = position(&self.parameters, name) else {
-            return;
-        };
+        let at = position(&self.parameters, name)
+            .expect("checked by `check_first_pruning` before any pruning");
         let (_, orig) = self.parameters.remove(at);
         // Zeroed memory comes from the allocator untouched (advised to use
         // huge pages), so the product pass below is the only write.
@@ -509,9 +469,7 @@ impl<T: PruneFloat> TensorStore<T> {
     /// Makes the pruning of `name` permanent: `name` becomes a parameter
     /// holding `orig * mask`, and `name_orig` and `name_mask` go.
     pub(crate) fn remove_pruning(&mut self, name: &str) -> Result<(), PruneError> {
-        let not_pruned = || PruneError::NotPruned {
-            tensor: name.to_string(),
-        };
+        let not_pruned = || PruneError::from(PruneErrorKind::NotPruned);
         let pruned_at = self
             .pruned
             .iter()

@@ -3,9 +3,9 @@
 
 use std::fmt;
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, ArrayViewMutD};
 
-use crate::{PruneError, PruneFloat, TensorStore};
+use crate::{PruneError, PruneErrorKind, PruneFloat, TensorStore};
 
 /// A model part that holds named tensors and, optionally, named child
 /// modules, like PyTorch's `nn.Module`.
@@ -43,8 +43,8 @@ use crate::{PruneError, PruneFloat, TensorStore};
 /// let weight = ArrayD::from_shape_vec(vec![2, 2], vec![0.1f32, -3.0, 2.0, 0.5]).unwrap();
 /// let mut model = TwoLayer {
 ///     own: TensorStore::new(),
-///     encoder: Layer::new().with_parameter("weight", weight),
-///     decoder: Layer::new().with_parameter("weight", ArrayD::ones(vec![2, 2])),
+///     encoder: Layer::new().with_parameter("weight", weight)?,
+///     decoder: Layer::new().with_parameter("weight", ArrayD::ones(vec![2, 2]))?,
 /// };
 /// prune::l1_unstructured(&mut model, "encoder.weight", Amount::Count(2), None)?;
 /// assert_eq!(model.tensor("encoder.weight").unwrap().as_slice().unwrap(), &[0.0, -3.0, 2.0, 0.0]);
@@ -63,7 +63,7 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     ///
     /// ```
     /// use ndprune::{Layer, Module, Sequential};
-    /// let s = Sequential::<f32>::new().with_child("fc", Layer::new());
+    /// let s = Sequential::<f32>::new().with_child("fc", Layer::new()).unwrap();
     /// assert_eq!(s.children().len(), 1);
     /// assert!(Layer::<f32>::new().children().is_empty());
     /// ```
@@ -87,7 +87,7 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     ///
     /// ```
     /// use ndprune::{Layer, Module, Sequential};
-    /// let s = Sequential::<f32>::new().with_child("a", Sequential::new().push(Layer::new()));
+    /// let s = Sequential::<f32>::new().with_child("a", Sequential::new().push(Layer::new())).unwrap();
     /// assert!(s.store_at("a.0").is_some());
     /// assert!(s.store_at("a.1").is_none());
     /// ```
@@ -125,7 +125,7 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     /// use ndprune::prelude::*;
     /// use ndarray::array;
     /// # fn main() -> Result<(), PruneError> {
-    /// let mut m = Sequential::new().push(Layer::new().with_parameter("weight", array![1.0f32, 2.0].into_dyn()));
+    /// let mut m = Sequential::new().push(Layer::new().with_parameter("weight", array![1.0f32, 2.0].into_dyn())?);
     /// prune::l1_unstructured(&mut m, "0.weight", Amount::Count(1), None)?;
     /// assert_eq!(m.tensor("0.weight").unwrap(), &array![0.0f32, 2.0].into_dyn());
     /// assert!(m.parameter("0.weight").is_none()); // it is no parameter now
@@ -140,7 +140,7 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     ///
     /// ```
     /// use ndprune::{Layer, Module};
-    /// let l = Layer::<f32>::new().with_parameter("bias", ndarray::ArrayD::zeros(vec![3]));
+    /// let l = Layer::<f32>::new().with_parameter("bias", ndarray::ArrayD::zeros(vec![3])).unwrap();
     /// assert_eq!(l.parameter("bias").unwrap().len(), 3);
     /// ```
     fn parameter(&self, path: &str) -> Option<&ArrayD<T>> {
@@ -149,15 +149,15 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     }
 
     /// The parameter at a dotted path, to change its values (then call
-    /// [`Module::recompute_pruned`]).
+    /// [`Module::recompute_pruned`]): a view, of fixed shape.
     ///
     /// ```
     /// use ndprune::{Layer, Module};
-    /// let mut l = Layer::<f32>::new().with_parameter("bias", ndarray::ArrayD::zeros(vec![3]));
+    /// let mut l = Layer::<f32>::new().with_parameter("bias", ndarray::ArrayD::zeros(vec![3])).unwrap();
     /// l.parameter_mut("bias").unwrap().fill(1.0);
     /// assert_eq!(l.parameter("bias").unwrap().sum(), 3.0);
     /// ```
-    fn parameter_mut(&mut self, path: &str) -> Option<&mut ArrayD<T>> {
+    fn parameter_mut(&mut self, path: &str) -> Option<ArrayViewMutD<'_, T>> {
         let (module, name) = split_path(path);
         self.store_at_mut(module)?.parameter_mut(name)
     }
@@ -166,7 +166,7 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     ///
     /// ```
     /// use ndprune::{Layer, Module};
-    /// let l = Layer::<f32>::new().with_buffer("running_mean", ndarray::ArrayD::zeros(vec![3]));
+    /// let l = Layer::<f32>::new().with_buffer("running_mean", ndarray::ArrayD::zeros(vec![3])).unwrap();
     /// assert!(l.buffer("running_mean").is_some());
     /// ```
     fn buffer(&self, path: &str) -> Option<&ArrayD<T>> {
@@ -213,7 +213,7 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     /// ```
     /// use ndprune::prelude::*;
     /// # fn main() -> Result<(), PruneError> {
-    /// let mut s = Sequential::new().push(Layer::new().with_parameter("w", ndarray::ArrayD::<f32>::ones(vec![2])));
+    /// let mut s = Sequential::new().push(Layer::new().with_parameter("w", ndarray::ArrayD::<f32>::ones(vec![2]))?);
     /// prune::identity(&mut s, "0.w")?;
     /// assert_eq!(s.named_buffers()[0].0, "0.w_mask");
     /// # Ok(()) }
@@ -229,7 +229,7 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     /// ```
     /// use ndprune::prelude::*;
     /// # fn main() -> Result<(), PruneError> {
-    /// let mut s = Sequential::new().push(Layer::new().with_parameter("w", ndarray::ArrayD::<f32>::ones(vec![2])));
+    /// let mut s = Sequential::new().push(Layer::new().with_parameter("w", ndarray::ArrayD::<f32>::ones(vec![2]))?);
     /// prune::identity(&mut s, "0.w")?;
     /// assert_eq!(s.named_pruned()[0].0, "0.w");
     /// # Ok(()) }
@@ -270,7 +270,7 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     /// use ndprune::prelude::*;
     /// use ndarray::array;
     /// # fn main() -> Result<(), PruneError> {
-    /// let mut m = Sequential::new().push(Layer::new().with_parameter("w", array![1.0f32, 2.0].into_dyn()));
+    /// let mut m = Sequential::new().push(Layer::new().with_parameter("w", array![1.0f32, 2.0].into_dyn())?);
     /// prune::l1_unstructured(&mut m, "0.w", Amount::Count(1), None)?;
     /// m.parameter_mut("0.w_orig").unwrap().fill(5.0); // a training step
     /// m.recompute_pruned();
@@ -314,30 +314,60 @@ pub(crate) fn split_path(path: &str) -> (&str, &str) {
     path.rsplit_once('.').unwrap_or(("", path))
 }
 
-/// The store holding the tensor at `path`, and the tensor's name in it.
+/// Checks that `path` is canonical: non-empty segments joined by single
+/// dots (no `a..weight`, no leading or trailing dot), so that one tensor
+/// has one spelling.
+pub(crate) fn check_path(path: &str) -> Result<(), PruneError> {
+    let reason = if path.is_empty() {
+        "a path must name a tensor"
+    } else if path.starts_with('.') || path.ends_with('.') {
+        "a path must not start or end with a dot"
+    } else if path.contains("..") {
+        "a path must not hold an empty segment"
+    } else {
+        return Ok(());
+    };
+    Err(PruneErrorKind::InvalidPath {
+        path: path.to_string(),
+        reason,
+    }
+    .into())
+}
+
+/// The store holding the tensor at `path` (checked canonical), and the
+/// tensor's name in it.
 pub(crate) fn resolve_mut<'a, T: PruneFloat, M: Module<T> + ?Sized>(
     root: &'a mut M,
     path: &'a str,
 ) -> Result<(&'a mut TensorStore<T>, &'a str), PruneError> {
+    check_path(path)?;
     let (module, name) = split_path(path);
-    let store = root
-        .store_at_mut(module)
-        .ok_or_else(|| PruneError::NoSuchModule {
-            path: module.to_string(),
-        })?;
+    let store = root.store_at_mut(module).ok_or_else(|| {
+        PruneError::new(
+            path,
+            PruneErrorKind::NoSuchModule {
+                path: module.to_string(),
+            },
+        )
+    })?;
     Ok((store, name))
 }
 
-/// The store holding the tensor at `path`, and the tensor's name in it.
+/// The store holding the tensor at `path` (checked canonical), and the
+/// tensor's name in it.
 pub(crate) fn resolve<'a, T: PruneFloat, M: Module<T> + ?Sized>(
     root: &'a M,
     path: &'a str,
 ) -> Result<(&'a TensorStore<T>, &'a str), PruneError> {
+    check_path(path)?;
     let (module, name) = split_path(path);
-    let store = root
-        .store_at(module)
-        .ok_or_else(|| PruneError::NoSuchModule {
-            path: module.to_string(),
-        })?;
+    let store = root.store_at(module).ok_or_else(|| {
+        PruneError::new(
+            path,
+            PruneErrorKind::NoSuchModule {
+                path: module.to_string(),
+            },
+        )
+    })?;
     Ok((store, name))
 }

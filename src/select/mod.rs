@@ -30,7 +30,7 @@ pub use stream::StreamingSelect;
 
 use rand::{Rng, RngExt};
 
-use crate::float::score_key;
+use crate::mask::{bit, count_bits};
 use crate::par;
 use crate::PruneFloat;
 
@@ -157,22 +157,6 @@ impl<T: PruneFloat> Open<'_, T> {
             Open::Bits(b) => bit(b, i),
         }
     }
-}
-
-/// Bit `i` of a bit mask.
-#[inline]
-pub(crate) fn bit(bits: &[u64], i: usize) -> bool {
-    (bits[i / 64] >> (i % 64)) & 1 == 1
-}
-
-/// Number of set bits among the first `n` of a bit mask.
-pub(crate) fn count_bits(bits: &[u64], n: usize) -> usize {
-    let full = n / 64;
-    let mut count: usize = bits[..full].iter().map(|w| w.count_ones() as usize).sum();
-    if n % 64 != 0 {
-        count += (bits[full] & ((1u64 << (n % 64)) - 1)).count_ones() as usize;
-    }
-    count
 }
 
 impl<T: PruneFloat> MaskSlot<'_, T> {
@@ -387,7 +371,8 @@ pub(crate) fn prune_smallest<T: PruneFloat>(
                 par::for_weighted_blocks_mut(b, par::CHUNK / 64, 64, |first_word, words| {
                     for (w, word) in words.iter_mut().enumerate() {
                         let base = (first_word + w) * 64;
-                        let run = s.get(base..(base + 64).min(s.len())).unwrap_or(&[]);
+                        // A bit mask has ceil(len / 64) words: `base < len`.
+                        let run = &s[base..(base + 64).min(s.len())];
                         *word = kept_bits(run, kept_from);
                     }
                 })
@@ -477,14 +462,14 @@ fn torch_tied<T: PruneFloat>(
 /// Which channels stay when only the `keep` live channels of largest norm
 /// stay (NaN largest), chosen among equal norms by `ties` (PyTorch picks with
 /// `topk(norm, keep, largest=True)`). Dead channels stay dead.
-pub(crate) fn channels_to_keep(
-    norms: &[f64],
+pub(crate) fn channels_to_keep<T: PruneFloat>(
+    norms: &[T],
     live: &[bool],
     keep: usize,
     ties: TieBreak,
 ) -> Vec<bool> {
     let live_idx: Vec<usize> = (0..norms.len()).filter(|&c| live[c]).collect();
-    let keys: Vec<u64> = live_idx.iter().map(|&c| score_key(norms[c])).collect();
+    let keys: Vec<u64> = live_idx.iter().map(|&c| norms[c].magnitude_key()).collect();
     let kept = match ties {
         TieBreak::Torch => topk::topk_indices(keys.iter().copied(), keep, true),
         TieBreak::LowestIndex => None,

@@ -109,6 +109,10 @@ fn check_case_in(case: &Value, streams: &mut Streams) -> Result<(), String> {
     match case["dtype"].as_str() {
         Some("float32") => Case::<f32>::run(case, torch),
         Some("float64") => Case::<f64>::run(case, torch),
+        #[cfg(feature = "half")]
+        Some("bfloat16") => Case::<half::bf16>::run(case, torch),
+        #[cfg(feature = "half")]
+        Some("float16") => Case::<half::f16>::run(case, torch),
         other => Err(format!("unknown dtype {other:?}")),
     }
 }
@@ -131,9 +135,9 @@ impl<T: PruneFloat> Case<T> {
         for (name, tensors) in obj(&case["modules"])? {
             let mut layer = Layer::new();
             for (tname, t) in obj(tensors)? {
-                layer = layer.with_parameter(tname, tensor(t)?);
+                layer = layer.with_parameter(tname, tensor(t)?).unwrap();
             }
-            root = root.with_child(name, layer);
+            root = root.with_child(name, layer).unwrap();
         }
         let mut this = Case { root, exact, torch };
         let error_step = case["error"]["step"].as_u64().map(|s| s as usize);

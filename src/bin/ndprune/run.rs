@@ -237,12 +237,14 @@ impl Global {
             let new: Vec<D> = new.into_iter().map(|m| D::from_f64(m.as_f64())).collect();
             let new = ArrayD::from_shape_vec(group.shape.clone(), new).map_err(|_| Failure::Prune {
                 tensor: group.name.clone(),
-                source: PruneError::ShapeMismatch {
-                    tensor: group.name.clone(),
-                    what: "mask",
-                    expected: group.shape.clone(),
-                    got: values.shape().to_vec(),
-                },
+                source: PruneError::new(
+                    group.name.clone(),
+                    PruneErrorKind::ShapeMismatch {
+                        what: "mask",
+                        expected: group.shape.clone(),
+                        got: values.shape().to_vec(),
+                    },
+                ),
             })?;
             Ok((new, before))
         })

@@ -1,28 +1,49 @@
-//! Masks as methods hand them over: dense, or one flag per channel.
+//! Masks, in one home: the forms the crate holds them in (dense, one bit
+//! an entry, one flag per channel), the helpers that read and write them,
+//! and the store's holder of a pruned tensor's mask.
+//!
+//! None of this is public: users see masks only as the dense 0/1
+//! `name_mask` tensors PyTorch has, and hand them in as arrays (checked at
+//! the door). The invariants below (shapes agree, bit vectors hold
+//! `ceil(len / 64)` words, channel flags one per channel, dense masks in
+//! standard layout and 0/1) hold because only this crate builds masks.
+
+mod bits;
+mod buf;
+pub(crate) mod channels;
+mod layout;
+
+pub(crate) use bits::{bit, count_bits, set_run};
+pub(crate) use buf::MaskBuf;
+use channels::{view3, write_channels};
+pub(crate) use layout::{flat, flat_mut, standard};
 
 use ndarray::{ArrayD, IxDyn};
 
-use crate::method::channels::{view3, write_channels};
 use crate::{par, PruneFloat};
 
-/// A 0/1 mask, as a pruning method produces it for a first pruning.
+/// Whether the mask a method updates is the all-ones mask of a first
+/// pruning, or the mask earlier pruning left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskState {
+    /// First pruning of the tensor: the mask is all ones and the method sees
+    /// the whole tensor.
+    Fresh,
+    /// The tensor was pruned before: the method sees what its kind allows.
+    Existing,
+}
+
+/// A 0/1 mask in the form a built-in method hands it over.
 ///
 /// A structured method needs one flag per channel, not one value per entry,
 /// so it may hand over [`Mask::Channels`]; the store then computes the
 /// pruned tensor straight from the flags and writes the dense `*_mask`
 /// buffer only when someone asks for it (PyTorch's `weight_mask` is a dense
 /// tensor of the parameter's dtype, and so is what ndprune hands out).
-///
-/// ```
-/// use ndprune::Mask;
-///
-/// let m = Mask::<f32>::Channels { shape: vec![2, 3], dim: 1, keep: vec![true, false, true] };
-/// assert_eq!(m.shape(), &[2, 3]);
-/// assert_eq!(m.to_dense().as_slice().unwrap(), &[1.0, 0.0, 1.0, 1.0, 0.0, 1.0]);
-/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mask<T> {
-    /// A dense 0/1 tensor.
+    /// A dense 0/1 tensor in standard layout (build it with
+    /// [`Mask::dense`]).
     Dense(ArrayD<T>),
     /// Whole channels along `dim` of a tensor of `shape`: channel `c` is
     /// all ones where `keep[c]`, all zeros elsewhere.
@@ -45,14 +66,13 @@ pub enum Mask<T> {
 }
 
 impl<T: PruneFloat> Mask<T> {
+    /// A dense mask, in standard layout whatever the layout of `m`.
+    pub(crate) fn dense(m: ArrayD<T>) -> Self {
+        Mask::Dense(standard(m))
+    }
+
     /// The shape of the tensor the mask is for.
-    ///
-    /// ```
-    /// use ndprune::Mask;
-    /// let m = Mask::Dense(ndarray::ArrayD::<f64>::ones(vec![4]));
-    /// assert_eq!(m.shape(), &[4]);
-    /// ```
-    pub fn shape(&self) -> &[usize] {
+    pub(crate) fn shape(&self) -> &[usize] {
         match self {
             Mask::Dense(m) => m.shape(),
             Mask::Channels { shape, .. } | Mask::Bits { shape, .. } => shape,
@@ -60,13 +80,7 @@ impl<T: PruneFloat> Mask<T> {
     }
 
     /// The mask as a dense 0/1 tensor.
-    ///
-    /// ```
-    /// use ndprune::Mask;
-    /// let m = Mask::<f64>::Channels { shape: vec![2, 1], dim: 0, keep: vec![false, true] };
-    /// assert_eq!(m.to_dense().as_slice().unwrap(), &[0.0, 1.0]);
-    /// ```
-    pub fn to_dense(&self) -> ArrayD<T> {
+    pub(crate) fn to_dense(&self) -> ArrayD<T> {
         match self {
             Mask::Dense(m) => m.clone(),
             Mask::Channels { shape, dim, keep } => {
@@ -76,17 +90,15 @@ impl<T: PruneFloat> Mask<T> {
             }
             Mask::Bits { shape, bits } => {
                 let mut dense = crate::fresh::zeros(IxDyn(shape));
-                if let Some(out) = dense.as_slice_mut() {
-                    let values = [T::zero(), T::one()];
-                    par::for_chunks_mut(out, |offset, chunk| {
-                        // Chunks start on a word: `offset` is a multiple of 64.
-                        for (run, &word) in chunk.chunks_mut(64).zip(&bits[offset / 64..]) {
-                            for (b, v) in run.iter_mut().enumerate() {
-                                *v = values[((word >> b) & 1) as usize];
-                            }
+                let values = [T::zero(), T::one()];
+                par::for_chunks_mut(flat_mut(&mut dense), |offset, chunk| {
+                    // Chunks start on a word: `offset` is a multiple of 64.
+                    for (run, &word) in chunk.chunks_mut(64).zip(&bits[offset / 64..]) {
+                        for (b, v) in run.iter_mut().enumerate() {
+                            *v = values[((word >> b) & 1) as usize];
                         }
-                    });
-                }
+                    }
+                });
                 dense
             }
         }
@@ -120,13 +132,7 @@ impl<T: PruneFloat> Mask<T> {
     }
 
     /// The mask as a dense 0/1 tensor, without a copy when it is one.
-    ///
-    /// ```
-    /// use ndprune::Mask;
-    /// let m = Mask::Dense(ndarray::ArrayD::<f32>::zeros(vec![3]));
-    /// assert_eq!(m.into_dense().len(), 3);
-    /// ```
-    pub fn into_dense(self) -> ArrayD<T> {
+    pub(crate) fn into_dense(self) -> ArrayD<T> {
         match self {
             Mask::Dense(m) => m,
             other => other.to_dense(),
@@ -134,16 +140,18 @@ impl<T: PruneFloat> Mask<T> {
     }
 
     /// `out = orig * mask`, elementwise, in one pass (a masked NaN or
-    /// infinity gives NaN, as in PyTorch). Shapes must agree (checked by the
-    /// callers); standard-layout arrays take the parallel path.
+    /// infinity gives NaN, as in PyTorch).
     pub(crate) fn product_into(&self, out: &mut ArrayD<T>, orig: &ArrayD<T>) {
-        if out.shape() != orig.shape() || orig.shape() != self.shape() {
-            return;
-        }
-        let standard = out.is_standard_layout();
-        match (self, orig.as_slice(), out.as_slice_mut()) {
-            (Mask::Dense(m), Some(o), Some(out)) if standard && m.is_standard_layout() => {
-                let m = m.as_slice().unwrap_or(&[]);
+        // The store checks every shape at its door and hands out only views
+        // of fixed shape, so the three agree.
+        assert!(
+            out.shape() == orig.shape() && orig.shape() == self.shape(),
+            "a pruned tensor's parts have one shape"
+        );
+        let (o, out) = (flat(orig), flat_mut(out));
+        match self {
+            Mask::Dense(m) => {
+                let m = flat(m);
                 par::for_chunks_mut(out, |offset, chunk| {
                     let (o, m) = (&o[offset..], &m[offset..]);
                     for ((v, &w), &k) in chunk.iter_mut().zip(o).zip(m) {
@@ -151,7 +159,7 @@ impl<T: PruneFloat> Mask<T> {
                     }
                 });
             }
-            (Mask::Channels { dim, keep, .. }, Some(o), Some(out)) if standard => {
+            Mask::Channels { dim, keep, .. } => {
                 let (_, channels, inner) = view3(orig.shape(), *dim);
                 if channels == 0 || inner == 0 {
                     return;
@@ -186,7 +194,7 @@ impl<T: PruneFloat> Mask<T> {
                     });
                 }
             }
-            (Mask::Bits { bits, .. }, Some(o), Some(out)) if standard => {
+            Mask::Bits { bits, .. } => {
                 let values = [T::zero(), T::one()];
                 par::for_chunks_mut(out, |offset, chunk| {
                     // Chunks start on a word: `offset` is a multiple of 64.
@@ -200,31 +208,7 @@ impl<T: PruneFloat> Mask<T> {
                     }
                 });
             }
-            _ => {
-                let dense = self.to_dense();
-                ndarray::Zip::from(out)
-                    .and(orig)
-                    .and(&dense)
-                    .for_each(|v, &w, &k| *v = w * k);
-            }
         }
-    }
-}
-
-/// Sets bits `start .. start + len`, a word at a time.
-fn set_run(bits: &mut [u64], start: usize, len: usize) {
-    let end = start + len;
-    let mut i = start;
-    while i < end {
-        let offset = i % 64;
-        let take = (64 - offset).min(end - i);
-        let ones = if take == 64 {
-            u64::MAX
-        } else {
-            ((1u64 << take) - 1) << offset
-        };
-        bits[i / 64] |= ones;
-        i += take;
     }
 }
 
