@@ -668,13 +668,13 @@ fn a_pruned_original_keeps_its_shape() {
 // Errors name what they are about
 // ---------------------------------------------------------------------------
 
+/// A pruning call on the two-layer model.
+type Call = Box<dyn Fn(&mut Sequential<f32>) -> Result<(), PruneError>>;
+
 #[test]
 fn errors_of_pruning_calls_name_their_tensor() {
     let l1 = L1Unstructured::new(Amount::Count(100)).unwrap();
-    let calls: Vec<(
-        &str,
-        Box<dyn Fn(&mut Sequential<f32>) -> Result<(), PruneError>>,
-    )> = vec![
+    let calls: Vec<(&str, Call)> = vec![
         (
             "a.weight",
             Box::new(|m| prune::l1_unstructured(m, "a.weight", Amount::Count(7), None)),
