@@ -112,7 +112,7 @@ pub enum PruneErrorKind {
     },
     /// A dotted path that names nothing: empty, with an empty segment
     /// (`a..weight`), or with a leading or trailing dot.
-    #[error("invalid path `{path}`: {reason}")]
+    #[error("invalid path {path:?}: {reason}")]
     InvalidPath {
         /// The path as given.
         path: String,
@@ -121,7 +121,7 @@ pub enum PruneErrorKind {
     },
     /// A child module name that a dotted path could not address (empty, or
     /// holding a dot).
-    #[error("invalid child module name `{name}`: {reason}")]
+    #[error("invalid child module name {name:?}: {reason}")]
     InvalidChildName {
         /// The name as given.
         name: String,
