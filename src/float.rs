@@ -26,8 +26,8 @@ pub trait PruneFloat: Float + fmt::Debug + fmt::Display + Send + Sync + 'static 
 
     /// Significant bits of the format, the implicit one included (C++'s
     /// `numeric_limits<T>::digits`): 24 for `f32`, 53 for `f64`, 11 for
-    /// `f16`, 8 for `bf16`. PyTorch's `torch.rand` in this type keeps that
-    /// many random bits (see [`crate::TorchGenerator`]).
+    /// `f16`, 8 for `bf16`. PyTorch's `torch.rand` in `f32` and `f64` keeps
+    /// that many random bits (see [`crate::TorchGenerator`]).
     const MANTISSA_DIGITS: u32;
 
     /// The value as `f64` (exact for `f32` and `f64`).
@@ -101,9 +101,10 @@ impl PruneFloat for f64 {
     }
 }
 
-/// `bf16` and `f16` (feature `half`): magnitudes are ranked exactly and norms
-/// are accumulated in `f64`, so the 16-bit types prune with the same
-/// semantics as `f32`.
+/// `bf16` and `f16` (feature `half`): magnitudes are ranked in the dtype,
+/// and norms are accumulated in `f64`, then rounded to `f32` and to the
+/// dtype, as PyTorch computes and returns them, so the 16-bit types prune
+/// exactly as PyTorch prunes them (equal rounded norms tie).
 ///
 /// ```
 /// # #[cfg(feature = "half")] {
