@@ -789,3 +789,24 @@ fn a_tensor_of_no_entries_costs_nothing_per_channel() {
         ));
     }
 }
+
+#[test]
+fn built_in_compute_mask_refuses_shapes_that_disagree() {
+    let t = ArrayD::<f32>::ones(vec![3, 2]);
+    let m = ArrayD::<f32>::ones(vec![2, 3]);
+    let methods: Vec<Box<dyn PruningMethod<f32>>> = vec![
+        Box::new(Identity),
+        Box::new(L1Unstructured::new(Amount::Count(1)).unwrap()),
+        Box::new(LnStructured::new(Amount::Count(1), Norm::L(1.0), Dim(0)).unwrap()),
+        Box::new(RandomUnstructured::new(Amount::Count(1), 3).unwrap()),
+        Box::new(RandomStructured::new(Amount::Count(1), Dim(0), 3).unwrap()),
+        Box::new(CustomFromMask::new(t.view())),
+    ];
+    for method in methods {
+        let err = method.compute_mask(t.view(), m.view()).unwrap_err();
+        assert!(
+            matches!(err.kind(), PruneErrorKind::ShapeMismatch { .. }),
+            "{method:?}: {err}"
+        );
+    }
+}

@@ -32,10 +32,11 @@ impl<T: PruneFloat> PruningMethod<T> for Identity {
 
     fn compute_mask(
         &self,
-        _t: ArrayViewD<'_, T>,
+        t: ArrayViewD<'_, T>,
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
-        Ok(default_mask.to_owned())
+        super::check_scores_shape(t.shape(), default_mask.shape())?;
+        Ok(crate::mask::standard(default_mask.to_owned()))
     }
 
     fn fast_path(&self) -> Option<&dyn FastPath<T>> {

@@ -131,6 +131,7 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
         t: ArrayViewD<'_, T>,
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
+        super::check_scores_shape(t.shape(), default_mask.shape())?;
         // PyTorch ranks every entry of `t` here, whatever `default_mask` says.
         Ok(self.fresh_mask(t)?.into_dense() * &default_mask)
     }

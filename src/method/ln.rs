@@ -181,6 +181,7 @@ impl<T: PruneFloat> PruningMethod<T> for LnStructured {
         t: ArrayViewD<'_, T>,
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
+        super::check_scores_shape(t.shape(), default_mask.shape())?;
         let mut mask = crate::mask::standard(default_mask.to_owned());
         FastPath::update_mask(self, t, &mut mask, MaskState::Fresh)?;
         Ok(mask)

@@ -173,6 +173,7 @@ impl<T: PruneFloat> PruningMethod<T> for RandomUnstructured {
         t: ArrayViewD<'_, T>,
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
+        super::check_scores_shape(t.shape(), default_mask.shape())?;
         let mut chosen = ArrayD::ones(t.raw_dim());
         FastPath::update_mask(self, t, &mut chosen, MaskState::Fresh)?;
         Ok(crate::mask::standard(chosen * &default_mask))
@@ -334,6 +335,7 @@ impl<T: PruneFloat> PruningMethod<T> for RandomStructured {
         t: ArrayViewD<'_, T>,
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
+        super::check_scores_shape(t.shape(), default_mask.shape())?;
         let mut mask = crate::mask::standard(default_mask.to_owned());
         FastPath::update_mask(self, t, &mut mask, MaskState::Fresh)?;
         Ok(mask)
