@@ -810,3 +810,57 @@ fn built_in_compute_mask_refuses_shapes_that_disagree() {
         );
     }
 }
+
+/// A user's method that only forwards to a built-in one.
+#[derive(Debug)]
+struct Forward<M>(M);
+
+impl<M: PruningMethod<f32>> PruningMethod<f32> for Forward<M> {
+    fn kind(&self) -> PruningKind {
+        self.0.kind()
+    }
+
+    fn compute_mask(
+        &self,
+        t: ArrayViewD<'_, f32>,
+        default_mask: ArrayViewD<'_, f32>,
+    ) -> Result<ArrayD<f32>, PruneError> {
+        self.0.compute_mask(t, default_mask)
+    }
+}
+
+#[test]
+fn pytorchs_container_test_passes_through_a_users_method() {
+    // PyTorch's test_pruning_container_compute_mask (masks printed by
+    // PyTorch 2.15): each method combined with the same existing mask.
+    // Forwarded through a user's method, the structured step along dim 1
+    // used to prune nothing (the container's slice along dim 1 is not
+    // row-major, and the built-in's kernel saw it as empty).
+    let t = ndarray::array![[1.0f32, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]].into_dyn();
+    let default_mask = ndarray::array![[1.0f32, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 1.0]].into_dyn();
+    let cases: Vec<(Box<dyn PruningMethod<f32>>, [f32; 8])> = vec![
+        (
+            Box::new(Forward(L1Unstructured::new(Amount::Count(2)).unwrap())),
+            [0., 0., 1., 0., 1., 1., 0., 1.],
+        ),
+        (
+            Box::new(Forward(
+                LnStructured::new(Amount::Count(1), Norm::L(2.0), Dim(0)).unwrap(),
+            )),
+            [0., 0., 0., 0., 1., 1., 0., 1.],
+        ),
+        (
+            Box::new(Forward(
+                LnStructured::new(Amount::Count(1), Norm::L(2.0), Dim(1)).unwrap(),
+            )),
+            [0., 1., 1., 0., 0., 1., 0., 1.],
+        ),
+    ];
+    for (method, want) in cases {
+        let mut layer = Layer::new().with_parameter("test", t.clone()).unwrap();
+        prune::custom_from_mask(&mut layer, "test", default_mask.view()).unwrap();
+        prune::apply(&mut layer, "test", method.as_ref(), Some(t.view())).unwrap();
+        let got: Vec<f32> = layer.buffer("test_mask").unwrap().iter().copied().collect();
+        assert_eq!(got, want, "{method:?}");
+    }
+}
