@@ -49,9 +49,11 @@ where
     T: PruneFloat,
     P: PruningMethod<T> + ?Sized,
 {
+    // Before anything changes: a user's `describe` may panic too.
+    let description = method.describe();
     if let (true, PruningKind::Structured { dim }) = (store.is_pruned(name), method.kind()) {
         if store.get(name).is_some_and(|t| t.ndim() < 2) {
-            return prune_pruned_flat(store, name, method, importance, dim);
+            return prune_pruned_flat(store, name, method, importance, dim, description);
         }
     }
     if store.is_pruned(name) {
@@ -72,13 +74,13 @@ where
                 container::update_dense(method, importance, mask, MaskState::Existing)?;
             }
         }
-        store.commit_step(name, method.describe());
+        store.commit_step(name, description);
     } else {
         let param = store.check_first_pruning(name)?;
         let importance = importance.unwrap_or_else(|| param.view());
         check_importance(&importance, param.shape())?;
         let mask = container::fresh_mask(method, importance)?;
-        store.commit_first_pruning(name, mask, method.describe());
+        store.commit_first_pruning(name, mask, description);
     }
     Ok(())
 }
@@ -97,6 +99,7 @@ fn prune_pruned_flat<T, P>(
     method: &P,
     importance: Option<ArrayViewD<'_, T>>,
     dim: Dim,
+    description: String,
 ) -> Result<(), PruneError>
 where
     T: PruneFloat,
@@ -139,7 +142,7 @@ where
     mask.iter_mut()
         .zip(view_mask.iter())
         .for_each(|(m, &v)| *m = v);
-    store.commit_step(name, method.describe());
+    store.commit_step(name, description);
     Ok(())
 }
 

@@ -864,3 +864,42 @@ fn pytorchs_container_test_passes_through_a_users_method() {
         assert_eq!(got, want, "{method:?}");
     }
 }
+
+/// A right method whose `describe` panics.
+#[derive(Debug)]
+struct PanickyDescription;
+
+impl PruningMethod<f32> for PanickyDescription {
+    fn kind(&self) -> PruningKind {
+        PruningKind::Unstructured
+    }
+
+    fn compute_mask(
+        &self,
+        t: ArrayViewD<'_, f32>,
+        default_mask: ArrayViewD<'_, f32>,
+    ) -> Result<ArrayD<f32>, PruneError> {
+        L1Unstructured::new(Amount::Count(1))?.compute_mask(t, default_mask)
+    }
+
+    fn describe(&self) -> String {
+        panic!("deliberate panic in describe")
+    }
+}
+
+#[test]
+fn a_panic_anywhere_in_a_users_method_changes_nothing() {
+    quiet_deliberate_panics();
+    let mut m = two_layer();
+    for already in [false, true] {
+        if already {
+            prune::l1_unstructured(&mut m, "a.weight", Amount::Count(1), None).unwrap();
+        }
+        let before = state(&m);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            prune::apply(&mut m, "a.weight", &PanickyDescription, None)
+        }));
+        assert!(r.is_err());
+        assert!(same_state(&state(&m), &before));
+    }
+}
