@@ -274,19 +274,8 @@ where
         .collect();
     let imps = importances(root, targets, importance_scores);
     container::update_masks_jointly(method, &imps, &mut dense, states)?;
-    for ((path, state), mask) in targets.iter().zip(states).zip(dense) {
-        let (store, name) = resolve_mut(root, path).expect("every target was resolved");
-        let mask = Mask::Dense(mask);
-        match state {
-            MaskState::Fresh => {
-                store.commit_first_pruning(name, mask, "CustomFromMask(global)".into())
-            }
-            MaskState::Existing => {
-                store.put_compact(name, mask);
-                store.commit_step(name, "CustomFromMask(global)".into());
-            }
-        }
-    }
+    let masks = dense.into_iter().map(Mask::Dense).collect();
+    put_back(root, targets, states, masks, true);
     Ok(())
 }
 
@@ -347,20 +336,32 @@ where
         }
     };
 
-    // Put the masks back (unchanged on error), then commit.
+    put_back(root, targets, states, masks, outcome.is_ok());
+    outcome
+}
+
+/// Puts the masks of a global pruning where they belong: with `commit`,
+/// as each target's new mask (a first pruning, or a step recorded as
+/// PyTorch's global `CustomFromMask`); without, back as they were (the
+/// existing ones; a fresh target gets none).
+fn put_back<T: PruneFloat, M: Module<T> + ?Sized>(
+    root: &mut M,
+    targets: &[&str],
+    states: &[MaskState],
+    masks: Vec<Mask<T>>,
+    commit: bool,
+) {
+    const STEP: &str = "CustomFromMask(global)";
     for ((path, state), mask) in targets.iter().zip(states).zip(masks) {
         let (store, name) = resolve_mut(root, path).expect("every target was resolved");
-        match (&outcome, state) {
-            (Ok(()), MaskState::Fresh) => {
-                store.commit_first_pruning(name, mask, "CustomFromMask(global)".into())
-            }
-            (Ok(()), MaskState::Existing) => {
+        match (state, commit) {
+            (MaskState::Fresh, true) => store.commit_first_pruning(name, mask, STEP.into()),
+            (MaskState::Existing, true) => {
                 store.put_compact(name, mask);
-                store.commit_step(name, "CustomFromMask(global)".into());
+                store.commit_step(name, STEP.into());
             }
-            (Err(_), MaskState::Fresh) => {}
-            (Err(_), MaskState::Existing) => store.put_compact(name, mask),
+            (MaskState::Fresh, false) => {}
+            (MaskState::Existing, false) => store.put_compact(name, mask),
         }
     }
-    outcome
 }

@@ -17,9 +17,14 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, ShapeBuilder, Slice};
+#[allow(dead_code)]
+#[path = "support/program.rs"]
+mod program;
+
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, ShapeBuilder};
 use ndprune::prelude::*;
 use ndprune::PruningKind;
+use program::{in_layout, quiet_deliberate_panics, Layout, LAYOUTS};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -35,69 +40,8 @@ fn config(cases: u32) -> ProptestConfig {
 // Layouts
 // ---------------------------------------------------------------------------
 
-/// Memory layouts a user's array can come in.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Layout {
-    Standard,
-    Fortran,
-    /// The last two axes swapped in memory.
-    Transposed,
-    /// Axis 0 walked backwards.
-    NegativeStride,
-    /// Every other row of a larger array: not contiguous.
-    Sliced,
-}
-
-const LAYOUTS: [Layout; 5] = [
-    Layout::Standard,
-    Layout::Fortran,
-    Layout::Transposed,
-    Layout::NegativeStride,
-    Layout::Sliced,
-];
-
 fn layout() -> impl Strategy<Value = Layout> {
     prop::sample::select(LAYOUTS.to_vec())
-}
-
-/// An array holding the values of `a` at the same indices, in `layout`.
-fn in_layout(a: &ArrayD<f32>, layout: Layout) -> ArrayD<f32> {
-    let n = a.ndim();
-    let out = match layout {
-        Layout::Standard => a.clone(),
-        Layout::Fortran => {
-            let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
-            f.assign(a);
-            f
-        }
-        Layout::Transposed if n < 2 => a.clone(),
-        Layout::Transposed => {
-            let mut t = a.view();
-            t.swap_axes(n - 2, n - 1);
-            let mut owned = t.as_standard_layout().into_owned();
-            owned.swap_axes(n - 2, n - 1);
-            owned
-        }
-        _ if n == 0 => a.clone(),
-        Layout::NegativeStride => {
-            let mut r = a.view();
-            r.invert_axis(Axis(0));
-            let mut owned = r.as_standard_layout().into_owned();
-            owned.invert_axis(Axis(0));
-            owned
-        }
-        Layout::Sliced => {
-            let mut shape = a.shape().to_vec();
-            shape[0] *= 2;
-            let mut big = ArrayD::from_elem(shape, f32::NAN);
-            big.slice_axis_mut(Axis(0), Slice::new(0, None, 2))
-                .assign(a);
-            big.slice_axis_inplace(Axis(0), Slice::new(0, None, 2));
-            big
-        }
-    };
-    assert_eq!(&out, a, "{layout:?} holds the same values");
-    out
 }
 
 /// A 2- or 3-dim tensor of sides 2 to 5 with many equal magnitudes.
@@ -429,20 +373,6 @@ impl PruningMethod<f32> for User {
             Act::Panic => panic!("deliberate panic in a user's method"),
         }
     }
-}
-
-/// Silences the deliberate panics of [`Act::Panic`]; other panics print.
-fn quiet_deliberate_panics() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let deliberate = info
-            .payload()
-            .downcast_ref::<&str>()
-            .is_some_and(|m| m.contains("deliberate"));
-        if !deliberate {
-            previous(info);
-        }
-    }));
 }
 
 /// The model of the contract tests: a 2-dim weight and a 3-dim one.

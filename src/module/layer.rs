@@ -106,16 +106,9 @@ impl<T: PruneFloat> Layer<T> {
     /// ```
     pub fn linear<R: Rng + ?Sized>(in_features: usize, out_features: usize, rng: &mut R) -> Self {
         let bound = 1.0 / (in_features.max(1) as f64).sqrt();
-        let mut layer = Layer::new();
         let weight = uniform(vec![out_features, in_features], bound, rng);
         let bias = uniform(vec![out_features], bound, rng);
-        for (name, t) in [("weight", weight), ("bias", bias)] {
-            layer
-                .store
-                .add_parameter(name, t)
-                .expect("two distinct valid names in an empty store");
-        }
-        layer
+        Layer::weight_and_bias(weight, bias)
     }
 
     /// A 2-D convolution layer (`weight` `[out, in, k, k]`, `bias` `[out]`),
@@ -135,9 +128,16 @@ impl<T: PruneFloat> Layer<T> {
     ) -> Self {
         let fan_in = (in_channels * kernel * kernel).max(1) as f64;
         let bound = 1.0 / fan_in.sqrt();
-        let mut layer = Layer::new();
         let weight = uniform(vec![out_channels, in_channels, kernel, kernel], bound, rng);
         let bias = uniform(vec![out_channels], bound, rng);
+        Layer::weight_and_bias(weight, bias)
+    }
+}
+
+impl<T: PruneFloat> Layer<T> {
+    /// A layer of the parameters `weight` and `bias`.
+    fn weight_and_bias(weight: ArrayD<T>, bias: ArrayD<T>) -> Self {
+        let mut layer = Layer::new();
         for (name, t) in [("weight", weight), ("bias", bias)] {
             layer
                 .store

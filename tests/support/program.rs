@@ -88,40 +88,78 @@ fn amount(b: &mut Bytes<'_>) -> Amount {
     }
 }
 
-/// An array holding `a`'s values, in a layout the input picks.
-fn relaid(a: ArrayD<f32>, b: &mut Bytes<'_>) -> ArrayD<f32> {
+/// Memory layouts a user's array can come in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Layout {
+    Standard,
+    Fortran,
+    /// The last two axes swapped in memory.
+    Transposed,
+    /// Axis 0 walked backwards.
+    NegativeStride,
+    /// Every other row of a larger array: not contiguous.
+    Sliced,
+}
+
+/// Every [`Layout`].
+pub const LAYOUTS: [Layout; 5] = [
+    Layout::Standard,
+    Layout::Fortran,
+    Layout::Transposed,
+    Layout::NegativeStride,
+    Layout::Sliced,
+];
+
+/// An array holding the values of `a` at the same indices, in `layout`
+/// (a 0-dim array stays as it is; a 1-dim one has no axes to transpose).
+pub fn in_layout(a: &ArrayD<f32>, layout: Layout) -> ArrayD<f32> {
     let n = a.ndim();
-    match b.byte() % 5 {
-        1 if n > 0 => {
+    let out = match layout {
+        _ if n == 0 => a.clone(),
+        Layout::Standard => a.clone(),
+        Layout::Fortran => {
             let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
-            f.assign(&a);
+            f.assign(a);
             f
         }
-        2 if n > 1 => {
+        Layout::Transposed if n < 2 => a.clone(),
+        Layout::Transposed => {
             let mut t = a.view();
-            t.swap_axes(0, n - 1);
+            t.swap_axes(n - 2, n - 1);
             let mut owned = t.as_standard_layout().into_owned();
-            owned.swap_axes(0, n - 1);
+            owned.swap_axes(n - 2, n - 1);
             owned
         }
-        3 if n > 0 => {
+        Layout::NegativeStride => {
             let mut r = a.view();
             r.invert_axis(Axis(0));
             let mut owned = r.as_standard_layout().into_owned();
             owned.invert_axis(Axis(0));
             owned
         }
-        4 if n > 0 => {
+        Layout::Sliced => {
             let mut shape = a.shape().to_vec();
             shape[0] *= 2;
             let mut big = ArrayD::from_elem(shape, 9.0f32);
             big.slice_axis_mut(Axis(0), Slice::new(0, None, 2))
-                .assign(&a);
+                .assign(a);
             big.slice_axis_inplace(Axis(0), Slice::new(0, None, 2));
             big
         }
-        _ => a,
-    }
+    };
+    debug_assert!(
+        out.iter()
+            .zip(a.iter())
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+            && out.shape() == a.shape(),
+        "{layout:?} holds the same values"
+    );
+    out
+}
+
+/// `a` in a layout the input picks.
+fn relaid(a: ArrayD<f32>, b: &mut Bytes<'_>) -> ArrayD<f32> {
+    in_layout(&a, b.pick(&LAYOUTS))
 }
 
 fn tensor(shape: &[usize], b: &mut Bytes<'_>) -> ArrayD<f32> {
