@@ -1029,3 +1029,161 @@ fn inspect_into_a_closed_pipe_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+/// A file of `n` f32 tensors of `len` entries each (written tensor by
+/// tensor: never all in memory).
+#[cfg(target_os = "linux")]
+fn big_file(path: &Path, n: usize, len: usize) {
+    use ndprune::io::{SafetensorsWriter, TensorSpec};
+    let specs = (0..n)
+        .map(|i| {
+            TensorSpec::new(
+                format!("layers.{i:03}.weight"),
+                Dtype::F32,
+                vec![len / 64, 64],
+            )
+        })
+        .collect();
+    let mut w = SafetensorsWriter::create(path, specs, None).unwrap();
+    let data: Vec<u8> = (0..len)
+        .flat_map(|j| ((j * 7919 % 1000) as f32 - 500.0).to_le_bytes())
+        .collect();
+    for i in 0..n {
+        w.write_tensor_bytes(&format!("layers.{i:03}.weight"), &data)
+            .unwrap();
+    }
+    w.commit().unwrap();
+}
+
+#[cfg(target_os = "linux")]
+fn temporaries(d: &Path) -> Vec<String> {
+    child_names(d)
+        .into_iter()
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+/// Starts pruning `input` into `output`, waits until the temporary output
+/// exists, then calls `interrupt(pid)`; returns the finished run.
+#[cfg(target_os = "linux")]
+fn interrupt_mid_write(
+    input: &Path,
+    output: &Path,
+    interrupt: impl FnOnce(u32),
+) -> (std::process::ExitStatus, String) {
+    use std::process::Stdio;
+    let d = output.parent().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ndprune"))
+        .args(prune_args(s(input), s(output), &[L1, &["-q"]].concat()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if !temporaries(d).is_empty() {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before its output was interrupted: make the input larger"
+        );
+        assert!(start.elapsed().as_secs() < 60, "no temporary file appeared");
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    interrupt(child.id());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_signal_mid_write_leaves_no_partial_out_and_no_temporary() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = dir("signals");
+    let input = d.join("in.safetensors");
+    big_file(&input, 48, 1 << 18); // 48 MiB: a second or so of pruning
+    let before = std::fs::read(&input).unwrap();
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let output = d.join("out.safetensors");
+        let (status, err) = interrupt_mid_write(&input, &output, |pid| {
+            assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+        });
+        assert_eq!(
+            status.signal(),
+            Some(sig),
+            "ended by the signal: {status:?} {err}"
+        );
+        assert!(!output.exists(), "no partial OUT");
+        assert_eq!(temporaries(&d), Vec::<String>::new(), "signal {sig}");
+    }
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_input_truncated_mid_run_is_reported_not_a_crash() {
+    let d = dir("sigbus");
+    let input = d.join("in.safetensors");
+    big_file(&input, 48, 1 << 18);
+    let output = d.join("out.safetensors");
+    let (status, err) = interrupt_mid_write(&input, &output, |_| {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&input)
+            .unwrap();
+        f.set_len(4096).unwrap();
+    });
+    assert_eq!(status.code(), Some(1), "{status:?}: {err}");
+    assert!(
+        err.contains("truncated") && err.contains(s(&input)),
+        "{err}"
+    );
+    assert!(!output.exists());
+    assert_eq!(temporaries(&d), Vec::<String>::new());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_allocation_leaves_no_temporary() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let d = dir("oom");
+    let input = d.join("in.safetensors");
+    // One 64 MiB tensor: the map fits under the limit, decoding it does not.
+    big_file(&input, 1, 1 << 24);
+    let len = std::fs::metadata(&input).unwrap().len();
+    let output = d.join("out.safetensors");
+    let mut aborted = 0;
+    for extra_mib in [16u64, 48, 96, 160, 256] {
+        let limit = len + (extra_mib << 20) + (64 << 20);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ndprune"));
+        cmd.args(prune_args(s(&input), s(&output), &[L1, &["-q"]].concat()));
+        // SAFETY: only setrlimit between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let l = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                libc::setrlimit(libc::RLIMIT_AS, &l);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        if out.status.signal() == Some(libc::SIGABRT) {
+            aborted += 1;
+            assert!(!output.exists());
+        }
+        assert_eq!(
+            temporaries(&d),
+            Vec::<String>::new(),
+            "limit {limit}: {:?}",
+            out.status
+        );
+        let _ = std::fs::remove_file(&output);
+    }
+    assert!(aborted > 0, "no limit made an allocation fail mid-write");
+}
