@@ -163,6 +163,22 @@ pub enum CheckpointError {
         /// The crate's error.
         source: safetensors::SafeTensorError,
     },
+    /// The file shrank while it was read through its memory map: another
+    /// process truncated or rewrote it ([`MappedFile::check_unchanged`]).
+    ///
+    /// [`MappedFile::check_unchanged`]: crate::io::MappedFile::check_unchanged
+    #[error(
+        "{}: the file shrank from {mapped} to {now} bytes while it was read (truncated or rewritten by another process)",
+        Shown(path)
+    )]
+    Shrank {
+        /// The file.
+        path: PathBuf,
+        /// Its length when mapped.
+        mapped: u64,
+        /// Its length now.
+        now: u64,
+    },
     /// The path to read is no regular file: a directory, a FIFO, a device.
     /// (Found before anything is read, so a FIFO never blocks the reader.)
     #[error("{}: {kind}, not a safetensors file; {}", Shown(path), kind.hint())]
@@ -498,6 +514,7 @@ macro_rules! path_of {
             | CheckpointError::Restore { path, .. }
             | CheckpointError::WriteOrder { path, .. }
             | CheckpointError::Safetensors { path, .. }
+            | CheckpointError::Shrank { path, .. }
             | CheckpointError::NotAFile { path, .. }
             | CheckpointError::NotSafetensors { path, .. }
             | CheckpointError::ShapeTooLarge { path, .. }

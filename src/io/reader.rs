@@ -41,6 +41,8 @@ pub(crate) const MAX_HEADER: u64 = 100_000_000;
 pub struct MappedFile {
     path: PathBuf,
     map: Option<Mmap>,
+    /// The file mapped, kept open to tell whether it shrank under the map.
+    file: File,
 }
 
 impl fmt::Debug for MappedFile {
@@ -80,7 +82,43 @@ impl MappedFile {
         Ok(MappedFile {
             path: path.to_path_buf(),
             map,
+            file,
         })
+    }
+
+    /// Fails with [`CheckpointError::Shrank`] if the file is now shorter
+    /// than when it was mapped: another process truncated it, so reading
+    /// past its new end fails (a write from the map gets `EFAULT`, a read
+    /// `SIGBUS`). A program that gets an I/O error while copying from the
+    /// map can ask this to tell the user what really happened.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, MappedFile};
+    /// # use ndprune::Sequential;
+    /// # fn main() -> Result<(), ndprune::io::CheckpointError> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-shrank.safetensors");
+    /// Checkpoint::new(Sequential::<f32>::new()).save(&path)?;
+    /// let file = MappedFile::open(&path)?;
+    /// assert!(file.check_unchanged().is_ok());
+    /// std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(3).unwrap();
+    /// assert!(file.check_unchanged().is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn check_unchanged(&self) -> Result<(), CheckpointError> {
+        let mapped = self.bytes().len() as u64;
+        let now = self
+            .file
+            .metadata()
+            .map_err(|e| CheckpointError::io(&self.path, "reading the size of", e))?
+            .len();
+        if now < mapped {
+            return Err(CheckpointError::Shrank {
+                path: self.path.clone(),
+                mapped,
+                now,
+            });
+        }
+        Ok(())
     }
 
     /// The file's bytes.
