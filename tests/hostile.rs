@@ -83,6 +83,20 @@ fn loader_child() {
             println!("refused: {text}");
         }
     }
+    // This process's own peak RSS (its memory map's high-water mark, which
+    // starts afresh at exec, unlike `ru_maxrss`).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .expect("Linux reports VmHWM");
+    println!("peak_kib {}", hwm.trim().trim_end_matches("kB").trim());
+}
+
+/// The peak RSS a load may reach: the test program itself, plus a small
+/// multiple of the file (which bounds its header and its largest tensor).
+fn peak_bound_kib(file_len: usize) -> u64 {
+    (48 << 10) + 12 * (file_len as u64 >> 10)
 }
 
 fn check_common(case: &Case, what: &str, run: &child::Run, input: &Path, dir: &Path) {
@@ -156,6 +170,17 @@ fn loader_never_panics_and_stays_bounded() {
         check_common(case, "library", &run, &input, &d);
         assert_eq!(run.code(), Some(0), "{}: {}", case.name, run.describe());
         let out = run.stdout_text();
+        let peak: u64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("peak_kib "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{}: no peak reported: {out}", case.name));
+        assert!(
+            peak <= peak_bound_kib(case.bytes.len()),
+            "{}: peak RSS {peak} KiB for a file of {} bytes",
+            case.name,
+            case.bytes.len()
+        );
         match case.expect {
             Expect::Loads => assert!(out.contains("loaded"), "{} should load: {out}", case.name),
             Expect::Refused => assert!(
