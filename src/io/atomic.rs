@@ -16,8 +16,12 @@ use super::CheckpointError;
 /// Bytes go to a temporary file in the target's directory; [`commit`]
 /// flushes it, syncs it to disk, and renames it over the target, so a
 /// reader sees either the old file or the whole new one, never a part.
-/// Dropping a `PendingFile` without committing (after an error, say)
-/// removes the temporary file and leaves the target untouched.
+/// Dropping a `PendingFile` without committing (after an error, say, or
+/// while a panic unwinds) removes the temporary file and leaves the target
+/// untouched. An exit that does not unwind (a signal, an abort) leaves the
+/// temporary file `.<name>.XXXXXX.tmp` beside the target: a program that
+/// handles signals can remove [`PendingFile::temp_path`] in its handler,
+/// as the `ndprune` command does. Nothing can clean up after `SIGKILL`.
 ///
 /// [`commit`]: PendingFile::commit
 ///

@@ -20,8 +20,13 @@ pub(crate) const MAX_HEADER: u64 = 100_000_000;
 
 /// A safetensors file mapped into memory, read-only.
 ///
-/// The map is only read; like every memory-mapped reader it relies on no
-/// other process truncating or rewriting the file while it is open.
+/// Only regular files are opened ([`CheckpointError::NotAFile`] otherwise;
+/// a FIFO is refused at once, not waited on). The map is only read; like
+/// every memory-mapped reader it relies on no other process truncating or
+/// rewriting the file while it is open. If one does, reading past the new
+/// end raises `SIGBUS` (which a program may catch, as the `ndprune`
+/// command does), and a write from the map fails with `EFAULT`;
+/// [`MappedFile::check_unchanged`] tells which happened.
 ///
 /// ```
 /// use ndprune::io::{MappedFile, SafetensorsWriter, TensorSpec, Dtype};
