@@ -41,10 +41,6 @@ mod imp {
     static BUS_MESSAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
     static BUS_LEN: AtomicUsize = AtomicUsize::new(0);
 
-    fn leak(s: CString) -> *mut c_char {
-        s.into_raw()
-    }
-
     /// Installs the handlers; `input` is named in the SIGBUS message.
     pub fn install(input: &Path) {
         let msg = format!(
@@ -101,11 +97,11 @@ mod imp {
         CREATING.store(true, Ordering::SeqCst);
         let made = create();
         if let Some(path) = temp_of(&made) {
-            if let Ok(c) = CString::new(path.as_os_str().as_bytes()) {
-                let old = TEMP.swap(leak(c), Ordering::SeqCst);
-                // Never freed: a handler on another thread may still read it.
-                let _ = old;
-            }
+            // A path holds no NUL byte (the file was just created by it).
+            let c = CString::new(path.as_os_str().as_bytes()).expect("a path has no NUL byte");
+            // Leaked, never freed: a handler on another thread may read it
+            // at any time. (One per run.)
+            TEMP.store(c.into_raw(), Ordering::SeqCst);
         }
         CREATING.store(false, Ordering::SeqCst);
         let held = HELD.swap(0, Ordering::SeqCst);
