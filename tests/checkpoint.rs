@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use ndarray::ArrayD;
 use ndprune::io::{
-    Checkpoint, CheckpointError, Dtype, LoadOptions, RawTensor, SafetensorsView, SafetensorsWriter,
-    TensorSpec,
+    Checkpoint, CheckpointError, Dtype, LoadOptions, PairProblem, RawTensor, SafetensorsView,
+    SafetensorsWriter, TargetProblem, TensorSpec,
 };
 use ndprune::prelude::*;
 use proptest::prelude::*;
@@ -424,7 +424,16 @@ fn saving_fails_cleanly() {
     let err = mixed_checkpoint()
         .save(dir.join("no/such/dir.safetensors"))
         .unwrap_err();
-    assert!(matches!(err, CheckpointError::Io { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            CheckpointError::BadTarget {
+                problem: TargetProblem::NoDirectory,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Saving over the file a checkpoint was loaded from replaces it whole.
     mixed_checkpoint().save(&path).unwrap();
     let mut ckpt = Checkpoint::<f32>::load(&path).unwrap();
@@ -732,7 +741,10 @@ fn malformed_headers_give_the_right_errors() {
                     &d,
                 )
             },
-            |e| matches!(e, E::Restore { tensor, .. } if tensor == "w"),
+            |e| {
+                matches!(e, E::BadPair { tensor, problem: PairProblem::NotBinary { index: 0, value }, .. }
+                    if tensor == "w" && *value == 0.5)
+            },
         ),
         (
             "mask of another shape",
@@ -740,7 +752,10 @@ fn malformed_headers_give_the_right_errors() {
                 r#"{"m.w_orig":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"m.w_mask":{"dtype":"F32","shape":[1,2],"data_offsets":[8,16]}}"#,
                 &[0; 16],
             ),
-            |e| matches!(e, E::Restore { tensor, .. } if tensor == "m.w"),
+            |e| {
+                matches!(e, E::BadPair { tensor, problem: PairProblem::ShapeMismatch { .. }, .. }
+                    if tensor == "m.w")
+            },
         ),
         (
             "pruned and plain",
@@ -748,7 +763,10 @@ fn malformed_headers_give_the_right_errors() {
                 r#"{"w_orig":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w_mask":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},"w":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#,
                 &[0; 12],
             ),
-            |e| matches!(e, E::Restore { .. }),
+            |e| {
+                matches!(e, E::BadPair { tensor, problem: PairProblem::AlsoPlain, .. }
+                    if tensor == "w")
+            },
         ),
     ];
     for (what, bytes, expected) in cases {
@@ -867,4 +885,228 @@ fn tensor_names_are_unique_per_file() {
         ckpt.to_bytes(),
         Err(CheckpointError::BadName { .. })
     ));
+}
+
+// ---- files a user will try, and the limits of what a header can ask ----
+
+#[test]
+fn inputs_that_are_no_safetensors_file_say_what_they_are() {
+    use ndprune::io::{FileKind, ForeignFormat};
+    let dir = temp_dir("foreign");
+    let err = Checkpoint::<f32>::load(&dir).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CheckpointError::NotAFile {
+                kind: FileKind::Directory,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.path(), dir);
+    #[cfg(unix)]
+    {
+        // A FIFO with no writer: refused at once, not waited on.
+        let fifo = dir.join("pipe.safetensors");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = Checkpoint::<f32>::load(&fifo).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::NotAFile {
+                    kind: FileKind::Fifo,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    let cases: [(&str, &[u8], ForeignFormat); 4] = [
+        ("model.pth", b"PK\x03\x04\x14\0\0\0\0\0archive/data.pkl", ForeignFormat::TorchZip),
+        ("old.bin", b"\x80\x02\x8a\x0alZ\xfc\x9cF\xf9 j\xa8P\x19.", ForeignFormat::TorchPickle),
+        (
+            "model.safetensors.index.json",
+            br#"{"metadata": {"total_size": 16}, "weight_map": {"w": "model-00001-of-00002.safetensors"}}"#,
+            ForeignFormat::ShardIndex,
+        ),
+        ("config.json", b"{\"hidden_size\": 768}", ForeignFormat::Json),
+    ];
+    for (name, bytes, format) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let err = Checkpoint::<f32>::load(&path).unwrap_err();
+        assert!(
+            matches!(err, CheckpointError::NotSafetensors { format: f, .. } if f == format),
+            "{name}: {err}"
+        );
+        let text = err.to_string();
+        assert!(text.starts_with(path.to_str().unwrap()), "{text}");
+        assert!(!text.contains("<bytes>"), "{text}");
+    }
+}
+
+#[test]
+fn errors_of_a_file_name_the_file() {
+    // An entry of a mapped file names the file in its errors too.
+    let dir = temp_dir("entry-path");
+    let path = dir.join("m.safetensors");
+    mixed_checkpoint().save(&path).unwrap();
+    let file = ndprune::io::MappedFile::open(&path).unwrap();
+    let view = file.view().unwrap();
+    let err = view
+        .get("head.weight")
+        .unwrap()
+        .to_array::<f64>()
+        .unwrap_err();
+    assert_eq!(err.path(), path);
+    assert!(!err.to_string().contains("<bytes>"), "{err}");
+}
+
+#[test]
+fn deep_names_load_without_recursion() {
+    for depth in [63, 64, 7000, 100_000] {
+        let name = format!("{}weight", "a.".repeat(depth));
+        let specs = vec![TensorSpec::new(name.clone(), Dtype::F32, vec![1])];
+        let mut w = SafetensorsWriter::new(Vec::new(), specs, None).unwrap();
+        w.write_tensor_bytes(&name, &1.0f32.to_le_bytes()).unwrap();
+        let bytes = w.finish().unwrap();
+        let ckpt = load(&bytes).unwrap();
+        // Up to 64 components a tree path, deeper a raw tensor.
+        assert_eq!(ckpt.parameter(&name).is_some(), depth < 64, "{depth}");
+        assert_eq!(ckpt.raw_tensor(&name).is_some(), depth >= 64, "{depth}");
+        assert_eq!(
+            read_with_crate(&ckpt.to_bytes().unwrap()),
+            read_with_crate(&bytes)
+        );
+    }
+}
+
+#[test]
+fn pairs_are_checked_whatever_their_float_dtypes() {
+    // An f32 original with a bf16 mask: a valid pair keeps each dtype ...
+    let pair = |mask: [u16; 2]| {
+        let specs = vec![
+            TensorSpec::new("m.w_orig", Dtype::F32, vec![2]),
+            TensorSpec::new("m.w_mask", Dtype::BF16, vec![2]),
+        ];
+        let mut w = SafetensorsWriter::new(Vec::new(), specs, None).unwrap();
+        w.write_tensor_bytes(
+            "m.w_orig",
+            &[1.0f32.to_le_bytes(), 2.0f32.to_le_bytes()].concat(),
+        )
+        .unwrap();
+        w.write_tensor_bytes(
+            "m.w_mask",
+            &[mask[0].to_le_bytes(), mask[1].to_le_bytes()].concat(),
+        )
+        .unwrap();
+        w.finish().unwrap()
+    };
+    let good = pair([0x3f80, 0x0000]);
+    let ckpt = load(&good).unwrap();
+    assert_eq!(
+        read_with_crate(&ckpt.to_bytes().unwrap()),
+        read_with_crate(&good)
+    );
+    // ... a mask holding 0.5 is refused, by the view and every loader.
+    let bad = pair([0x3f80, 0x3f00]);
+    for err in [
+        SafetensorsView::parse(&bad).unwrap_err(),
+        load(&bad).unwrap_err(),
+        Checkpoint::<f64>::from_bytes(&bad).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, CheckpointError::BadPair { tensor, problem: PairProblem::NotBinary { index: 1, value }, .. }
+                if tensor == "m.w" && *value == 0.5),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_header_cannot_name_a_tensor_twice() {
+    let f = file_with(
+        r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+        &[0; 8],
+    );
+    let err = load(&f).unwrap_err();
+    assert!(
+        matches!(err, CheckpointError::BadName { ref tensor, .. } if tensor == "w"),
+        "{err}"
+    );
+}
+
+#[test]
+fn shapes_no_array_can_hold_are_refused_not_allocated() {
+    // No entries, but dims whose product passes isize::MAX.
+    let f = file_with(
+        r#"{"w":{"dtype":"F32","shape":[0,4611686018427387904,3],"data_offsets":[0,0]}}"#,
+        &[],
+    );
+    let err = load(&f).unwrap_err();
+    assert!(
+        matches!(err, CheckpointError::ShapeTooLarge { .. }),
+        "{err}"
+    );
+    // [0, 2^40] is fine: no entries, nothing allocated.
+    let f = file_with(
+        r#"{"w":{"dtype":"F32","shape":[0,1099511627776],"data_offsets":[0,0]}}"#,
+        &[],
+    );
+    assert_eq!(
+        load(&f).unwrap().parameter("w").unwrap().shape(),
+        &[0, 1 << 40]
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn saving_checks_the_target_and_keeps_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("target");
+    let ckpt = mixed_checkpoint();
+    // A directory, a FIFO, a dangling link, a name too long: refused, nothing written.
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink(dir.join("nothing"), dir.join("dangling")).unwrap();
+    std::os::unix::fs::symlink(&fifo, dir.join("to-fifo")).unwrap();
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    for (name, ok) in [
+        ("sub", false),
+        ("fifo", false),
+        ("dangling", false),
+        ("to-fifo", false),
+        (&*"n".repeat(256), false),
+        (&*"n".repeat(255), true),
+    ] {
+        let path = dir.join(name);
+        let result = ckpt.save(&path);
+        assert_eq!(result.is_ok(), ok, "{name}: {result:?}");
+        if let Err(err) = result {
+            assert!(matches!(err, CheckpointError::BadTarget { .. }), "{err}");
+        }
+    }
+    std::fs::remove_file(dir.join("n".repeat(255))).unwrap();
+    let mut left = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<Vec<_>>();
+    left.sort();
+    assert_eq!(
+        left,
+        ["dangling", "fifo", "sub", "to-fifo"],
+        "no temporary left"
+    );
+    // The file replaced keeps its permissions.
+    let path = dir.join("kept.safetensors");
+    ckpt.save(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    ckpt.save(&path).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
 }

@@ -638,3 +638,561 @@ fn global_again_on_a_pruned_file_matches_the_library() {
         );
     }
 }
+
+// ---- files: what the messages say, IN never written, OUT whole or absent ----
+
+#[cfg(target_os = "linux")]
+#[path = "support/child.rs"]
+mod child;
+
+fn prune_args<'a>(input: &'a str, output: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["prune", input, output];
+    v.extend_from_slice(rest);
+    v
+}
+
+const L1: &[&str] = &["--method", "l1_unstructured", "--amount", "0.5"];
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn pruning_errors_name_the_file_and_its_tensor() {
+    let d = dir("names");
+    let input = d.join("model.safetensors");
+    mixed_file(&input);
+    let o = d.join("out.safetensors");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "--method",
+                "l1_unstructured",
+                "--amount",
+                "1000",
+                "--include",
+                "head.weight",
+            ],
+            "head.weight",
+        ),
+        (
+            &[
+                "--method",
+                "ln_structured",
+                "--amount",
+                "1",
+                "--n",
+                "1",
+                "--dim",
+                "5",
+                "--include",
+                "enc.0.weight",
+            ],
+            "enc.0.weight",
+        ),
+        (
+            &[
+                "--method",
+                "random_structured",
+                "--amount",
+                "1",
+                "--dim",
+                "0",
+                "--include",
+                "head.bias",
+            ],
+            "head.bias",
+        ),
+        (
+            &["--method", "global", "--amount", "100000"],
+            "selected tensors",
+        ),
+    ];
+    for (args, tensor) in cases {
+        let r = ndprune(&prune_args(s(&input), s(&o), args));
+        assert_eq!(r.status.code(), Some(1), "{args:?}: {}", stderr(&r));
+        let err = stderr(&r);
+        assert!(err.contains(s(&input)), "{args:?}: names the file: {err}");
+        assert!(err.contains(tensor), "{args:?}: names `{tensor}`: {err}");
+        assert!(
+            !err.contains("`t`") && !err.contains("``"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("<bytes>"), "{args:?}: {err}");
+        assert!(!o.exists());
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn inputs_a_user_will_try_get_a_hint_and_never_hang() {
+    let d = dir("inputs");
+    let o = d.join("out.safetensors");
+    let fifo = d.join("pipe.safetensors");
+    let c = std::ffi::CString::new(s(&fifo)).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let zip = d.join("pytorch_model.bin");
+    std::fs::write(&zip, b"PK\x03\x04\x14\0\0\0\0\0archive/data.pkl").unwrap();
+    let index = d.join("model.safetensors.index.json");
+    std::fs::write(
+        &index,
+        br#"{"metadata": {}, "weight_map": {"w": "model-00001-of-00002.safetensors"}}"#,
+    )
+    .unwrap();
+    let model_dir = d.join("model");
+    std::fs::create_dir(&model_dir).unwrap();
+    let cases = [
+        (&fifo, "FIFO"),
+        (&zip, "safetensors.torch.save_file"),
+        (&index, "weight_map"),
+        (&model_dir, "directory"),
+    ];
+    for (input, hint) in cases {
+        for args in [vec!["inspect", s(input)], prune_args(s(input), s(&o), L1)] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ndprune"));
+            cmd.args(&args);
+            let r = child::run(cmd, std::time::Duration::from_secs(10), 4 << 30);
+            assert_eq!(r.code(), Some(1), "{args:?}: {}", r.describe());
+            let err = r.stderr_text();
+            assert!(
+                err.contains(s(input)) && err.contains(hint),
+                "{args:?}: {err}"
+            );
+            assert!(!o.exists());
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn out_that_cannot_work_is_a_usage_error_before_any_work() {
+    let d = dir("out-paths");
+    // A missing IN: were OUT checked only after reading, this would be status 1.
+    let missing = d.join("missing.safetensors");
+    let fifo = d.join("fifo");
+    let c = std::ffi::CString::new(s(&fifo)).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink(&fifo, d.join("to-fifo")).unwrap();
+    std::os::unix::fs::symlink(&d, d.join("to-dir")).unwrap();
+    std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling")).unwrap();
+    let long = "x".repeat(256);
+    let outs = [
+        d.clone(),
+        d.join("no/such/dir/out.safetensors"),
+        d.join(&long),
+        fifo.clone(),
+        d.join("to-fifo"),
+        d.join("to-dir"),
+        d.join("dangling"),
+    ];
+    for out in &outs {
+        let r = ndprune(&prune_args(s(&missing), s(out), L1));
+        assert_eq!(r.status.code(), Some(2), "{out:?}: {}", stderr(&r));
+        assert!(stderr(&r).contains("OUT"), "{}", stderr(&r));
+    }
+    // The special files are still what they were.
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(std::fs::symlink_metadata(d.join("dangling"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // A name of 255 bytes works: the temporary's name is cut to fit.
+    let input = d.join("in.safetensors");
+    mixed_file(&input);
+    let out = d.join("y".repeat(255));
+    ok(&ndprune(&prune_args(
+        s(&input),
+        s(&out),
+        &[L1, &["-q"]].concat(),
+    )));
+    assert!(out.exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_device_node_as_out_is_refused() {
+    // As root, `ndprune prune in /dev/null` would replace /dev/null: try a
+    // copy of the node in a scratch directory (needs root to make one).
+    let d = dir("device");
+    let node = d.join("null");
+    let c = std::ffi::CString::new(s(&node)).unwrap();
+    if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) } != 0 {
+        eprintln!("skipped: cannot make a device node here (not root)");
+        return;
+    }
+    let input = d.join("in.safetensors");
+    mixed_file(&input);
+    for out in [node.clone(), PathBuf::from("/dev/null")] {
+        let r = ndprune(&prune_args(s(&input), s(&out), L1));
+        assert_eq!(r.status.code(), Some(2), "{out:?}: {}", stderr(&r));
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&node)
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    assert!(std::fs::symlink_metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+}
+
+#[cfg(unix)]
+#[test]
+fn in_is_never_out_in_any_spelling() {
+    let d = dir("same");
+    let input = d.join("in.safetensors");
+    mixed_file(&input);
+    let before = std::fs::read(&input).unwrap();
+    std::fs::hard_link(&input, d.join("hard.safetensors")).unwrap();
+    std::os::unix::fs::symlink(&input, d.join("soft.safetensors")).unwrap();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    let spellings = [
+        s(&input).to_string(),
+        format!("{}/./in.safetensors", s(&d)),
+        format!("{}/sub/../in.safetensors", s(&d)),
+        format!("{}//in.safetensors", s(&d)),
+        s(&d.join("hard.safetensors")).to_string(),
+        s(&d.join("soft.safetensors")).to_string(),
+    ];
+    for out in &spellings {
+        let r = ndprune(&prune_args(s(&input), out, L1));
+        assert_eq!(r.status.code(), Some(2), "{out}: {}", stderr(&r));
+        assert!(stderr(&r).contains("OUT must not be IN"), "{}", stderr(&r));
+    }
+    // Relative to the working directory.
+    let r = Command::new(env!("CARGO_BIN_EXE_ndprune"))
+        .current_dir(&d)
+        .args(prune_args("in.safetensors", "./in.safetensors", L1))
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    // A bind mount of IN as OUT: the same device and inode, another path.
+    let target = d.join("bound.safetensors");
+    std::fs::write(&target, b"").unwrap();
+    let bound = Command::new("mount")
+        .args(["--bind", s(&input), s(&target)])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if bound {
+        let r = ndprune(&prune_args(s(&input), s(&target), L1));
+        let _ = Command::new("umount").arg(&target).output();
+        assert_eq!(r.status.code(), Some(2), "bind mount: {}", stderr(&r));
+    } else {
+        eprintln!("skipped the bind mount: cannot mount here");
+    }
+    assert_eq!(std::fs::read(&input).unwrap(), before, "IN untouched");
+    assert_eq!(
+        child_names(&d),
+        [
+            "bound.safetensors",
+            "hard.safetensors",
+            "in.safetensors",
+            "soft.safetensors",
+            "sub"
+        ]
+    );
+}
+
+fn child_names(d: &Path) -> Vec<String> {
+    let mut n: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    n.sort();
+    n
+}
+
+#[cfg(unix)]
+#[test]
+fn out_keeps_the_permissions_of_what_it_replaces_else_of_in() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir("perms");
+    let input = d.join("in.safetensors");
+    mixed_file(&input);
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let fresh = d.join("fresh.safetensors");
+    ok(&ndprune(&prune_args(
+        s(&input),
+        s(&fresh),
+        &[L1, &["-q"]].concat(),
+    )));
+    assert_eq!(
+        mode(&fresh),
+        0o600,
+        "a private input gives a private output"
+    );
+    let existing = d.join("existing.safetensors");
+    std::fs::write(&existing, b"old").unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o640)).unwrap();
+    ok(&ndprune(&prune_args(
+        s(&input),
+        s(&existing),
+        &[L1, &["-q"]].concat(),
+    )));
+    assert_eq!(mode(&existing), 0o640);
+}
+
+#[test]
+fn long_names_print_and_pairs_keep_their_dtypes() {
+    let d = dir("long");
+    let input = d.join("in.safetensors");
+    let long = format!("enc.{}.weight", "w".repeat(70_000));
+    let mut ckpt = Checkpoint::new(Sequential::<f32>::new());
+    ckpt.model_mut()
+        .store_mut()
+        .add_parameter(
+            "plain",
+            ArrayD::from_shape_vec(vec![2, 2], vec![1.0, -2.0, 3.0, -4.0]).unwrap(),
+        )
+        .unwrap();
+    let bf16s = |v: &[f32]| -> Vec<u8> {
+        v.iter()
+            .flat_map(|x| bf16::from_f32(*x).to_le_bytes())
+            .collect()
+    };
+    ckpt.push_raw(
+        RawTensor::new(
+            &long,
+            Dtype::F32,
+            vec![2, 2],
+            [1f32, 2., 3., 4.]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        )
+        .unwrap(),
+    );
+    // An f32 original with a bf16 mask.
+    ckpt.push_raw(
+        RawTensor::new(
+            "mix.w_orig",
+            Dtype::F32,
+            vec![4],
+            [1f32, -2., 3., -4.]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        )
+        .unwrap(),
+    );
+    ckpt.push_raw(
+        RawTensor::new("mix.w_mask", Dtype::BF16, vec![4], bf16s(&[1., 1., 0., 1.])).unwrap(),
+    );
+    ckpt.save(&input).unwrap();
+    for extra in [&[][..], &["--json"][..]] {
+        let out = d.join("out.safetensors");
+        let args = prune_args(
+            s(&input),
+            s(&out),
+            &[L1, &["--include", "*"], extra].concat(),
+        );
+        let r = ndprune(&args);
+        ok(&r);
+        assert!(String::from_utf8_lossy(&r.stdout).contains(&long));
+        let bytes = std::fs::read(&out).unwrap();
+        let view = SafetensorsView::parse(&bytes).unwrap();
+        assert_eq!(view.get("mix.w_mask").unwrap().dtype(), Dtype::BF16);
+        assert_eq!(view.get("mix.w_orig").unwrap().dtype(), Dtype::F32);
+        // 0.5 of the 3 left: 2 more pruned (round half to even of 1.5).
+        let mask = view.get("mix.w_mask").unwrap().data();
+        let zeros = mask.chunks(2).filter(|c| c == &[0, 0]).count();
+        assert_eq!(zeros, 3, "{mask:?}");
+    }
+    let r = ndprune(&["inspect", s(&input)]);
+    ok(&r);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn inspect_into_a_closed_pipe_ends_quietly() {
+    use std::process::Stdio;
+    let d = dir("pipe");
+    let input = d.join("in.safetensors");
+    let mut model = Sequential::new();
+    for i in 0..5000 {
+        model = model
+            .with_child(
+                &i.to_string(),
+                Layer::<f32>::new()
+                    .with_parameter("weight", ArrayD::zeros(vec![1]))
+                    .unwrap(),
+            )
+            .unwrap();
+    }
+    Checkpoint::new(model).save(&input).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ndprune"))
+        .args(["inspect", s(&input)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
+
+/// A file of `n` f32 tensors of `len` entries each (written tensor by
+/// tensor: never all in memory).
+#[cfg(target_os = "linux")]
+fn big_file(path: &Path, n: usize, len: usize) {
+    use ndprune::io::{SafetensorsWriter, TensorSpec};
+    let specs = (0..n)
+        .map(|i| {
+            TensorSpec::new(
+                format!("layers.{i:03}.weight"),
+                Dtype::F32,
+                vec![len / 64, 64],
+            )
+        })
+        .collect();
+    let mut w = SafetensorsWriter::create(path, specs, None).unwrap();
+    let data: Vec<u8> = (0..len)
+        .flat_map(|j| ((j * 7919 % 1000) as f32 - 500.0).to_le_bytes())
+        .collect();
+    for i in 0..n {
+        w.write_tensor_bytes(&format!("layers.{i:03}.weight"), &data)
+            .unwrap();
+    }
+    w.commit().unwrap();
+}
+
+#[cfg(target_os = "linux")]
+fn temporaries(d: &Path) -> Vec<String> {
+    child_names(d)
+        .into_iter()
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+/// Starts pruning `input` into `output`, waits until the temporary output
+/// exists, then calls `interrupt(pid)`; returns the finished run.
+#[cfg(target_os = "linux")]
+fn interrupt_mid_write(
+    input: &Path,
+    output: &Path,
+    interrupt: impl FnOnce(u32),
+) -> (std::process::ExitStatus, String) {
+    use std::process::Stdio;
+    let d = output.parent().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ndprune"))
+        .args(prune_args(s(input), s(output), &[L1, &["-q"]].concat()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if !temporaries(d).is_empty() {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before its output was interrupted: make the input larger"
+        );
+        assert!(start.elapsed().as_secs() < 60, "no temporary file appeared");
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    interrupt(child.id());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_signal_mid_write_leaves_no_partial_out_and_no_temporary() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = dir("signals");
+    let input = d.join("in.safetensors");
+    big_file(&input, 48, 1 << 18); // 48 MiB: a second or so of pruning
+    let before = std::fs::read(&input).unwrap();
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let output = d.join("out.safetensors");
+        let (status, err) = interrupt_mid_write(&input, &output, |pid| {
+            assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+        });
+        assert_eq!(
+            status.signal(),
+            Some(sig),
+            "ended by the signal: {status:?} {err}"
+        );
+        assert!(!output.exists(), "no partial OUT");
+        assert_eq!(temporaries(&d), Vec::<String>::new(), "signal {sig}");
+    }
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_input_truncated_mid_run_is_reported_not_a_crash() {
+    let d = dir("sigbus");
+    let input = d.join("in.safetensors");
+    big_file(&input, 48, 1 << 18);
+    let output = d.join("out.safetensors");
+    let (status, err) = interrupt_mid_write(&input, &output, |_| {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&input)
+            .unwrap();
+        f.set_len(4096).unwrap();
+    });
+    assert_eq!(status.code(), Some(1), "{status:?}: {err}");
+    assert!(
+        err.contains("truncated") && err.contains(s(&input)),
+        "{err}"
+    );
+    assert!(!output.exists());
+    assert_eq!(temporaries(&d), Vec::<String>::new());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_allocation_leaves_no_temporary() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let d = dir("oom");
+    let input = d.join("in.safetensors");
+    // One 64 MiB tensor: the map fits under the limit, decoding it does not.
+    big_file(&input, 1, 1 << 24);
+    let len = std::fs::metadata(&input).unwrap().len();
+    let output = d.join("out.safetensors");
+    let mut aborted = 0;
+    for extra_mib in [16u64, 48, 96, 160, 256] {
+        let limit = len + (extra_mib << 20) + (64 << 20);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ndprune"));
+        cmd.args(prune_args(s(&input), s(&output), &[L1, &["-q"]].concat()));
+        // SAFETY: only setrlimit between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let l = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                libc::setrlimit(libc::RLIMIT_AS, &l);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        if out.status.signal() == Some(libc::SIGABRT) {
+            aborted += 1;
+            assert!(!output.exists());
+        }
+        assert_eq!(
+            temporaries(&d),
+            Vec::<String>::new(),
+            "limit {limit}: {:?}",
+            out.status
+        );
+        let _ = std::fs::remove_file(&output);
+    }
+    assert!(aborted > 0, "no limit made an allocation fail mid-write");
+}

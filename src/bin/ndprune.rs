@@ -10,6 +10,7 @@
 //! Exit status: 0 on success, 1 when reading, pruning or writing fails, 2
 //! on a usage error. In both error cases OUT is left untouched.
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,6 +18,8 @@ use serde_json::json;
 
 #[path = "ndprune/args.rs"]
 mod args;
+#[path = "ndprune/cleanup.rs"]
+mod cleanup;
 #[path = "ndprune/inspect.rs"]
 mod inspect;
 #[path = "ndprune/plan.rs"]
@@ -35,7 +38,11 @@ fn percent(part: usize, whole: usize) -> f64 {
     }
 }
 
-fn print_report(job: &PruneJob, report: &Report) {
+/// The widest a name column is padded to: longer names (a header may hold
+/// names of megabytes) just run past it.
+pub const NAME_COLUMN: usize = 48;
+
+fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Result<()> {
     let numel: usize = report.tensors.iter().map(|t| t.numel).sum();
     let pruned: usize = report.tensors.iter().map(|t| t.after).sum();
     if job.json {
@@ -65,11 +72,11 @@ fn print_report(job: &PruneJob, report: &Report) {
             "written": report.written,
             "total": {"numel": numel, "pruned": pruned, "sparsity": percent(pruned, numel) / 100.0},
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return;
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        return writeln!(out);
     }
     if job.quiet {
-        return;
+        return Ok(());
     }
     let width = report
         .tensors
@@ -77,21 +84,24 @@ fn print_report(job: &PruneJob, report: &Report) {
         .map(|t| t.name.len())
         .max()
         .unwrap_or(6)
-        .max(6);
-    println!(
+        .clamp(6, NAME_COLUMN);
+    writeln!(
+        out,
         "{} -> {} ({} amount {}{})",
         job.input.display(),
         job.output.display(),
         job.method.name(),
         job.amount,
         if job.remove { ", removed" } else { "" }
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:<width$}  {:<5} {:<18} {:>12} {:>8} {:>8}",
         "tensor", "dtype", "shape", "numel", "before", "after"
-    );
+    )?;
     for t in &report.tensors {
-        println!(
+        writeln!(
+            out,
             "{:<width$}  {:<5} {:<18} {:>12} {:>7.1}% {:>7.1}%",
             t.name,
             t.dtype.to_string(),
@@ -99,14 +109,21 @@ fn print_report(job: &PruneJob, report: &Report) {
             t.numel,
             percent(t.before, t.numel),
             percent(t.after, t.numel),
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "{} tensors pruned: {pruned} of {numel} entries ({:.1}%); {} other tensors copied unchanged",
         report.tensors.len(),
         percent(pruned, numel),
         report.copied
-    );
+    )
+}
+
+/// A failure to print: a closed pipe (`ndprune inspect F | head`) ends the
+/// output quietly; anything else is worth a line on stderr.
+fn printing_failed(e: &io::Error) -> bool {
+    e.kind() != io::ErrorKind::BrokenPipe
 }
 
 fn main() -> ExitCode {
@@ -114,14 +131,33 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Prune(a) => {
             let job = args::check(a);
+            cleanup::install(&job.input);
             run::run(&job).map(|report| {
                 if report.tensors.is_empty() && !job.quiet {
                     eprintln!("ndprune: warning: no tensor was selected; the output is a copy");
                 }
-                print_report(&job, &report);
+                // OUT is written whole by now: a report that cannot be
+                // printed is no failure of the call.
+                let mut out = io::stdout().lock();
+                if let Err(e) = print_report(&mut out, &job, &report).and_then(|()| out.flush()) {
+                    if printing_failed(&e) {
+                        eprintln!("ndprune: warning: cannot print the report: {e}");
+                    }
+                }
             })
         }
-        Command::Inspect(a) => inspect::inspect(&a.file, a.json),
+        Command::Inspect(a) => {
+            let mut out = io::stdout().lock();
+            match inspect::inspect(&mut out, &a.file, a.json) {
+                Err(inspect::Error::Print(e)) if !printing_failed(&e) => Ok(()),
+                Err(inspect::Error::Print(e)) => {
+                    eprintln!("ndprune: error: printing: {e}");
+                    return ExitCode::FAILURE;
+                }
+                Err(inspect::Error::Read(e)) => Err(e),
+                Ok(()) => Ok(()),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

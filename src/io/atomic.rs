@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
+use super::error::{FileKind, TargetProblem};
 use super::CheckpointError;
 
 /// A file being written that appears at its path only once complete.
@@ -15,8 +16,12 @@ use super::CheckpointError;
 /// Bytes go to a temporary file in the target's directory; [`commit`]
 /// flushes it, syncs it to disk, and renames it over the target, so a
 /// reader sees either the old file or the whole new one, never a part.
-/// Dropping a `PendingFile` without committing (after an error, say)
-/// removes the temporary file and leaves the target untouched.
+/// Dropping a `PendingFile` without committing (after an error, say, or
+/// while a panic unwinds) removes the temporary file and leaves the target
+/// untouched. An exit that does not unwind (a signal, an abort) leaves the
+/// temporary file `.<name>.XXXXXX.tmp` beside the target: a program that
+/// handles signals can remove [`PendingFile::temp_path`] in its handler,
+/// as the `ndprune` command does. Nothing can clean up after `SIGKILL`.
 ///
 /// [`commit`]: PendingFile::commit
 ///
@@ -47,23 +52,56 @@ impl fmt::Debug for PendingFile {
 }
 
 impl PendingFile {
-    /// Starts writing the file that will replace `path`.
+    /// Starts writing the file that will replace `path`. The new file gets
+    /// the permissions of the file it replaces, else those a new file
+    /// gets (`0o666` less the umask). Fails first, touching nothing, if
+    /// no file can be written there ([`PendingFile::check_target`]).
     ///
     /// ```
     /// use ndprune::io::PendingFile;
     /// assert!(PendingFile::create("/no/such/dir/out.safetensors").is_err());
     /// ```
     pub fn create(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
-        let target = path.as_ref().to_path_buf();
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let stem = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let prefix = format!(".{stem}.");
+        Self::create_inner(path.as_ref(), None)
+    }
+
+    /// Like [`PendingFile::create`], but a new file (one that replaces
+    /// none) gets the permissions of `like`, such as the input it is
+    /// made from: a private input gives a private output.
+    ///
+    /// ```
+    /// use std::os::unix::fs::PermissionsExt;
+    /// use ndprune::io::PendingFile;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir();
+    /// let (input, output) = (dir.join("ndprune-doc-like-in"), dir.join("ndprune-doc-like-out"));
+    /// std::fs::write(&input, b"secret")?;
+    /// std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o600))?;
+    /// let _ = std::fs::remove_file(&output);
+    /// PendingFile::create_like(&output, &input)?.commit()?;
+    /// assert_eq!(std::fs::metadata(&output)?.permissions().mode() & 0o777, 0o600);
+    /// # Ok(()) }
+    /// ```
+    pub fn create_like(
+        path: impl AsRef<Path>,
+        like: impl AsRef<Path>,
+    ) -> Result<Self, CheckpointError> {
+        let like = like.as_ref();
+        let perms = std::fs::metadata(like)
+            .map_err(|e| CheckpointError::io(like, "reading the permissions of", e))?
+            .permissions();
+        Self::create_inner(path.as_ref(), Some(perms))
+    }
+
+    fn create_inner(
+        target: &Path,
+        new_perms: Option<std::fs::Permissions>,
+    ) -> Result<Self, CheckpointError> {
+        let replaced = Self::check_target(target)?;
+        let perms = replaced.or(new_perms);
+        let target = target.to_path_buf();
+        let dir = parent_dir(&target);
+        let prefix = temp_prefix(&target);
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".tmp");
         #[cfg(unix)]
@@ -73,12 +111,85 @@ impl PendingFile {
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
         let temp = builder
-            .tempfile_in(&dir)
+            .tempfile_in(dir)
             .map_err(|e| CheckpointError::io(&target, "creating a temporary file for", e))?;
+        if let Some(perms) = perms {
+            // On the open file: exactly these bits, whatever the umask.
+            temp.as_file()
+                .set_permissions(perms)
+                .map_err(|e| CheckpointError::io(&target, "setting the permissions of", e))?;
+        }
         Ok(PendingFile {
             out: BufWriter::with_capacity(1 << 20, temp),
             target,
         })
+    }
+
+    /// Checks that a file can be written at `path` and renamed into
+    /// place, before any work: its directory exists, its name fits the
+    /// file system, and what is there now, if anything, is a regular file
+    /// or a symbolic link to one (never a directory, a device such as
+    /// `/dev/null`, a FIFO, or a dangling link). Returns the permissions
+    /// of the file that would be replaced. ([`PendingFile::create`] calls
+    /// it; a program can call it early to report a bad output path before
+    /// doing any work.)
+    ///
+    /// A symbolic link at `path` is replaced by the new file; the file it
+    /// pointed to is left as it was.
+    ///
+    /// ```
+    /// use ndprune::io::{CheckpointError, FileKind, PendingFile, TargetProblem};
+    /// let err = PendingFile::check_target(std::env::temp_dir()).unwrap_err();
+    /// assert!(matches!(err, CheckpointError::BadTarget { problem: TargetProblem::NotAFile(FileKind::Directory), .. }));
+    /// assert!(PendingFile::check_target(std::env::temp_dir().join("new.safetensors")).is_ok());
+    /// ```
+    pub fn check_target(
+        path: impl AsRef<Path>,
+    ) -> Result<Option<std::fs::Permissions>, CheckpointError> {
+        let path = path.as_ref();
+        let bad = |problem| CheckpointError::BadTarget {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let Some(name) = path.file_name() else {
+            return Err(bad(TargetProblem::NoFileName));
+        };
+        match std::fs::metadata(parent_dir(path)) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(bad(TargetProblem::ParentNotADirectory)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(bad(TargetProblem::NoDirectory))
+            }
+            Err(e) if e.raw_os_error() == Some(ENOTDIR) => {
+                return Err(bad(TargetProblem::ParentNotADirectory))
+            }
+            Err(e) => return Err(CheckpointError::io(path, "reading the directory of", e)),
+        }
+        let len = name.as_encoded_bytes().len();
+        if len > NAME_MAX {
+            return Err(bad(TargetProblem::NameTooLong { len, max: NAME_MAX }));
+        }
+        let link = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CheckpointError::io(path, "reading the type of", e)),
+        };
+        if !link.file_type().is_symlink() {
+            return match FileKind::of(&link) {
+                None => Ok(Some(link.permissions())),
+                Some(kind) => Err(bad(TargetProblem::NotAFile(kind))),
+            };
+        }
+        match std::fs::metadata(path) {
+            Ok(meta) => match FileKind::of(&meta) {
+                None => Ok(Some(meta.permissions())),
+                Some(kind) => Err(bad(TargetProblem::SymlinkTo(kind))),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(bad(TargetProblem::DanglingSymlink))
+            }
+            Err(e) => Err(CheckpointError::io(path, "reading the type of", e)),
+        }
     }
 
     /// The path the file will have once committed.
@@ -90,6 +201,23 @@ impl PendingFile {
     /// ```
     pub fn target(&self) -> &Path {
         &self.target
+    }
+
+    /// The temporary file being written, beside the target (for a program
+    /// that removes it on a signal; dropping the `PendingFile` removes it
+    /// otherwise).
+    ///
+    /// ```
+    /// # use ndprune::io::PendingFile;
+    /// let path = std::env::temp_dir().join("ndprune-doc-temp.txt");
+    /// let file = PendingFile::create(&path).unwrap();
+    /// let temp = file.temp_path().to_path_buf();
+    /// assert!(temp.exists() && temp.parent() == path.parent());
+    /// drop(file);
+    /// assert!(!temp.exists());
+    /// ```
+    pub fn temp_path(&self) -> &Path {
+        self.out.get_ref().path()
     }
 
     /// Flushes, syncs and renames the file into place.
@@ -114,6 +242,43 @@ impl PendingFile {
         sync_parent(&target);
         Ok(())
     }
+}
+
+/// The longest file name the file systems ndprune writes to take (Linux's
+/// and the BSDs' `NAME_MAX`; also Windows' 255 UTF-16 units, roughly).
+const NAME_MAX: usize = 255;
+
+#[cfg(unix)]
+const ENOTDIR: i32 = libc::ENOTDIR;
+#[cfg(not(unix))]
+const ENOTDIR: i32 = i32::MIN;
+
+/// The directory `path` is in (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The most bytes of the target's name a temporary name repeats: with the
+/// dot, the random part and `.tmp`, well under [`NAME_MAX`] for any target
+/// name that fits.
+const TEMP_STEM: usize = 200;
+
+/// The prefix of temporary files beside `target`: they are named
+/// `.<name>.XXXXXX.tmp`, the name cut to [`TEMP_STEM`] bytes, so the
+/// temporary's name is never too long where the target's is not.
+fn temp_prefix(target: &Path) -> String {
+    let name = target
+        .file_name()
+        .expect("check_target made sure the path names a file")
+        .to_string_lossy();
+    let mut cut = name.len().min(TEMP_STEM);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(".{}.", &name[..cut])
 }
 
 /// Syncs the directory holding `path`, so the rename itself is durable

@@ -100,7 +100,14 @@ impl LoadOptions {
 /// (children and tensors in natural order: `2` before `10`). PyTorch's
 /// pruned tensors come back pruned (see [`LoadOptions`]), so pruning can go
 /// on. Every other tensor (another dtype, or a name that is no tree path,
-/// such as `a..b`) is kept as a [`RawTensor`].
+/// such as `a..b` or a name of more than 64 dotted components) is kept as
+/// a [`RawTensor`].
+///
+/// Loading costs time `O(n log n)` in the number of tensors and memory a
+/// small multiple of the header plus the tensors decoded; nothing is sized
+/// by what a header claims beyond the bytes the file holds, and nothing
+/// recurses on a name's depth. Every malformed file gives a
+/// [`CheckpointError`], never a panic.
 ///
 /// Saving writes PyTorch's `state_dict` names: a pruned `X` as `X_orig` and
 /// `X_mask`, a plain `X` once [`prune::remove`](crate::prune::remove)d;

@@ -163,6 +163,339 @@ pub enum CheckpointError {
         /// The crate's error.
         source: safetensors::SafeTensorError,
     },
+    /// The file shrank while it was read through its memory map: another
+    /// process truncated or rewrote it ([`MappedFile::check_unchanged`]).
+    ///
+    /// [`MappedFile::check_unchanged`]: crate::io::MappedFile::check_unchanged
+    #[error(
+        "{}: the file shrank from {mapped} to {now} bytes while it was read (truncated or rewritten by another process)",
+        Shown(path)
+    )]
+    Shrank {
+        /// The file.
+        path: PathBuf,
+        /// Its length when mapped.
+        mapped: u64,
+        /// Its length now.
+        now: u64,
+    },
+    /// The path to read is no regular file: a directory, a FIFO, a device.
+    /// (Found before anything is read, so a FIFO never blocks the reader.)
+    #[error("{}: {kind}, not a safetensors file; {}", Shown(path), kind.hint())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: FileKind,
+    },
+    /// The file is not a safetensors file but another format a user may
+    /// well have at hand (told only once the file failed to parse).
+    #[error("{}: not a safetensors file but {format}; {}", Shown(path), format.hint())]
+    NotSafetensors {
+        /// The file.
+        path: PathBuf,
+        /// What it looks like.
+        format: ForeignFormat,
+    },
+    /// A tensor with no entries whose dims still multiply past what an
+    /// array can index (`isize::MAX` elements), such as `[0, 2^62, 3]`.
+    #[error(
+        "{}: tensor `{tensor}` has shape {shape:?}: its non-zero dims multiply past what an array can index",
+        Shown(path)
+    )]
+    ShapeTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// `X_orig` and `X_mask` (both of float dtypes) are no pruned tensor as
+    /// PyTorch writes one: the mask has another shape or holds a value
+    /// other than 0 and 1, or a plain `X` is there too.
+    #[error("{}: the pruned tensor `{tensor}`: {problem}", Shown(path))]
+    BadPair {
+        /// The file.
+        path: PathBuf,
+        /// The pruned tensor's name (`X`, without `_orig`).
+        tensor: String,
+        /// What is wrong.
+        problem: PairProblem,
+    },
+    /// A file cannot be written at the path: its directory is missing, its
+    /// name too long, or something other than a regular file is there.
+    /// (Found before anything is written.)
+    #[error("{}: cannot write the output there: {problem}", Shown(path))]
+    BadTarget {
+        /// The path to write.
+        path: PathBuf,
+        /// What is wrong.
+        problem: TargetProblem,
+    },
+}
+
+/// What a path that is no regular file is
+/// ([`CheckpointError::NotAFile`], [`TargetProblem`]).
+///
+/// ```
+/// use ndprune::io::{Checkpoint, CheckpointError, FileKind};
+/// let err = Checkpoint::<f32>::load(std::env::temp_dir()).unwrap_err();
+/// assert!(matches!(err, CheckpointError::NotAFile { kind: FileKind::Directory, .. }));
+/// assert!(err.to_string().contains("is a directory"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileKind {
+    /// A directory.
+    Directory,
+    /// A named pipe.
+    Fifo,
+    /// A character device (`/dev/null`, a terminal).
+    CharDevice,
+    /// A block device (a disk).
+    BlockDevice,
+    /// A Unix socket.
+    Socket,
+    /// Anything else that is not a regular file.
+    Other,
+}
+
+impl FileKind {
+    /// What a path of metadata `meta` is, if not a regular file.
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Option<FileKind> {
+        let t = meta.file_type();
+        if t.is_file() {
+            return None;
+        }
+        if t.is_dir() {
+            return Some(FileKind::Directory);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if t.is_fifo() {
+                return Some(FileKind::Fifo);
+            }
+            if t.is_char_device() {
+                return Some(FileKind::CharDevice);
+            }
+            if t.is_block_device() {
+                return Some(FileKind::BlockDevice);
+            }
+            if t.is_socket() {
+                return Some(FileKind::Socket);
+            }
+        }
+        Some(FileKind::Other)
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            FileKind::Directory => {
+                "give the .safetensors file inside it (the shards of a sharded checkpoint one at a time)"
+            }
+            FileKind::Fifo | FileKind::Socket => {
+                "a checkpoint is read through a memory map: save the stream to a file first"
+            }
+            _ => "give a regular file",
+        }
+    }
+}
+
+impl FileKind {
+    /// The kind with its article: "a directory".
+    fn noun(self) -> &'static str {
+        match self {
+            FileKind::Directory => "a directory",
+            FileKind::Fifo => "a FIFO (named pipe)",
+            FileKind::CharDevice => "a character device",
+            FileKind::BlockDevice => "a block device",
+            FileKind::Socket => "a socket",
+            FileKind::Other => "something other than a regular file",
+        }
+    }
+}
+
+/// "is a directory", "is a FIFO (named pipe)", …
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "is {}", self.noun())
+    }
+}
+
+/// Formats a file given for a safetensors file may turn out to be
+/// ([`CheckpointError::NotSafetensors`]).
+///
+/// ```
+/// use ndprune::io::{Checkpoint, CheckpointError, ForeignFormat};
+/// let err = Checkpoint::<f32>::from_bytes(b"PK\x03\x04 a zip archive").unwrap_err();
+/// assert!(matches!(err, CheckpointError::NotSafetensors { format: ForeignFormat::TorchZip, .. }));
+/// assert!(err.to_string().contains("safetensors.torch.save_file"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForeignFormat {
+    /// A zip archive: what `torch.save` writes (`.pt`, `.pth`, `.bin`).
+    TorchZip,
+    /// A pickle: what `torch.save` wrote before PyTorch 1.6.
+    TorchPickle,
+    /// The JSON index of a sharded checkpoint (`model.safetensors.index.json`).
+    ShardIndex,
+    /// Some other JSON document.
+    Json,
+}
+
+impl ForeignFormat {
+    /// What `bytes` (which failed to parse as safetensors) look like, if
+    /// one of these.
+    pub(crate) fn sniff(bytes: &[u8]) -> Option<ForeignFormat> {
+        if bytes.starts_with(b"PK\x03\x04") {
+            return Some(ForeignFormat::TorchZip);
+        }
+        if let [0x80, 2..=5, ..] = bytes {
+            return Some(ForeignFormat::TorchPickle);
+        }
+        let text = bytes.trim_ascii_start();
+        if text.starts_with(b"{") {
+            // The index's `weight_map` comes early; no need to scan a large file.
+            let head = &text[..text.len().min(1 << 16)];
+            let index = head.windows(12).any(|w| w == b"\"weight_map\"");
+            return Some(if index {
+                ForeignFormat::ShardIndex
+            } else {
+                ForeignFormat::Json
+            });
+        }
+        None
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            ForeignFormat::TorchZip | ForeignFormat::TorchPickle => {
+                "convert it in Python first: safetensors.torch.save_file(torch.load(IN), OUT) \
+                 (for a state_dict; a whole pickled model needs model.state_dict())"
+            }
+            ForeignFormat::ShardIndex => "give the shards its weight_map lists, one file at a time",
+            ForeignFormat::Json => "a safetensors file starts with an 8-byte header length",
+        }
+    }
+}
+
+impl fmt::Display for ForeignFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForeignFormat::TorchZip => "a zip archive, as torch.save writes (.pt, .pth, .bin)",
+            ForeignFormat::TorchPickle => "a pickle, as torch.save wrote before PyTorch 1.6",
+            ForeignFormat::ShardIndex => {
+                "the JSON index of a sharded checkpoint (model.safetensors.index.json)"
+            }
+            ForeignFormat::Json => "a JSON document",
+        })
+    }
+}
+
+/// Why `X_orig` and `X_mask` are no pruned tensor ([`CheckpointError::BadPair`]).
+///
+/// ```
+/// use ndprune::io::{CheckpointError, PairProblem, SafetensorsView};
+/// let header = br#"{"w_orig":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w_mask":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+/// let mut file = (header.len() as u64).to_le_bytes().to_vec();
+/// file.extend_from_slice(header);
+/// file.extend_from_slice(&1.0f32.to_le_bytes());
+/// file.extend_from_slice(&0.5f32.to_le_bytes());
+/// let err = SafetensorsView::parse(&file).unwrap_err();
+/// assert!(matches!(err, CheckpointError::BadPair { problem: PairProblem::NotBinary { index: 0, .. }, .. }));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PairProblem {
+    /// The mask's shape is not the original's.
+    ShapeMismatch {
+        /// The shape of `X_orig`.
+        orig: Vec<usize>,
+        /// The shape of `X_mask`.
+        mask: Vec<usize>,
+    },
+    /// The mask holds a value other than 0 and 1.
+    NotBinary {
+        /// Flat (row-major) index of the first bad entry.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A plain tensor `X` is in the file too.
+    AlsoPlain,
+}
+
+impl fmt::Display for PairProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PairProblem::ShapeMismatch { orig, mask } => write!(
+                f,
+                "its mask has shape {mask:?}, its original shape {orig:?}"
+            ),
+            PairProblem::NotBinary { index, value } => write!(
+                f,
+                "its mask holds {value} at flat index {index}: masks hold only 0 and 1"
+            ),
+            PairProblem::AlsoPlain => {
+                f.write_str("the file holds it plain too, beside its _orig and _mask")
+            }
+        }
+    }
+}
+
+/// Why a file cannot be written at a path ([`CheckpointError::BadTarget`]).
+///
+/// ```
+/// use ndprune::io::{CheckpointError, PendingFile, TargetProblem};
+/// let err = PendingFile::check_target("/no/such/dir/out.safetensors").unwrap_err();
+/// assert!(matches!(err, CheckpointError::BadTarget { problem: TargetProblem::NoDirectory, .. }));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TargetProblem {
+    /// The path names no file (it ends in `..` or `/`, or is empty).
+    NoFileName,
+    /// Its directory does not exist.
+    NoDirectory,
+    /// What should be its directory is not one.
+    ParentNotADirectory,
+    /// Its name is longer than the file system allows.
+    NameTooLong {
+        /// The name's length in bytes.
+        len: usize,
+        /// The most the file system allows.
+        max: usize,
+    },
+    /// Something other than a regular file is at the path.
+    NotAFile(FileKind),
+    /// A symbolic link to something other than a regular file is at the path.
+    SymlinkTo(FileKind),
+    /// A symbolic link to nothing is at the path.
+    DanglingSymlink,
+}
+
+impl fmt::Display for TargetProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetProblem::NoFileName => f.write_str("the path names no file"),
+            TargetProblem::NoDirectory => f.write_str("its directory does not exist"),
+            TargetProblem::ParentNotADirectory => f.write_str("its parent is not a directory"),
+            TargetProblem::NameTooLong { len, max } => write!(
+                f,
+                "its name is {len} bytes long, the file system allows {max}"
+            ),
+            TargetProblem::NotAFile(kind) => write!(f, "it {kind}, not a regular file"),
+            TargetProblem::SymlinkTo(kind) => write!(
+                f,
+                "it is a symbolic link to {}, not to a regular file",
+                kind.noun()
+            ),
+            TargetProblem::DanglingSymlink => f.write_str("it is a symbolic link to nothing"),
+        }
+    }
 }
 
 /// The `path` field of any variant (every variant has one), by reference
@@ -180,7 +513,13 @@ macro_rules! path_of {
             | CheckpointError::WrongDtype { path, .. }
             | CheckpointError::Restore { path, .. }
             | CheckpointError::WriteOrder { path, .. }
-            | CheckpointError::Safetensors { path, .. } => path,
+            | CheckpointError::Safetensors { path, .. }
+            | CheckpointError::Shrank { path, .. }
+            | CheckpointError::NotAFile { path, .. }
+            | CheckpointError::NotSafetensors { path, .. }
+            | CheckpointError::ShapeTooLarge { path, .. }
+            | CheckpointError::BadPair { path, .. }
+            | CheckpointError::BadTarget { path, .. } => path,
         }
     };
 }

@@ -48,7 +48,7 @@ mod writer;
 pub use atomic::PendingFile;
 pub use checkpoint::{Checkpoint, LoadOptions};
 pub use dtype::CheckpointFloat;
-pub use error::CheckpointError;
+pub use error::{CheckpointError, FileKind, ForeignFormat, PairProblem, TargetProblem};
 pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
 pub use spec::TensorSpec;

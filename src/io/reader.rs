@@ -12,6 +12,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
 use super::dtype::{check_byte_len, decode};
+use super::error::{FileKind, ForeignFormat, PairProblem};
 use super::{CheckpointError, CheckpointFloat, RawTensor, TensorSpec};
 
 /// The header's size limit, as the `safetensors` crate sets it.
@@ -19,8 +20,13 @@ pub(crate) const MAX_HEADER: u64 = 100_000_000;
 
 /// A safetensors file mapped into memory, read-only.
 ///
-/// The map is only read; like every memory-mapped reader it relies on no
-/// other process truncating or rewriting the file while it is open.
+/// Only regular files are opened ([`CheckpointError::NotAFile`] otherwise;
+/// a FIFO is refused at once, not waited on). The map is only read; like
+/// every memory-mapped reader it relies on no other process truncating or
+/// rewriting the file while it is open. If one does, reading past the new
+/// end raises `SIGBUS` (which a program may catch, as the `ndprune`
+/// command does), and a write from the map fails with `EFAULT`;
+/// [`MappedFile::check_unchanged`] tells which happened.
 ///
 /// ```
 /// use ndprune::io::{MappedFile, SafetensorsWriter, TensorSpec, Dtype};
@@ -40,6 +46,8 @@ pub(crate) const MAX_HEADER: u64 = 100_000_000;
 pub struct MappedFile {
     path: PathBuf,
     map: Option<Mmap>,
+    /// The file mapped, kept open to tell whether it shrank under the map.
+    file: File,
 }
 
 impl fmt::Debug for MappedFile {
@@ -60,7 +68,7 @@ impl MappedFile {
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| CheckpointError::io(path, "opening", e))?;
+        let file = open_regular(path)?;
         let len = file
             .metadata()
             .map_err(|e| CheckpointError::io(path, "reading the size of", e))?
@@ -79,7 +87,43 @@ impl MappedFile {
         Ok(MappedFile {
             path: path.to_path_buf(),
             map,
+            file,
         })
+    }
+
+    /// Fails with [`CheckpointError::Shrank`] if the file is now shorter
+    /// than when it was mapped: another process truncated it, so reading
+    /// past its new end fails (a write from the map gets `EFAULT`, a read
+    /// `SIGBUS`). A program that gets an I/O error while copying from the
+    /// map can ask this to tell the user what really happened.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, MappedFile};
+    /// # use ndprune::Sequential;
+    /// # fn main() -> Result<(), ndprune::io::CheckpointError> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-shrank.safetensors");
+    /// Checkpoint::new(Sequential::<f32>::new()).save(&path)?;
+    /// let file = MappedFile::open(&path)?;
+    /// assert!(file.check_unchanged().is_ok());
+    /// std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(3).unwrap();
+    /// assert!(file.check_unchanged().is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn check_unchanged(&self) -> Result<(), CheckpointError> {
+        let mapped = self.bytes().len() as u64;
+        let now = self
+            .file
+            .metadata()
+            .map_err(|e| CheckpointError::io(&self.path, "reading the size of", e))?
+            .len();
+        if now < mapped {
+            return Err(CheckpointError::Shrank {
+                path: self.path.clone(),
+                mapped,
+                now,
+            });
+        }
+        Ok(())
     }
 
     /// The file's bytes.
@@ -94,7 +138,11 @@ impl MappedFile {
     /// # Ok(()) }
     /// ```
     pub fn bytes(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or(&[])
+        match &self.map {
+            Some(map) => map,
+            // An empty file cannot be mapped; it has no bytes.
+            None => &[],
+        }
     }
 
     /// The path it was opened from.
@@ -124,8 +172,34 @@ impl MappedFile {
     /// # Ok(()) }
     /// ```
     pub fn view(&self) -> Result<SafetensorsView<'_>, CheckpointError> {
-        SafetensorsView::parse(self.bytes()).map_err(|e| e.at(&self.path))
+        SafetensorsView::parse_at(self.bytes(), &self.path).map_err(|e| e.at(&self.path))
     }
+}
+
+/// Opens `path` for reading if it is a regular file. The open does not
+/// block (a FIFO would wait for a writer), and the check is on the file
+/// opened, so nothing can be swapped in between.
+fn open_regular(path: &Path) -> Result<File, CheckpointError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| CheckpointError::io(path, "opening", e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| CheckpointError::io(path, "reading the type of", e))?;
+    if let Some(kind) = FileKind::of(&meta) {
+        return Err(CheckpointError::NotAFile {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    Ok(file)
 }
 
 /// One tensor of a [`SafetensorsView`]: its name, dtype, shape, and bytes
@@ -149,6 +223,8 @@ impl MappedFile {
 pub struct TensorEntry<'a> {
     spec: TensorSpec,
     data: &'a [u8],
+    /// The file it is in (empty for bytes in memory), for errors.
+    file: &'a Path,
 }
 
 /// An entry's `name()`, `dtype()` and `shape()` (`[]` for a scalar) are its
@@ -228,22 +304,25 @@ impl<'a> TensorEntry<'a> {
     pub fn to_array<T: CheckpointFloat>(&self) -> Result<ArrayD<T>, CheckpointError> {
         if self.spec.dtype != T::DTYPE {
             return Err(CheckpointError::WrongDtype {
-                path: PathBuf::new(),
+                path: self.file.to_path_buf(),
                 tensor: self.spec.name.clone(),
                 wanted: T::DTYPE,
                 found: self.spec.dtype,
             });
         }
-        ArrayD::from_shape_vec(IxDyn(&self.spec.shape), decode(self.data)).map_err(|_| {
-            CheckpointError::SizeMismatch {
-                path: PathBuf::new(),
-                tensor: self.spec.name.clone(),
-                dtype: self.spec.dtype,
-                shape: self.spec.shape.clone(),
-                expected: None,
-                got: self.data.len() as u64,
-            }
-        })
+        // The view checked that the bytes are exactly the shape's elements,
+        // so what `from_shape_vec` can still refuse is a shape no array can
+        // index: non-zero dims whose product passes `isize::MAX`.
+        ArrayD::from_shape_vec(IxDyn(&self.spec.shape), decode(self.data))
+            .map_err(|_| self.too_large())
+    }
+
+    fn too_large(&self) -> CheckpointError {
+        CheckpointError::ShapeTooLarge {
+            path: self.file.to_path_buf(),
+            tensor: self.spec.name.clone(),
+            shape: self.spec.shape.clone(),
+        }
     }
 
     /// A copy of the tensor's name, dtype, shape and bytes.
@@ -288,11 +367,24 @@ impl<'a> TensorEntry<'a> {
 #[derive(Debug, Clone)]
 pub struct SafetensorsView<'a> {
     entries: Vec<TensorEntry<'a>>,
+    /// Indices into `entries`, sorted by name (names are unique).
+    by_name: Vec<usize>,
     metadata: Option<BTreeMap<String, String>>,
 }
 
 impl<'a> SafetensorsView<'a> {
     /// Parses and checks a whole safetensors file held in `bytes`.
+    ///
+    /// Besides the format's own rules, a pruned tensor as PyTorch writes
+    /// it must be one: where `X_orig` and `X_mask` are both of a float
+    /// dtype (`F64`, `F32`, `BF16`, `F16`), the mask has the original's
+    /// shape and holds only 0 and 1, and there is no plain `X` beside
+    /// them ([`CheckpointError::BadPair`]). So every reader built on a
+    /// view, the command line's included, refuses such a file the same way.
+    ///
+    /// Cost: time and memory linear in the file's length (a small multiple
+    /// of the header, the tensors' bytes only read); no recursion, so no
+    /// header can exhaust the stack.
     ///
     /// ```
     /// use ndprune::io::SafetensorsView;
@@ -301,6 +393,22 @@ impl<'a> SafetensorsView<'a> {
     /// assert!(SafetensorsView::parse(&file[..9]).is_err());
     /// ```
     pub fn parse(bytes: &'a [u8]) -> Result<Self, CheckpointError> {
+        Self::parse_at(bytes, Path::new(""))
+    }
+
+    /// [`SafetensorsView::parse`] of the bytes of the file at `file`, whose
+    /// entries name it in their errors.
+    pub(crate) fn parse_at(bytes: &'a [u8], file: &'a Path) -> Result<Self, CheckpointError> {
+        Self::parse_checked(bytes, file).map_err(|e| match ForeignFormat::sniff(bytes) {
+            Some(format) => CheckpointError::NotSafetensors {
+                path: PathBuf::new(),
+                format,
+            },
+            None => e,
+        })
+    }
+
+    fn parse_checked(bytes: &'a [u8], file: &'a Path) -> Result<Self, CheckpointError> {
         let total = bytes.len() as u64;
         let truncated = |needed: u64| CheckpointError::Truncated {
             path: PathBuf::new(),
@@ -327,25 +435,21 @@ impl<'a> SafetensorsView<'a> {
         let data = &bytes[header_end as usize..];
         let text = std::str::from_utf8(header)
             .map_err(|e| CheckpointError::header(format!("not UTF-8: {e}")))?;
-        let json: serde_json::Map<String, Value> = serde_json::from_str(text)
-            .map_err(|e| CheckpointError::header(format!("not a JSON object: {e}")))?;
-
-        let mut metadata = None;
-        let mut entries = Vec::with_capacity(json.len());
-        for (name, value) in json {
-            if name == "__metadata__" {
-                metadata = Some(parse_metadata(value)?);
-            } else {
-                entries.push(parse_entry(name, &value)?);
-            }
-        }
-        let entries = tile(entries, data, header_end)?;
+        let (pending, metadata) = parse_header(text)?;
+        let entries = tile(pending, data, header_end, file)?;
+        let by_name = index_names(&entries)?;
+        let view = SafetensorsView {
+            entries,
+            by_name,
+            metadata,
+        };
+        view.check_pairs()?;
         // The crate's own reader is the final word on validity.
         SafeTensors::deserialize(bytes).map_err(|source| CheckpointError::Safetensors {
             path: PathBuf::new(),
             source,
         })?;
-        Ok(SafetensorsView { entries, metadata })
+        Ok(view)
     }
 
     /// The tensors, in the order of their data in the file.
@@ -359,7 +463,7 @@ impl<'a> SafetensorsView<'a> {
         &self.entries
     }
 
-    /// The tensor of that name.
+    /// The tensor of that name (a binary search: `O(log n)`).
     ///
     /// ```
     /// use ndprune::io::SafetensorsView;
@@ -367,7 +471,25 @@ impl<'a> SafetensorsView<'a> {
     /// assert!(SafetensorsView::parse(&file).unwrap().get("weight").is_none());
     /// ```
     pub fn get(&self, name: &str) -> Option<&TensorEntry<'a>> {
-        self.entries.iter().find(|e| e.name() == name)
+        self.position(name).map(|i| &self.entries[i])
+    }
+
+    /// The index in [`SafetensorsView::entries`] of the tensor of that name.
+    ///
+    /// ```
+    /// # use ndprune::io::SafetensorsView;
+    /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
+    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f32>::zeros(vec![2])).unwrap()).unwrap())
+    /// #     .to_bytes().unwrap();
+    /// let view = SafetensorsView::parse(&file).unwrap();
+    /// assert_eq!(view.position("fc.bias"), Some(0));
+    /// ```
+    pub fn position(&self, name: &str) -> Option<usize> {
+        let at = self
+            .by_name
+            .binary_search_by(|&i| self.entries[i].name().cmp(name))
+            .ok()?;
+        Some(self.by_name[at])
     }
 
     /// The header's `__metadata__` map, if it has one.
@@ -383,70 +505,114 @@ impl<'a> SafetensorsView<'a> {
     pub fn metadata(&self) -> Option<&BTreeMap<String, String>> {
         self.metadata.as_ref()
     }
+
+    /// The pruned tensors of the file as PyTorch writes them: for each
+    /// `X_orig` with an `X_mask`, both of a float dtype, the name `X` and
+    /// the indices of `X_orig` and `X_mask` in
+    /// [`SafetensorsView::entries`], sorted by name. (Parsing checked
+    /// that each is a valid pair.)
+    ///
+    /// ```
+    /// use ndprune::io::{Checkpoint, SafetensorsView};
+    /// use ndprune::prelude::*;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = Layer::new().with_parameter("weight", ndarray::array![1.0f32, -2.0].into_dyn())?;
+    /// let mut ckpt = Checkpoint::new(Sequential::new().with_child("fc", layer)?);
+    /// prune::l1_unstructured(&mut ckpt, "fc.weight", Amount::Count(1), None)?;
+    /// let bytes = ckpt.to_bytes()?;
+    /// let view = SafetensorsView::parse(&bytes)?;
+    /// let pairs = view.pruned_pairs();
+    /// assert_eq!(pairs.len(), 1);
+    /// assert_eq!(pairs[0].0, "fc.weight");
+    /// assert_eq!(view.entries()[pairs[0].2].name(), "fc.weight_mask");
+    /// # Ok(()) }
+    /// ```
+    pub fn pruned_pairs(&self) -> Vec<(&str, usize, usize)> {
+        self.by_name
+            .iter()
+            .filter_map(|&i| {
+                let base = self.entries[i].name().strip_suffix("_orig")?;
+                if base.is_empty() || !is_float(self.entries[i].dtype()) {
+                    return None;
+                }
+                let m = self.position(&format!("{base}_mask"))?;
+                is_float(self.entries[m].dtype()).then_some((base, i, m))
+            })
+            .collect()
+    }
+
+    /// Every pruned pair is one: same shapes, a 0/1 mask, no plain twin.
+    fn check_pairs(&self) -> Result<(), CheckpointError> {
+        for (base, o, m) in self.pruned_pairs() {
+            let (orig, mask) = (&self.entries[o], &self.entries[m]);
+            let bad = |problem| CheckpointError::BadPair {
+                path: PathBuf::new(),
+                tensor: base.to_string(),
+                problem,
+            };
+            if orig.shape() != mask.shape() {
+                return Err(bad(PairProblem::ShapeMismatch {
+                    orig: orig.shape().to_vec(),
+                    mask: mask.shape().to_vec(),
+                }));
+            }
+            if let Some((index, value)) = first_non_binary(mask) {
+                return Err(bad(PairProblem::NotBinary { index, value }));
+            }
+            if self.position(base).is_some() {
+                return Err(bad(PairProblem::AlsoPlain));
+            }
+        }
+        Ok(())
+    }
 }
 
-fn parse_metadata(value: Value) -> Result<BTreeMap<String, String>, CheckpointError> {
-    let Value::Object(map) = value else {
-        return Err(CheckpointError::header("`__metadata__` is not an object"));
-    };
-    map.into_iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k, s)),
-            _ => Err(CheckpointError::header(format!(
-                "`__metadata__` entry `{k}` is not a string"
-            ))),
+/// The dtypes of pruned tensors: the floats.
+fn is_float(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F64 | Dtype::F32 | Dtype::BF16 | Dtype::F16)
+}
+
+/// The first entry of a float mask that is neither 0 (of either sign) nor
+/// 1, compared bit by bit (no decoding, no allocation), with its value.
+fn first_non_binary(mask: &TensorEntry<'_>) -> Option<(usize, f64)> {
+    fn scan<const N: usize>(
+        data: &[u8],
+        one: u64,
+        sign: u64,
+        value: impl Fn(u64) -> f64,
+    ) -> Option<(usize, f64)> {
+        data.chunks_exact(N).enumerate().find_map(|(i, c)| {
+            let mut b = [0u8; 8];
+            b[..N].copy_from_slice(c);
+            let bits = u64::from_le_bytes(b);
+            (bits & !sign != 0 && bits != one).then(|| (i, value(bits)))
         })
-        .collect()
+    }
+    let data = mask.data();
+    match mask.dtype() {
+        Dtype::F64 => scan::<8>(data, 1f64.to_bits(), 1 << 63, f64::from_bits),
+        Dtype::F32 => scan::<4>(data, 1f32.to_bits().into(), 1 << 31, |b| {
+            f64::from(f32::from_bits(b as u32))
+        }),
+        Dtype::BF16 => scan::<2>(data, 0x3f80, 1 << 15, |b| {
+            f64::from(f32::from_bits((b as u32) << 16))
+        }),
+        Dtype::F16 => scan::<2>(data, 0x3c00, 1 << 15, |b| f16_to_f64(b as u16)),
+        other => unreachable!("{other} is no float dtype; pairs are of floats"),
+    }
 }
 
-fn parse_entry(name: String, value: &Value) -> Result<Pending, CheckpointError> {
-    let bad = |what: &str| CheckpointError::header(format!("tensor `{name}`: {what}"));
-    let Value::Object(info) = value else {
-        return Err(bad("its entry is not an object"));
-    };
-    let Some(Value::String(dtype_name)) = info.get("dtype") else {
-        return Err(bad("`dtype` is missing or not a string"));
-    };
-    let dtype: Dtype = serde_json::from_value(Value::String(dtype_name.clone())).map_err(|_| {
-        CheckpointError::UnknownDtype {
-            path: PathBuf::new(),
-            tensor: name.clone(),
-            dtype: dtype_name.clone(),
-        }
-    })?;
-    let Some(Value::Array(dims)) = info.get("shape") else {
-        return Err(bad("`shape` is missing or not an array"));
-    };
-    let shape = dims
-        .iter()
-        .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-        .collect::<Option<Vec<usize>>>()
-        .ok_or_else(|| bad("`shape` holds something other than non-negative integers"))?;
-    let offsets = match info.get("data_offsets") {
-        Some(Value::Array(o)) if o.len() == 2 => {
-            o.iter().map(Value::as_u64).collect::<Option<Vec<u64>>>()
-        }
-        _ => None,
+/// An IEEE half's value (for error messages; no `half` feature needed).
+fn f16_to_f64(bits: u16) -> f64 {
+    let sign = if bits >> 15 == 1 { -1.0 } else { 1.0 };
+    let exp = i32::from((bits >> 10) & 0x1f);
+    let frac = f64::from(bits & 0x3ff);
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        0x1f if frac == 0.0 => f64::INFINITY,
+        0x1f => f64::NAN,
+        e => (1.0 + frac / 1024.0) * 2f64.powi(e - 15),
     }
-    .ok_or_else(|| bad("`data_offsets` is not a pair of non-negative integers"))?;
-    let (start, end) = (offsets[0], offsets[1]);
-    if end < start {
-        return Err(CheckpointError::BadOffsets {
-            path: PathBuf::new(),
-            tensor: name,
-            start,
-            end,
-            reason: "the end lies before the start",
-        });
-    }
-    check_byte_len(&name, dtype, &shape, end - start)?;
-    Ok(Pending {
-        name,
-        dtype,
-        shape,
-        start,
-        end,
-    })
 }
 
 /// A header entry whose size is checked but whose range is not yet.
@@ -458,12 +624,110 @@ struct Pending {
     end: u64,
 }
 
+/// One tensor's entry as the header's JSON has it.
+#[derive(serde::Deserialize)]
+#[serde(rename = "tensor entry")]
+struct RawInfo {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: (u64, u64),
+}
+
+/// Reads the header's JSON straight into entries (no JSON tree: memory a
+/// small multiple of the header) and the metadata map.
+#[allow(clippy::type_complexity)]
+fn parse_header(
+    text: &str,
+) -> Result<(Vec<Pending>, Option<BTreeMap<String, String>>), CheckpointError> {
+    use serde::de::{Deserializer, Error, MapAccess, Visitor};
+
+    /// The visitor of the header's object; an entry that is well-formed
+    /// JSON but no valid tensor stops the parse with its error kept here.
+    struct Header<'e>(&'e mut Option<CheckpointError>);
+    impl<'de> Visitor<'de> for Header<'_> {
+        type Value = (Vec<Pending>, Option<BTreeMap<String, String>>);
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object of tensor entries")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut entries = Vec::new();
+            let mut metadata = None;
+            while let Some(name) = map.next_key::<String>()? {
+                if name == "__metadata__" {
+                    let meta = map.next_value::<BTreeMap<String, String>>().map_err(|e| {
+                        A::Error::custom(format!("`__metadata__` is not a map of strings: {e}"))
+                    })?;
+                    if metadata.replace(meta).is_some() {
+                        return Err(A::Error::custom("`__metadata__` is given twice"));
+                    }
+                } else {
+                    let info = map
+                        .next_value::<RawInfo>()
+                        .map_err(|e| A::Error::custom(format!("tensor `{name}`: {e}")))?;
+                    match check_entry(name, info) {
+                        Ok(p) => entries.push(p),
+                        Err(e) => {
+                            *self.0 = Some(e);
+                            return Err(A::Error::custom("an invalid tensor entry"));
+                        }
+                    }
+                }
+            }
+            Ok((entries, metadata))
+        }
+    }
+
+    let mut invalid = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = (&mut de)
+        .deserialize_map(Header(&mut invalid))
+        .and_then(|v| de.end().map(|()| v));
+    match (parsed, invalid) {
+        (_, Some(e)) => Err(e),
+        (Ok(v), None) => Ok(v),
+        (Err(e), None) => Err(CheckpointError::header(format!(
+            "not a JSON object of tensor entries: {e}"
+        ))),
+    }
+}
+
+fn check_entry(name: String, info: RawInfo) -> Result<Pending, CheckpointError> {
+    let dtype: Dtype = serde_json::from_value(Value::String(info.dtype.clone())).map_err(|_| {
+        CheckpointError::UnknownDtype {
+            path: PathBuf::new(),
+            tensor: name.clone(),
+            dtype: info.dtype,
+        }
+    })?;
+    let (start, end) = info.data_offsets;
+    if end < start {
+        return Err(CheckpointError::BadOffsets {
+            path: PathBuf::new(),
+            tensor: name,
+            start,
+            end,
+            reason: "the end lies before the start",
+        });
+    }
+    check_byte_len(&name, dtype, &info.shape, end - start)?;
+    Ok(Pending {
+        name,
+        dtype,
+        shape: info.shape,
+        start,
+        end,
+    })
+}
+
 /// Checks that the ranges tile `[0, data_len)` exactly (sorting them by
 /// offset), then makes the entries.
 fn tile<'a>(
     mut pending: Vec<Pending>,
     data: &'a [u8],
     header_end: u64,
+    file: &'a Path,
 ) -> Result<Vec<TensorEntry<'a>>, CheckpointError> {
     let data_len = data.len() as u64;
     pending.sort_by(|a, b| (a.start, a.end, &a.name).cmp(&(b.start, b.end, &b.name)));
@@ -509,6 +773,25 @@ fn tile<'a>(
             // In range: checked above, and `data_len` fits in usize.
             data: &data[p.start as usize..p.end as usize],
             spec: TensorSpec::new(p.name, p.dtype, p.shape),
+            file,
         })
         .collect())
+}
+
+/// The entries' indices sorted by name; an error if a name is used twice
+/// (JSON allows a key twice; a safetensors header does not).
+fn index_names(entries: &[TensorEntry<'_>]) -> Result<Vec<usize>, CheckpointError> {
+    let mut by_name: Vec<usize> = (0..entries.len()).collect();
+    by_name.sort_by(|&a, &b| entries[a].name().cmp(entries[b].name()));
+    if let Some(w) = by_name
+        .windows(2)
+        .find(|w| entries[w[0]].name() == entries[w[1]].name())
+    {
+        return Err(CheckpointError::BadName {
+            path: PathBuf::new(),
+            tensor: entries[w[0]].name().to_string(),
+            reason: "is used by two tensors",
+        });
+    }
+    Ok(by_name)
 }

@@ -1,7 +1,7 @@
 //! From flat dotted names to a module tree, and how names are ordered.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use ndarray::ArrayD;
@@ -9,10 +9,19 @@ use ndarray::ArrayD;
 use super::{CheckpointError, CheckpointFloat, LoadOptions};
 use crate::{Module, PruneError, Sequential};
 
+/// The most components a dotted name may have to become a path in the
+/// module tree; deeper names are kept as raw tensors. (PyTorch's deepest
+/// real models are a few dozen levels deep; the bound keeps every walk of
+/// the tree, which recurses on depth, far from the stack's end.)
+pub(crate) const MAX_TREE_DEPTH: usize = 64;
+
 /// Whether `name` can be a dotted path in a module tree: non-empty
-/// components, so no leading, trailing or doubled dot.
+/// components, so no leading, trailing or doubled dot, and at most
+/// [`MAX_TREE_DEPTH`] of them.
 pub(crate) fn is_tree_path(name: &str) -> bool {
-    !name.is_empty() && name.split('.').all(|c| !c.is_empty())
+    !name.is_empty()
+        && name.split('.').all(|c| !c.is_empty())
+        && name.bytes().filter(|&b| b == b'.').count() < MAX_TREE_DEPTH
 }
 
 /// Orders dotted names component by component, numbers by value
@@ -50,33 +59,23 @@ fn component_cmp(p: &str, q: &str) -> Ordering {
 }
 
 /// One module while the tree is built: its own tensors (local name, array)
-/// and its children, both in natural order.
+/// and its children (local name, index in the arena), in insertion order.
 struct Node<T> {
     tensors: Vec<(String, ArrayD<T>)>,
-    children: Vec<(String, Node<T>)>,
+    children: Vec<(String, usize)>,
+    /// `children` by name.
+    child_index: HashMap<String, usize>,
+    /// The dotted path of this module (`""` for the root).
+    path: String,
 }
 
 impl<T> Node<T> {
-    fn new() -> Self {
+    fn new(path: String) -> Self {
         Node {
             tensors: Vec::new(),
             children: Vec::new(),
-        }
-    }
-
-    fn insert(&mut self, path: &str, tensor: ArrayD<T>) {
-        match path.split_once('.') {
-            None => self.tensors.push((path.to_string(), tensor)),
-            Some((head, rest)) => {
-                let at = match self.children.iter().position(|(n, _)| n == head) {
-                    Some(at) => at,
-                    None => {
-                        self.children.push((head.to_string(), Node::new()));
-                        self.children.len() - 1
-                    }
-                };
-                self.children[at].1.insert(rest, tensor);
-            }
+            child_index: HashMap::new(),
+            path,
         }
     }
 }
@@ -84,16 +83,52 @@ impl<T> Node<T> {
 /// Builds the module tree of `tensors` (dotted tree paths, any order):
 /// `<p>.X_orig` with `<p>.X_mask` become the pruned `X`, names that
 /// `options` lists as buffers become buffers, the rest parameters.
+///
+/// Cost: `O(n log n)` in the number of tensors, no recursion (the modules
+/// live in an arena and are assembled from the leaves up).
 pub(crate) fn build_tree<T: CheckpointFloat>(
     mut tensors: Vec<(String, ArrayD<T>)>,
     options: &LoadOptions,
 ) -> Result<Sequential<T>, CheckpointError> {
     tensors.sort_by(|a, b| natural_cmp(&a.0, &b.0));
-    let mut root = Node::new();
+    let mut arena = vec![Node::new(String::new())];
     for (name, t) in tensors {
-        root.insert(&name, t);
+        let (modules, local) = name.rsplit_once('.').unwrap_or(("", &name));
+        let mut at = 0;
+        if !modules.is_empty() {
+            for component in modules.split('.') {
+                at = match arena[at].child_index.get(component) {
+                    Some(&child) => child,
+                    None => {
+                        let child = arena.len();
+                        let path = join(&arena[at].path, component);
+                        arena.push(Node::new(path));
+                        let node = &mut arena[at];
+                        node.children.push((component.to_string(), child));
+                        node.child_index.insert(component.to_string(), child);
+                        child
+                    }
+                };
+            }
+        }
+        arena[at].tensors.push((local.to_string(), t));
     }
-    build(root, "", options)
+    // A child is always pushed after its parent, so walking the arena
+    // backwards builds every child before the module that holds it.
+    let mut built: Vec<Option<Sequential<T>>> = (0..arena.len()).map(|_| None).collect();
+    for (i, node) in arena.into_iter().enumerate().rev() {
+        let mut module = build_store(node.tensors, &node.path, options)?;
+        for (name, child) in node.children {
+            let child = built[child]
+                .take()
+                .expect("a child is built before its parent and taken once");
+            module
+                .add_child(&name, child)
+                .map_err(|e| restore_err(&node.path, &name, e))?;
+        }
+        built[i] = Some(module);
+    }
+    Ok(built[0].take().expect("the root is built"))
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -104,61 +139,62 @@ fn join(prefix: &str, name: &str) -> String {
     }
 }
 
-fn build<T: CheckpointFloat>(
-    node: Node<T>,
+fn restore_err(prefix: &str, tensor: &str, source: PruneError) -> CheckpointError {
+    CheckpointError::Restore {
+        path: PathBuf::new(),
+        tensor: join(prefix, tensor),
+        source: Box::new(source),
+    }
+}
+
+/// One module with its own tensors: pairs restored as pruned, buffers and
+/// parameters added.
+fn build_store<T: CheckpointFloat>(
+    tensors: Vec<(String, ArrayD<T>)>,
     prefix: &str,
     options: &LoadOptions,
 ) -> Result<Sequential<T>, CheckpointError> {
     let mut module = Sequential::new();
-    let names: HashSet<String> = node.tensors.iter().map(|(n, _)| n.clone()).collect();
+    let names: HashSet<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     let pair_base = |name: &str| -> Option<String> {
         let base = name.strip_suffix("_orig")?;
-        (!base.is_empty() && names.contains(&format!("{base}_mask"))).then(|| base.to_string())
+        (!base.is_empty() && names.contains(format!("{base}_mask").as_str()))
+            .then(|| base.to_string())
     };
     let is_paired_mask = |name: &str| {
         name.strip_suffix("_mask")
-            .is_some_and(|base| !base.is_empty() && names.contains(&format!("{base}_orig")))
+            .is_some_and(|base| !base.is_empty() && names.contains(format!("{base}_orig").as_str()))
     };
-    let mut masks: Vec<(String, ArrayD<T>)> = Vec::new();
-    let mut rest = Vec::with_capacity(node.tensors.len());
-    for (name, t) in node.tensors {
-        if is_paired_mask(&name) {
-            masks.push((name, t));
+    let paired: Vec<bool> = tensors.iter().map(|(n, _)| is_paired_mask(n)).collect();
+    let bases: Vec<Option<String>> = tensors.iter().map(|(n, _)| pair_base(n)).collect();
+    drop(names);
+    let mut masks: HashMap<String, ArrayD<T>> = HashMap::new();
+    let mut rest = Vec::with_capacity(tensors.len());
+    for ((name, t), (is_mask, base)) in tensors.into_iter().zip(paired.into_iter().zip(bases)) {
+        if is_mask {
+            masks.insert(name, t);
         } else {
-            rest.push((name, t));
+            rest.push((name, t, base));
         }
     }
-    let restore_err = |tensor: &str, source: PruneError| CheckpointError::Restore {
-        path: PathBuf::new(),
-        tensor: join(prefix, tensor),
-        source: Box::new(source),
-    };
-    for (name, t) in rest {
+    for (name, t, base) in rest {
         let store = module.store_mut();
-        if let Some(base) = pair_base(&name) {
-            let mask_name = format!("{base}_mask");
-            let at = masks.iter().position(|(n, _)| *n == mask_name);
-            let Some(at) = at else { continue };
-            let (_, mask) = masks.swap_remove(at);
+        if let Some(base) = base {
+            let mask = masks
+                .remove(&format!("{base}_mask"))
+                .expect("a pair's mask is set aside once, for its one original");
             store
                 .restore_pruned(&base, t, mask)
-                .map_err(|e| restore_err(&base, e))?;
+                .map_err(|e| restore_err(prefix, &base, e))?;
         } else if options.is_buffer(&name) {
             store
                 .add_buffer(&name, t)
-                .map_err(|e| restore_err(&name, e))?;
+                .map_err(|e| restore_err(prefix, &name, e))?;
         } else {
             store
                 .add_parameter(&name, t)
-                .map_err(|e| restore_err(&name, e))?;
+                .map_err(|e| restore_err(prefix, &name, e))?;
         }
-    }
-    for (name, child) in node.children {
-        let path = join(prefix, &name);
-        let child = build(child, &path, options)?;
-        module
-            .add_child(&name, child)
-            .map_err(|e| restore_err(&name, e))?;
     }
     Ok(module)
 }

@@ -97,8 +97,43 @@ impl SafetensorsWriter<PendingFile> {
         metadata: Option<&BTreeMap<String, String>>,
     ) -> Result<Self, CheckpointError> {
         let path = path.as_ref();
+        Self::create_with(path, specs, metadata, || PendingFile::create(path))
+    }
+
+    /// Like [`SafetensorsWriter::create`], but a new file (one that
+    /// replaces none) gets the permissions of `like`
+    /// ([`PendingFile::create_like`]).
+    ///
+    /// ```
+    /// use ndprune::io::{Dtype, SafetensorsWriter, TensorSpec};
+    /// # fn main() -> Result<(), ndprune::io::CheckpointError> {
+    /// let dir = std::env::temp_dir();
+    /// let path = dir.join("ndprune-doc-create-like.safetensors");
+    /// let mut w = SafetensorsWriter::create_like(&path, &dir, vec![TensorSpec::new("m", Dtype::U8, vec![1])], None)?;
+    /// w.write_tensor_bytes("m", &[1])?;
+    /// w.commit()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn create_like(
+        path: impl AsRef<Path>,
+        like: impl AsRef<Path>,
+        specs: Vec<TensorSpec>,
+        metadata: Option<&BTreeMap<String, String>>,
+    ) -> Result<Self, CheckpointError> {
+        let path = path.as_ref();
+        Self::create_with(path, specs, metadata, || {
+            PendingFile::create_like(path, like)
+        })
+    }
+
+    fn create_with(
+        path: &Path,
+        specs: Vec<TensorSpec>,
+        metadata: Option<&BTreeMap<String, String>>,
+        open: impl FnOnce() -> Result<PendingFile, CheckpointError>,
+    ) -> Result<Self, CheckpointError> {
         let (header, specs) = plan(specs, metadata).map_err(|e| e.at(path))?;
-        let mut out = PendingFile::create(path)?;
+        let mut out = open()?;
         out.write_all(&header)
             .map_err(|e| CheckpointError::io(path, "writing", e))?;
         Ok(SafetensorsWriter {
@@ -150,6 +185,17 @@ impl<W: Write> SafetensorsWriter<W> {
             next: 0,
             scratch: Vec::new(),
         })
+    }
+
+    /// The output being written to.
+    ///
+    /// ```
+    /// use ndprune::io::SafetensorsWriter;
+    /// let w = SafetensorsWriter::new(Vec::new(), vec![], None).unwrap();
+    /// assert_eq!(w.get_ref().len(), 16); // the header is written at once
+    /// ```
+    pub fn get_ref(&self) -> &W {
+        &self.out
     }
 
     /// The tensor to write next, if any is left.

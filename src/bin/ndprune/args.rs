@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use ndprune::io::PendingFile;
 use ndprune::{Amount, Dim, L1Unstructured, Norm};
 
 /// Prune safetensors checkpoints with the semantics of PyTorch's
@@ -176,7 +177,21 @@ fn globs(patterns: &[String]) -> Result<GlobSet, String> {
     b.build().map_err(|e| e.to_string())
 }
 
-/// Whether two paths name the same existing file.
+/// Whether two paths name the same existing file: the same device and
+/// inode (links followed), so a hard link, a symbolic link or a bind mount
+/// of IN is IN, however the path is spelled.
+#[cfg(unix)]
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// Whether two paths name the same existing file (by canonical path where
+/// there are no inodes to compare).
+#[cfg(not(unix))]
 fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
@@ -223,6 +238,11 @@ pub fn check(args: PruneArgs) -> PruneJob {
             ErrorKind::ArgumentConflict,
             "OUT must not be IN: the input is never changed".into(),
         );
+    }
+    // An OUT that cannot work (a directory, a device, a FIFO, a missing
+    // directory, a name too long) is found now, before any work.
+    if let Err(e) = PendingFile::check_target(&args.output) {
+        usage(ErrorKind::InvalidValue, format!("OUT: {e}"));
     }
     PruneJob {
         input: args.input,

@@ -1,5 +1,7 @@
 //! `ndprune inspect`: a file's tensors, dtypes, shapes and zeros.
 
+use std::io::Write;
+
 use ndprune::io::{Dtype, MappedFile, TensorEntry};
 use serde_json::json;
 
@@ -15,7 +17,9 @@ fn zeros(e: &TensorEntry<'_>) -> Option<usize> {
     let all_zero = |c: &[u8]| c.iter().all(|&b| b == 0);
     // The sign bit is the top bit of the last (little-endian) byte.
     let float_zero = |c: &[u8]| {
-        let (last, rest) = c.split_last().unwrap_or((&0, &[]));
+        let (last, rest) = c
+            .split_last()
+            .expect("chunks_exact gives chunks of the element size, at least 2");
         last & 0x7f == 0 && rest.iter().all(|&b| b == 0)
     };
     Some(match e.dtype() {
@@ -30,17 +34,16 @@ fn zeros(e: &TensorEntry<'_>) -> Option<usize> {
     })
 }
 
-fn natural(a: &str, b: &str) -> std::cmp::Ordering {
-    let key = |s: &str| -> Vec<(bool, usize, String)> {
-        s.split('.')
-            .map(|c| {
-                let num = !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit());
-                let t = if num { c.trim_start_matches('0') } else { c };
-                (!num, if num { t.len() } else { 0 }, t.to_string())
-            })
-            .collect()
-    };
-    key(a).cmp(&key(b)).then_with(|| a.cmp(b))
+/// The natural-order key of a dotted name: component by component,
+/// numbers by value and before words.
+fn natural_key(s: &str) -> Vec<(bool, usize, &str)> {
+    s.split('.')
+        .map(|c| {
+            let num = !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit());
+            let t = if num { c.trim_start_matches('0') } else { c };
+            (!num, if num { t.len() } else { 0 }, t)
+        })
+        .collect()
 }
 
 fn percent(part: usize, whole: usize) -> f64 {
@@ -51,19 +54,33 @@ fn percent(part: usize, whole: usize) -> f64 {
     }
 }
 
-/// Prints the table (or JSON) of `path`'s tensors.
-pub fn inspect(path: &std::path::Path, as_json: bool) -> Result<(), Failure> {
+/// Why `inspect` failed: reading the file (exit status 1), or printing.
+#[derive(Debug)]
+pub enum Error {
+    Read(Failure),
+    Print(std::io::Error),
+}
+
+impl<E: Into<Failure>> From<E> for Error {
+    fn from(e: E) -> Self {
+        Error::Read(e.into())
+    }
+}
+
+fn print(e: std::io::Error) -> Error {
+    Error::Print(e)
+}
+
+/// Prints the table (or JSON) of `path`'s tensors to `out`.
+pub fn inspect(out: &mut impl Write, path: &std::path::Path, as_json: bool) -> Result<(), Error> {
     let file = MappedFile::open(path)?;
     let view = file.view()?;
     let mut entries: Vec<&TensorEntry<'_>> = view.entries().iter().collect();
-    entries.sort_by(|a, b| natural(a.name(), b.name()));
+    // One key per entry, not two per comparison.
+    entries.sort_by_cached_key(|e| (natural_key(e.name()), e.name()));
     let rows: Vec<(&TensorEntry<'_>, Option<usize>)> =
         entries.iter().map(|e| (*e, zeros(e))).collect();
-    let pruned: Vec<&str> = entries
-        .iter()
-        .filter_map(|e| e.name().strip_suffix("_orig"))
-        .filter(|base| view.get(&format!("{base}_mask")).is_some())
-        .collect();
+    let pairs = view.pruned_pairs();
     if as_json {
         let tensors: Vec<_> = rows
             .iter()
@@ -79,62 +96,71 @@ pub fn inspect(path: &std::path::Path, as_json: bool) -> Result<(), Failure> {
                 })
             })
             .collect();
+        let pruned: Vec<&str> = pairs.iter().map(|(base, _, _)| *base).collect();
         let doc = json!({
             "file": path.display().to_string(),
             "metadata": view.metadata(),
             "tensors": tensors,
             "pruned": pruned,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return Ok(());
+        serde_json::to_writer_pretty(&mut *out, &doc)
+            .map_err(std::io::Error::from)
+            .map_err(print)?;
+        return writeln!(out).map_err(print);
     }
     let width = rows
         .iter()
         .map(|(e, _)| e.name().len())
         .max()
         .unwrap_or(6)
-        .max(6);
-    println!("{}", path.display());
+        .clamp(6, crate::NAME_COLUMN);
+    writeln!(out, "{}", path.display()).map_err(print)?;
     if let Some(meta) = view.metadata() {
         for (k, v) in meta {
-            println!("  metadata {k} = {v}");
+            writeln!(out, "  metadata {k} = {v}").map_err(print)?;
         }
     }
-    println!(
+    writeln!(
+        out,
         "{:<width$}  {:<7} {:<18} {:>12} {:>9}",
         "tensor", "dtype", "shape", "numel", "zeros"
-    );
+    )
+    .map_err(print)?;
     let (mut total, mut bytes) = (0usize, 0usize);
     for (e, z) in &rows {
-        total += e.len();
+        total = total.saturating_add(e.len());
         bytes += e.data().len();
         let shape = format!("{:?}", e.shape());
         let zeros = z.map_or_else(
             || "-".to_string(),
             |z| format!("{:.1}%", percent(z, e.len())),
         );
-        println!(
+        writeln!(
+            out,
             "{:<width$}  {:<7} {:<18} {:>12} {:>9}",
             e.name(),
             e.dtype().to_string(),
             shape,
             e.len(),
             zeros
-        );
+        )
+        .map_err(print)?;
     }
-    println!(
+    writeln!(
+        out,
         "{} tensors, {total} entries, {bytes} bytes of data",
         rows.len()
-    );
-    for base in pruned {
-        if let Some(mask) = view.get(&format!("{base}_mask")) {
-            if let Some(z) = zeros(mask) {
-                println!(
-                    "pruned: {base} ({:.1}% of its mask is 0)",
-                    percent(z, mask.len())
-                );
-            }
-        }
+    )
+    .map_err(print)?;
+    for (base, _, m) in pairs {
+        let mask = &view.entries()[m];
+        let z = zeros(mask).expect("a pair's mask is of a float dtype");
+        writeln!(
+            out,
+            "pruned: {base} ({:.1}% of its mask is 0)",
+            percent(z, mask.len())
+        )
+        .map_err(print)?;
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Which tensors to prune, and what the output file holds, in what order.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use ndprune::io::{alignment_rank, Dtype, LoadOptions, SafetensorsView, TensorSpec};
 
@@ -24,7 +24,11 @@ pub enum Target {
 #[derive(Debug, Clone)]
 pub struct Group {
     pub name: String,
+    /// The dtype of the values (`X`, or `X_orig`).
     pub dtype: Dtype,
+    /// The dtype of the mask written: `X_mask`'s where there is one (a
+    /// pair may mix float dtypes, and each tensor keeps its own).
+    pub mask_dtype: Dtype,
     pub shape: Vec<usize>,
     pub target: Target,
 }
@@ -63,29 +67,29 @@ pub struct Plan {
 /// Selects the tensors to prune and lays out the output.
 pub fn plan(view: &SafetensorsView<'_>, job: &PruneJob) -> Plan {
     let entries = view.entries();
-    let index: HashMap<&str, usize> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.name(), i))
-        .collect();
     let buffers = LoadOptions::default();
 
-    // PyTorch's pruned pairs: X_orig with X_mask.
+    // PyTorch's pruned pairs: X_orig with X_mask (checked by the view).
     let mut paired = HashSet::new();
     let mut candidates: Vec<Group> = Vec::new();
+    for (base, o, m) in view.pruned_pairs() {
+        paired.insert(o);
+        paired.insert(m);
+        candidates.push(Group {
+            name: base.to_string(),
+            dtype: entries[o].dtype(),
+            mask_dtype: entries[m].dtype(),
+            shape: entries[o].shape().to_vec(),
+            target: Target::Pair { orig: o, mask: m },
+        });
+    }
+    // A pair of which one is no float (a bool mask, say) is no pruned
+    // tensor ndprune can go on pruning: both are copied as they are.
     for (i, e) in entries.iter().enumerate() {
         if let Some(base) = e.name().strip_suffix("_orig").filter(|b| !b.is_empty()) {
-            if let Some(&m) = index.get(format!("{base}_mask").as_str()) {
+            if let Some(m) = view.position(&format!("{base}_mask")) {
                 paired.insert(i);
                 paired.insert(m);
-                if is_float(e.dtype()) && is_float(entries[m].dtype()) {
-                    candidates.push(Group {
-                        name: base.to_string(),
-                        dtype: e.dtype(),
-                        shape: e.shape().to_vec(),
-                        target: Target::Pair { orig: i, mask: m },
-                    });
-                }
             }
         }
     }
@@ -94,11 +98,17 @@ pub fn plan(view: &SafetensorsView<'_>, job: &PruneJob) -> Plan {
             candidates.push(Group {
                 name: e.name().to_string(),
                 dtype: e.dtype(),
+                mask_dtype: e.dtype(),
                 shape: e.shape().to_vec(),
                 target: Target::Plain(i),
             });
         }
     }
+    // A tensor with no entries has nothing to prune: it is copied as it is.
+    // (Its dims, which a header may claim at 2^40, then size no work.)
+    // Nor is a tensor of empty name pruned: its `_orig` and `_mask` would
+    // read back as two plain tensors of those names.
+    candidates.retain(|g| !g.shape.contains(&0) && !g.name.is_empty());
     let mut groups: Vec<Group> = candidates
         .into_iter()
         .filter(|g| match &job.include {
@@ -126,8 +136,15 @@ pub fn plan(view: &SafetensorsView<'_>, job: &PruneJob) -> Plan {
         } else {
             keys.push((group.dtype, group.name.clone(), 0));
             outputs.push((spec(format!("{}_orig", group.name)), Source::Orig(g)));
-            keys.push((group.dtype, group.name.clone(), 1));
-            outputs.push((spec(format!("{}_mask", group.name)), Source::Mask(g)));
+            keys.push((group.mask_dtype, group.name.clone(), 1));
+            outputs.push((
+                TensorSpec::new(
+                    format!("{}_mask", group.name),
+                    group.mask_dtype,
+                    group.shape.clone(),
+                ),
+                Source::Mask(g),
+            ));
         }
     }
     let mut copied = 0;

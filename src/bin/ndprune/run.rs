@@ -1,6 +1,8 @@
 //! Carrying out a pruning call: tensor by tensor from the input's memory
 //! map to the output file.
 
+use std::path::{Path, PathBuf};
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::ArrayD;
 use ndprune::io::{
@@ -11,21 +13,89 @@ use ndprune::prelude::*;
 use ndprune::select::StreamingSelect;
 
 use crate::args::{Method, PruneJob};
+use crate::cleanup;
 use crate::plan::{plan, Group, Source, Target};
 
-/// Why a pruning call failed (exit status 1).
+/// Why a call failed (exit status 1). Every message names the file, and
+/// the tensor by its name in the file.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("pruning `{tensor}`: {source}")]
-    Prune { tensor: String, source: PruneError },
+    #[error("{}: pruning `{tensor}`: {source}", path.display())]
+    Prune {
+        path: PathBuf,
+        tensor: String,
+        source: Box<PruneError>,
+    },
+    #[error(
+        "{}: cannot prune {amount} of the {available} entries left in the {tensors} selected tensors",
+        path.display()
+    )]
+    GlobalAmount {
+        path: PathBuf,
+        amount: Amount,
+        available: usize,
+        tensors: usize,
+    },
 }
 
-fn pruning(tensor: &str) -> impl Fn(PruneError) -> Failure + '_ {
+/// Pruning errors of the tensor `tensor` of the file `path`.
+fn pruning<'a>(path: &'a Path, tensor: &'a str) -> impl Fn(PruneError) -> Failure + 'a {
     move |source| Failure::Prune {
+        path: path.to_path_buf(),
         tensor: tensor.to_string(),
-        source,
+        source: Box::new(source),
+    }
+}
+
+/// A module holding one tensor of the file under the tensor's own name,
+/// so that what the pruning calls say names it as the file does.
+///
+/// The name may be anything a header holds (`a..b`, a trailing dot, no
+/// dot at all): the pruning calls split a path at its last dot into a
+/// module path and a local name, and this module answers to exactly that
+/// module path with its one store, instead of walking children.
+#[derive(Debug)]
+struct Single<T: PruneFloat> {
+    module: String,
+    local: String,
+    store: TensorStore<T>,
+}
+
+impl<T: PruneFloat> Single<T> {
+    fn new(name: &str) -> Self {
+        // As the pruning calls split a path.
+        let (module, local) = name.rsplit_once('.').unwrap_or(("", name));
+        Single {
+            module: module.to_string(),
+            local: local.to_string(),
+            store: TensorStore::new(),
+        }
+    }
+
+    fn mask(&self) -> &ArrayD<T> {
+        self.store
+            .buffer(&format!("{}_mask", self.local))
+            .expect("a pruned tensor has its mask")
+    }
+}
+
+impl<T: PruneFloat> Module<T> for Single<T> {
+    fn store(&self) -> &TensorStore<T> {
+        &self.store
+    }
+
+    fn store_mut(&mut self) -> &mut TensorStore<T> {
+        &mut self.store
+    }
+
+    fn store_at(&self, module_path: &str) -> Option<&TensorStore<T>> {
+        (module_path == self.module).then_some(&self.store)
+    }
+
+    fn store_at_mut(&mut self, module_path: &str) -> Option<&mut TensorStore<T>> {
+        (module_path == self.module).then_some(&mut self.store)
     }
 }
 
@@ -104,32 +174,34 @@ fn load_as<U: CheckpointFloat>(entry: &TensorEntry<'_>) -> Result<ArrayD<U>, Fai
     })
 }
 
-/// A one-tensor module holding `group` as `t` (pruned if it was).
-fn layer_of<U: CheckpointFloat>(
+/// A one-tensor module holding `group` under its name (pruned if it was),
+/// and how many entries its mask had pruned.
+fn single_of<U: CheckpointFloat>(
     entries: &[TensorEntry<'_>],
     group: &Group,
-) -> Result<(Layer<U>, usize), Failure> {
-    let mut layer = Layer::<U>::new();
+    path: &Path,
+) -> Result<(Single<U>, usize), Failure> {
+    let mut single = Single::<U>::new(&group.name);
     let orig = load_as::<U>(&entries[group.orig()])?;
+    let err = pruning(path, &group.name);
+    let local = single.local.clone();
     let before = match group.target {
         Target::Plain(_) => {
-            layer
-                .store_mut()
-                .add_parameter("t", orig)
-                .map_err(pruning(&group.name))?;
+            single.store.add_parameter(&local, orig).map_err(&err)?;
             0
         }
         Target::Pair { mask, .. } => {
+            // The view checked the pair: same shape, only 0 and 1.
             let mask = load_as::<U>(&entries[mask])?;
             let before = zeros(&mask);
-            layer
-                .store_mut()
-                .restore_pruned("t", orig, mask)
-                .map_err(pruning(&group.name))?;
+            single
+                .store
+                .restore_pruned(&local, orig, mask)
+                .map_err(&err)?;
             before
         }
     };
-    Ok((layer, before))
+    Ok((single, before))
 }
 
 /// A group's values and, if PyTorch pruned it before, its mask, as `U`.
@@ -149,6 +221,12 @@ fn values_and_mask<U: CheckpointFloat>(
         ),
     };
     Ok((values, mask))
+}
+
+/// The entries of an array made standard layout by `values_and_mask`.
+fn standard<U>(a: &ArrayD<U>) -> &[U] {
+    a.as_slice()
+        .expect("values_and_mask returns arrays in standard layout")
 }
 
 /// Global pruning over the selected tensors, streamed: a first pass counts
@@ -187,26 +265,56 @@ impl Global {
         job: &PruneJob,
         dtype: Dtype,
     ) -> Result<Self, Failure> {
-        let what = format!("{} tensors together", groups.len());
         let mut before = vec![0; groups.len()];
         let mut open = 0;
         for &g in order {
-            let numel: usize = groups[g].shape.iter().product();
+            let numel = entries[groups[g].orig()].len();
             if let Target::Pair { mask, .. } = groups[g].target {
                 before[g] = zeros(&load_as::<U>(&entries[mask])?);
             }
             open += numel - before[g];
         }
-        let k = job.amount.count_of(open).map_err(pruning(&what))?;
+        let k = job
+            .amount
+            .count_of(open)
+            .map_err(|_| Failure::GlobalAmount {
+                path: job.input.clone(),
+                amount: job.amount,
+                available: open,
+                tensors: groups.len(),
+            })?;
         let mut select = StreamingSelect::new::<U>(k);
+        // Small tensors are fed together: each feed pays for a whole
+        // histogram of the digit, which 100 000 one-entry tensors would
+        // pay 100 000 times a pass. (Same order, so the same ties.)
+        const BATCH: usize = 1 << 16;
+        let one = U::from_f64(1.0);
+        let (mut vals, mut masks) = (Vec::<U>::new(), Vec::<U>::new());
+        let flush = |select: &mut StreamingSelect, vals: &mut Vec<U>, masks: &mut Vec<U>| {
+            if !vals.is_empty() {
+                select.feed(vals, Some(masks));
+                vals.clear();
+                masks.clear();
+            }
+        };
         while select.pending() {
             for &g in order {
                 let (values, mask) = values_and_mask::<U>(entries, &groups[g])?;
-                select.feed(
-                    values.as_slice().unwrap_or(&[]),
-                    mask.as_ref().and_then(|m| m.as_slice()),
-                );
+                if values.len() >= BATCH {
+                    flush(&mut select, &mut vals, &mut masks);
+                    select.feed(standard(&values), mask.as_ref().map(standard));
+                    continue;
+                }
+                vals.extend_from_slice(standard(&values));
+                match &mask {
+                    Some(m) => masks.extend_from_slice(standard(m)),
+                    None => masks.resize(vals.len(), one),
+                }
+                if vals.len() >= BATCH {
+                    flush(&mut select, &mut vals, &mut masks);
+                }
             }
+            flush(&mut select, &mut vals, &mut masks);
             select.end_pass();
         }
         let ties_left = select.ties();
@@ -230,29 +338,21 @@ impl Global {
         with_float!(self.dtype, U => {
             let (values, mask) = values_and_mask::<U>(entries, group)?;
             let new = self.select.mask_for(
-                values.as_slice().unwrap_or(&[]),
-                mask.as_ref().and_then(|m| m.as_slice()),
+                standard(&values),
+                mask.as_ref().map(standard),
                 &mut self.ties_left,
             );
             let new: Vec<D> = new.into_iter().map(|m| D::from_f64(m.as_f64())).collect();
-            let new = ArrayD::from_shape_vec(group.shape.clone(), new).map_err(|_| Failure::Prune {
-                tensor: group.name.clone(),
-                source: PruneError::new(
-                    group.name.clone(),
-                    PruneErrorKind::ShapeMismatch {
-                        what: "mask",
-                        expected: group.shape.clone(),
-                        got: values.shape().to_vec(),
-                    },
-                ),
-            })?;
+            let new = ArrayD::from_shape_vec(group.shape.clone(), new)
+                .expect("a mask has one entry per value, and values have the group's shape");
             Ok((new, before))
         })
     }
 }
 
 /// Computes group `g`'s mask (or, with `remove`, its pruned values) in its
-/// own dtype `T` and writes it as the next output tensor.
+/// own dtype `T` and writes it as the next output tensor (a mask in the
+/// dtype of the mask it replaces: each tensor of a pair keeps its dtype).
 #[allow(clippy::too_many_arguments)]
 fn write_pruned<T: CheckpointFloat>(
     entries: &[TensorEntry<'_>],
@@ -264,53 +364,70 @@ fn write_pruned<T: CheckpointFloat>(
     name: &str,
     remove: bool,
 ) -> Result<TensorReport, Failure> {
-    let (numel, before, after) = if let Some(global) = global {
+    let err = pruning(&job.input, &group.name);
+    let (mask, before, removed) = if let Some(global) = global {
         let (mask, before) = global.mask::<T>(entries, group, g)?;
-        let after = zeros(&mask);
-        if remove {
-            let mut w = entries[group.orig()].to_array::<T>()?;
+        let removed = remove.then(|| {
+            let mut w = entries[group.orig()]
+                .to_array::<T>()
+                .expect("the group's dtype is its original's");
             w.zip_mut_with(&mask, |w, &m| *w = *w * m);
-            out.write_array(name, w.view())?;
-        } else {
-            out.write_array(name, mask.view())?;
-        }
-        (mask.len(), before, after)
+            w
+        });
+        (mask, before, removed)
     } else {
-        let (mut layer, before) = layer_of::<T>(entries, group)?;
-        let err = pruning(&group.name);
+        let (mut single, before) = single_of::<T>(entries, group, &job.input)?;
+        let path = group.name.as_str();
         match job.method {
-            Method::L1Unstructured => prune::l1_unstructured(&mut layer, "t", job.amount, None),
+            Method::L1Unstructured => prune::l1_unstructured(&mut single, path, job.amount, None),
             Method::LnStructured => prune::ln_structured(
-                &mut layer,
-                "t",
+                &mut single,
+                path,
                 job.amount,
-                job.norm.unwrap_or(Norm::L(2.0)),
-                job.dim.unwrap_or(Dim(0)),
+                job.norm
+                    .expect("args::check requires --n for ln_structured"),
+                job.dim
+                    .expect("args::check requires --dim for ln_structured"),
                 None,
             ),
             Method::RandomUnstructured => {
                 RandomUnstructured::new(job.amount, seed_for(job.seed, &group.name))
-                    .and_then(|m| prune::apply(&mut layer, "t", &m, None))
+                    .and_then(|m| prune::apply(&mut single, path, &m, None))
             }
             Method::RandomStructured => RandomStructured::new(
                 job.amount,
-                job.dim.unwrap_or(Dim(0)),
+                job.dim
+                    .expect("args::check requires --dim for random_structured"),
                 seed_for(job.seed, &group.name),
             )
-            .and_then(|m| prune::apply(&mut layer, "t", &m, None)),
+            .and_then(|m| prune::apply(&mut single, path, &m, None)),
             Method::Global => unreachable!("global pruning has its masks computed"),
         }
         .map_err(&err)?;
-        let mask = layer.buffer("t_mask").expect("pruned");
-        let (numel, after) = (mask.len(), zeros(mask));
-        if remove {
-            prune::remove(&mut layer, "t").map_err(&err)?;
-            out.write_array(name, layer.parameter("t").expect("removed").view())?;
+        let mask = single.mask().clone();
+        let removed = if remove {
+            prune::remove(&mut single, path).map_err(&err)?;
+            let local = single.local.clone();
+            Some(
+                single
+                    .store
+                    .parameter(&local)
+                    .expect("remove leaves the tensor as a parameter")
+                    .clone(),
+            )
         } else {
-            out.write_array(name, mask.view())?;
-        }
-        (numel, before, after)
+            None
+        };
+        (mask, before, removed)
     };
+    let (numel, after) = (mask.len(), zeros(&mask));
+    match removed {
+        Some(w) => out.write_array(name, w.view())?,
+        None => with_float!(group.mask_dtype, M => {
+            let mask = mask.mapv(|m| M::from_f64(m.as_f64()));
+            out.write_array(name, mask.view())?
+        }),
+    }
     Ok(TensorReport {
         name: group.name.clone(),
         dtype: group.dtype,
@@ -335,7 +452,8 @@ fn progress(n: usize, job: &PruneJob) -> ProgressBar {
     bar
 }
 
-/// Prunes `job.input` into `job.output`. On error nothing is written.
+/// Prunes `job.input` into `job.output`. On error nothing is written and
+/// nothing is left behind (see `cleanup` for signals).
 pub fn run(job: &PruneJob) -> Result<Report, Failure> {
     let file = MappedFile::open(&job.input)?;
     let view: SafetensorsView<'_> = file.view()?;
@@ -357,31 +475,43 @@ pub fn run(job: &PruneJob) -> Result<Report, Failure> {
         _ => None,
     };
     let specs = plan.outputs.iter().map(|(s, _)| s.clone()).collect();
-    let mut out = SafetensorsWriter::create(&job.output, specs, view.metadata())?;
-    let bar = progress(plan.outputs.len(), job);
-    let mut reports: Vec<Option<TensorReport>> = vec![None; plan.groups.len()];
-    for (spec, source) in &plan.outputs {
-        bar.set_message(spec.name().to_string());
-        match *source {
-            Source::Copy(i) => out.write_tensor_bytes(spec.name(), entries[i].data())?,
-            Source::Orig(g) => {
-                out.write_tensor_bytes(spec.name(), entries[plan.groups[g].orig()].data())?
+    let out = cleanup::creating(
+        || SafetensorsWriter::create_like(&job.output, &job.input, specs, view.metadata()),
+        |made| made.as_ref().ok().map(|w| w.get_ref().temp_path()),
+    );
+    let written = out.map_err(Failure::from).and_then(|mut out| {
+        let bar = progress(plan.outputs.len(), job);
+        let mut reports: Vec<Option<TensorReport>> = vec![None; plan.groups.len()];
+        for (spec, source) in &plan.outputs {
+            bar.set_message(spec.name().to_string());
+            match *source {
+                Source::Copy(i) => out.write_tensor_bytes(spec.name(), entries[i].data())?,
+                Source::Orig(g) => {
+                    out.write_tensor_bytes(spec.name(), entries[plan.groups[g].orig()].data())?
+                }
+                Source::Mask(g) | Source::Removed(g) => {
+                    let group = &plan.groups[g];
+                    let remove = matches!(source, Source::Removed(_));
+                    let report = with_float!(group.dtype, T => write_pruned::<T>(
+                        entries, group, g, job, global.as_mut(), &mut out, spec.name(), remove
+                    ))?;
+                    reports[g] = Some(report);
+                }
             }
-            Source::Mask(g) | Source::Removed(g) => {
-                let group = &plan.groups[g];
-                let remove = matches!(source, Source::Removed(_));
-                let report = with_float!(group.dtype, T => write_pruned::<T>(
-                    entries, group, g, job, global.as_mut(), &mut out, spec.name(), remove
-                ))?;
-                reports[g] = Some(report);
-            }
+            bar.inc(1);
         }
-        bar.inc(1);
+        out.commit()?;
+        bar.finish_and_clear();
+        Ok(reports)
+    });
+    // Renamed into place, or dropped (and so removed) on an error.
+    cleanup::done();
+    if written.is_err() {
+        // A write from a map whose file shrank fails with EFAULT: say so.
+        file.check_unchanged()?;
     }
-    out.commit().map_err(Failure::from)?;
-    bar.finish_and_clear();
     Ok(Report {
-        tensors: reports.into_iter().flatten().collect(),
+        tensors: written?.into_iter().flatten().collect(),
         copied: plan.copied,
         written: plan.outputs.len(),
     })
