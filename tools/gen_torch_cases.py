@@ -21,6 +21,21 @@ seed it records (`torch_seed`) and its masks are exact. With --one-stream,
 torch.manual_seed(--seed) is called once and the random cases run one after
 the other on that stream, in file order, with exact masks: the way the
 checker replays cases whose ids are FAMILY/SEED/INDEX.
+With --dtypes (for example `bfloat16,float16`), each case takes one of those
+dtypes, and the family `wide` joins the default families: tensors with many
+channels whose norms collide once rounded to a half dtype. Half-dtype
+(bfloat16, float16) cases are not dropped when their masks differ from the
+masks of a float32 run (stderr counts them): in a half dtype PyTorch rounds norms and compares magnitudes in
+the dtype, so ties and roundings that decide masks are what the cases test
+(FORMAT.md, "Half-precision cases"). Cases whose PyTorch run raises
+NotImplementedError (the nuclear norm has no half kernel) are left out.
+float32 and float64 in --dtypes keep the near-tie filter. Without --dtypes,
+cases are float32 or float64 as before (same draws, same files).
+
+    ~/torchenv/bin/python tools/gen_torch_cases.py --seed 1003 --per-family 25 \
+        --dtypes bfloat16,float16 --one-stream --max-side 5 --wide-max 128 \
+        --out tests/fixtures/torch-cases-half-extra.jsonl
+
 The counts of dropped cases go to stderr.
 """
 import argparse
@@ -36,6 +51,8 @@ import torch.nn as nn
 import torch.nn.utils.prune as prune
 
 KINDS = ("ValueError", "IndexError", "AssertionError", "AttributeError", "RuntimeError")
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+HALF = ("bfloat16", "float16")
 
 
 # ---------------------------------------------------------------- encoding
@@ -153,6 +170,9 @@ def run(case, dtype, seed=0):
         except Exception as e:  # noqa: BLE001 - the kind is the result
             # the category of FORMAT.md: torch.linalg.LinAlgError is a RuntimeError
             kind = next((k for k in KINDS if isinstance(e, getattr(builtins, k))), type(e).__name__)
+            # (a RuntimeError too, but not one of FORMAT.md's: a kernel missing for the dtype)
+            if isinstance(e, NotImplementedError):
+                kind = "NotImplementedError"
             return before, (i, kind, str(e))
     return snapshot(mods), None
 
@@ -187,12 +207,15 @@ def encode_expect(state, exact):
 
 
 class Draw:
-    def __init__(self, rng):
+    def __init__(self, rng, max_side=8, wide_max=128):
         self.r = rng
+        self.max_side = max_side
+        self.wide_max = wide_max
 
-    def shape(self, min_dims=1, max_dims=4, max_side=8):
+    def shape(self, min_dims=1, max_dims=4, max_side=None):
+        max_side = max_side or self.max_side
         if self.r.random() < 0.1:
-            max_dims, max_side = 5, 4
+            max_dims, max_side = 5, min(4, max_side)
         nd = self.r.randint(min_dims, max_dims)
         return [self.r.randint(1, max_side) for _ in range(nd)]
 
@@ -208,6 +231,12 @@ class Draw:
             vals = [0.0 if self.r.random() < 0.4 else self.r.gauss(0, 1) for _ in range(n)]
         elif style == "small_ints":
             vals = [float(self.r.randint(-3, 3)) for _ in range(n)]
+        elif style == "narrow":
+            # magnitudes within a few percent of one level: norms that differ in float32
+            # and collide in a half dtype
+            level = self.r.choice([0.1, 1.0, 10.0]) * abs(self.r.gauss(0, 1)) + 1e-3
+            spread = self.r.choice([0.01, 0.03, 0.1])
+            vals = [level * (1 + self.r.gauss(0, spread)) * self.r.choice([1, -1]) for _ in range(n)]
         elif style == "nonfinite":
             specials = [math.nan, math.inf, -math.inf, 0.0]
             vals = [self.r.choice(specials) if self.r.random() < 0.25 else self.r.gauss(0, 1) for _ in range(n)]
@@ -528,6 +557,39 @@ def fam_flat(d):
     return mods, [s0, s1]
 
 
+def fam_wide(d):
+    """Many channels with few entries each (half-dtype cases): their norms
+    collide once rounded to the dtype, so the dtype's rounding and topk's
+    tie order decide which channels go. The same step may run again (the
+    pruned channels then tie at norm 0), after an l1_unstructured step or not."""
+    chans = d.r.randint(max(16, d.wide_max // 4), d.wide_max)
+    rest = [d.r.randint(2, 4)] + [d.r.randint(1, 4) for _ in range(d.r.choice([0, 0, 1, 2]))]
+    while math.prod(rest) > 8:
+        rest[d.r.randrange(1, len(rest))] = 1
+    pos = d.r.randrange(len(rest) + 1) if d.r.random() < 0.3 else 0
+    shape = rest[:pos] + [chans] + rest[pos:]
+    style = d.r.choice(["normal"] * 2 + ["narrow"] * 3 + ["ties", "small_ints", "zeros"])
+    mods = {"m": {"weight": d.values(shape, style)}}
+    s = step_for(d, mods, None, "ln_structured", name="weight")
+    s.pop("importance_scores", None)
+    # (max, min and count norms are exact in any dtype: mostly the others)
+    s["n"] = d.r.choice([1, 1, 2, 2, 3, 0.5, -1, 1.5, "fro", "fro", "inf", "-inf", 0])
+    if d.r.random() < 0.85:
+        s["dim"] = pos if d.r.random() < 0.6 else pos - len(shape)
+    s["amount"] = {"float": d.r.choice([0.1, 0.2, 0.25, 0.3, 0.5, 0.7])} if d.r.random() < 0.8 else {"int": d.r.randint(0, shape[s["dim"]])}
+    steps = [s]
+    r = d.r.random()
+    if r < 0.35:
+        steps.append(step_for(d, mods, None, "l1_unstructured", name="weight"))
+        steps[-1].pop("importance_scores", None)
+        steps[-1]["amount"] = {"float": d.r.choice([0.2, 0.5])}
+        if d.r.random() < 0.5:
+            steps.append(copy.deepcopy(s))
+    elif r < 0.6:
+        steps.append(copy.deepcopy(s))
+    return mods, steps
+
+
 FAMILIES = {
     "basic": fam_basic,
     "l1_unstructured": fam_l1,
@@ -541,6 +603,8 @@ FAMILIES = {
     "error": fam_error,
     "flat": fam_flat,
 }
+# (not in the default families of float32/float64 runs, whose files stay as they were)
+EXTRA_FAMILIES = {"wide": fam_wide}
 
 
 def representable(mods, steps, dtype):
@@ -563,6 +627,8 @@ def representable(mods, steps, dtype):
 
 def unkept(case, err):
     """Why a case that ran to (state, err) is left out, or None."""
+    if err is not None and err[1] == "NotImplementedError":
+        return "no kernel for the dtype"
     if err is not None and err[1] not in KINDS:
         return "other exception"
     # PyTorch takes "nuc" on tensors that are not 3-dim without an error: left out (FORMAT.md)
@@ -583,10 +649,13 @@ def finished(case, state, err, exact):
     return {k: case[k] for k in keys if k in case}
 
 
-def make_case(d, fam, idx, seed, dropped, torch_seeded=False, one_stream=False):
-    mods, steps = FAMILIES[fam](d)
-    dtype_name = "float64" if d.r.random() < 0.25 else "float32"
-    dtype = torch.float64 if dtype_name == "float64" else torch.float32
+def make_case(d, fam, idx, seed, dropped, torch_seeded=False, one_stream=False, dtypes=None):
+    mods, steps = {**FAMILIES, **EXTRA_FAMILIES}[fam](d)
+    if dtypes is None:
+        dtype_name = "float64" if d.r.random() < 0.25 else "float32"
+    else:
+        dtype_name = d.r.choice(dtypes)
+    dtype = DTYPES[dtype_name]
     other = torch.float32 if dtype_name == "float64" else torch.float64
     representable(mods, steps, dtype)
     case = {"id": f"{fam}/{seed}/{idx}", "dtype": dtype_name, "modules": mods, "steps": steps}
@@ -604,11 +673,20 @@ def make_case(d, fam, idx, seed, dropped, torch_seeded=False, one_stream=False):
         if why == "other exception":
             print("other exception:", err, steps[err[0]].get("op"), file=sys.stderr)
         return None
-    # float precision decides nothing
-    state2, err2 = run(case, other, seed=base_seed)
-    if (err is None) != (err2 is None) or not same_masks(state, state2):
-        dropped["near tie"] += 1
-        return None
+    if dtype_name in HALF:
+        # kept whatever float32 would give: the half dtype's rounding is what is tested
+        # (a count only; one_stream: the float32 run gives its draws back)
+        before = torch.get_rng_state()
+        state2, err2 = run(case, torch.float32, seed=base_seed)
+        torch.set_rng_state(before)
+        if (err is None) != (err2 is None) or not same_masks(state, state2):
+            dropped["kept, masks differ in float32"] += 1
+    else:
+        # float precision decides nothing
+        state2, err2 = run(case, other, seed=base_seed)
+        if (err is None) != (err2 is None) or not same_masks(state, state2):
+            dropped["near tie"] += 1
+            return None
     if has_random:
         for s2 in range(1, 16):
             st, e = run(case, dtype, seed=s2)
@@ -652,7 +730,6 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=7001)
     ap.add_argument("--per-family", type=int, default=40)
-    ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--out", required=True, help="the JSON-lines file to write")
     ap.add_argument(
         "--torch-seeded",
@@ -665,26 +742,45 @@ def main():
         help="run all random cases on one stream, after torch.manual_seed(--seed), in file order, "
         "and give them exact masks (as the checker replays ids FAMILY/SEED/INDEX)",
     )
+    ap.add_argument(
+        "--dtypes",
+        help="comma-separated dtypes the cases draw from (float32, float64, bfloat16, float16); "
+        "without it, float32 or float64 as before. Adds the family `wide` to the default families",
+    )
+    ap.add_argument("--wide-max", type=int, default=128, help="most channels of a `wide` case")
+    ap.add_argument("--max-side", type=int, default=8, help="longest side of a drawn shape (smaller files)")
+    ap.add_argument("--families", default=None, help="comma-separated families (default: all)")
     args = ap.parse_args()
+    dtypes = None
+    if args.dtypes:
+        dtypes = args.dtypes.split(",")
+        bad = [t for t in dtypes if t not in DTYPES]
+        if bad:
+            ap.error(f"unknown dtypes {bad}")
+    families = args.families or ",".join(list(FAMILIES) + (list(EXTRA_FAMILIES) if dtypes else []))
     torch.manual_seed(args.seed)
     # (a file, not stdout: oneMKL prints its own complaints to stdout)
     out = open(args.out, "w")
     rng = random.Random(args.seed)
-    d = Draw(rng)
+    d = Draw(rng, max_side=args.max_side, wide_max=args.wide_max)
     dropped = {"other exception": 0, "nuc on a tensor that is not 3-dim": 0, "near tie": 0, "random outcome": 0}
+    if dtypes:
+        dropped["no kernel for the dtype"] = 0
+        dropped["kept, masks differ in float32"] = 0
     written = 0
-    for fam in args.families.split(","):
+    for fam in families.split(","):
         idx = 0
         attempts = 0
         while idx < args.per_family and attempts < args.per_family * 20:
             attempts += 1
-            case = make_case(d, fam, idx, args.seed, dropped, args.torch_seeded, args.one_stream)
+            case = make_case(d, fam, idx, args.seed, dropped, args.torch_seeded, args.one_stream, dtypes)
             if case is None:
                 continue
             out.write(json.dumps(case) + "\n")
             idx += 1
             written += 1
-    print(f"{written} cases written; dropped: {dropped}", file=sys.stderr)
+    kept = {k: dropped.pop(k) for k in list(dropped) if k.startswith("kept")}
+    print(f"{written} cases written; dropped: {dropped}" + (f"; {kept}" if kept else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def id_seed(case):
 
 def end_state(case, seed):
     """The state `expect` describes: after the last step, or before the failing one."""
-    dtype = torch.float64 if case["dtype"] == "float64" else torch.float32
+    dtype = g.DTYPES[case["dtype"]]
     return g.run(case, dtype, seed=seed)[0]
 
 
