@@ -68,16 +68,31 @@ impl TorchGenerator {
     /// let gen = TorchGenerator::manual_seed(7);
     /// let x: Vec<f64> = gen.rand(1000);
     /// assert!(x.iter().all(|v| (0.0..1.0).contains(v)));
+    /// # #[cfg(feature = "half")] {
+    /// // torch.manual_seed(61025); torch.rand(8, dtype=torch.bfloat16)[3]:
+    /// // the f32 draw 0.99949 rounds to 1.0 in bf16, and PyTorch gives 0.0.
+    /// let gen = TorchGenerator::manual_seed(61025);
+    /// assert_eq!(gen.rand::<half::bf16>(8)[3], half::bf16::ZERO);
+    /// # }
     /// ```
     pub fn rand<T: PruneFloat>(&self, n: usize) -> Vec<T> {
         if T::KEY_BITS == 16 {
             // PyTorch 2.15 draws a half-precision `rand` as its `f32` draw
-            // rounded to the dtype (to nearest, ties to even: 1.0 can come
-            // out), so equal draws are frequent.
+            // rounded to the dtype (to nearest, ties to even), so equal
+            // draws are frequent; a draw that rounds up to 1.0 becomes 0.0,
+            // keeping the values in [0, 1) (checked against PyTorch on a
+            // million draws in each dtype).
             return self
                 .rand::<f32>(n)
                 .into_iter()
-                .map(|x| T::from_f64(f64::from(x)))
+                .map(|x| {
+                    let v = T::from_f64(f64::from(x));
+                    if v == T::one() {
+                        T::zero()
+                    } else {
+                        v
+                    }
+                })
                 .collect();
         }
         let digits = T::MANTISSA_DIGITS;
@@ -97,6 +112,15 @@ impl TorchGenerator {
                 T::from_f64((bits & mask) as f64 * scale)
             })
             .collect()
+    }
+
+    /// Advances the stream past `n` `f32` draws (`torch.rand(n)`), without
+    /// holding them.
+    pub(crate) fn skip_f32(&self, n: usize) {
+        let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..n {
+            engine.next_u32();
+        }
     }
 
     /// Whether `self` and `other` share one stream (one is a clone of the

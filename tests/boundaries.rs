@@ -833,3 +833,31 @@ fn a_panic_anywhere_in_a_users_method_changes_nothing() {
         assert!(same_state(&state(&m), &before));
     }
 }
+
+#[test]
+fn a_random_structured_pruning_of_nothing_still_draws_as_pytorch_does() {
+    // A pruned 1-dim tensor with nothing left is seen as a [0, n] view:
+    // PyTorch draws torch.rand(n) for it all the same, and the next random
+    // call depends on it. The same calls on two streams, one of which also
+    // prunes the empty view, end apart.
+    let run = |with_empty: bool| {
+        let gen = TorchGenerator::manual_seed(5);
+        let mut m = Layer::<f32>::new()
+            .with_parameter("bias", ArrayD::ones(vec![3]))
+            .unwrap()
+            .with_parameter("weight", ArrayD::ones(vec![16]))
+            .unwrap();
+        if with_empty {
+            prune::custom_from_mask(&mut m, "bias", ArrayD::zeros(vec![3]).view()).unwrap();
+            let rs =
+                RandomStructured::with_torch_generator(Amount::Count(1), Dim(-1), &gen).unwrap();
+            prune::apply(&mut m, "bias", &rs, None).unwrap();
+        } else {
+            gen.rand::<f32>(3);
+        }
+        let ru = RandomUnstructured::with_torch_generator(Amount::Count(5), &gen).unwrap();
+        prune::apply(&mut m, "weight", &ru, None).unwrap();
+        m.buffer("weight_mask").unwrap().clone()
+    };
+    assert_eq!(run(true), run(false));
+}

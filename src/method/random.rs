@@ -11,7 +11,7 @@ use crate::mask::channels::{open_channels, write_channels};
 use crate::mask::{flat, flat_mut, MaskState};
 use crate::select::sample_in_order;
 use crate::select::topk::topk_indices;
-use crate::{Amount, Dim, PruneError, PruneFloat, TorchGenerator};
+use crate::{Amount, Dim, PruneError, PruneErrorKind, PruneFloat, TorchGenerator};
 
 /// Where a random method draws from.
 #[derive(Debug, Clone)]
@@ -235,6 +235,11 @@ impl<T: PruneFloat> FastPath<T> for RandomUnstructured {
     }
 }
 
+/// The most draws a structured random pruning of a tensor with no entries
+/// makes to keep PyTorch's stream in step (`2^30`, 4 GB of PyTorch's `f32`
+/// draws; a second of this generator's time).
+const MAX_EMPTY_DRAWS: usize = 1 << 30;
+
 /// Prunes `amount` of the channels along `dim` not yet pruned, chosen
 /// uniformly at random (PyTorch's `RandomStructured`).
 ///
@@ -359,15 +364,29 @@ impl<T: PruneFloat> FastPath<T> for RandomStructured {
     ) -> Result<(), PruneError> {
         let d = structured_dim(mask.shape(), self.dim, state)?;
         if mask.is_empty() {
-            // Nothing to prune, and nothing is drawn or allocated per
-            // channel (a crafted file can claim 2^40 channels of nothing;
-            // PyTorch would draw one value for each).
+            // Nothing to prune, and nothing is allocated per channel (a
+            // crafted file can claim 2^40 channels of nothing). PyTorch
+            // still draws one value per channel when it prunes any (as a
+            // pruned 1-dim tensor's `[0, n]` view does), so its stream is
+            // advanced as far, up to MAX_EMPTY_DRAWS (beyond, PyTorch's own
+            // draw of 4 GB or more is refused here as too large).
             let open = if state == MaskState::Fresh {
                 mask.shape()[d]
             } else {
                 0
             };
-            return self.amount.count_of(open).map(drop);
+            let k = self.amount.count_of(open)?;
+            if let (Draw::Torch(gen), true) = (&self.draw, k > 0) {
+                if open > MAX_EMPTY_DRAWS {
+                    return Err(PruneErrorKind::TooLarge {
+                        what: "random draws, one per channel",
+                        count: open,
+                    }
+                    .into());
+                }
+                gen.skip_f32(open);
+            }
+            return Ok(());
         }
         let mut keep = open_channels(mask, d, state);
         let open = keep.iter().filter(|&&l| l).count();
