@@ -27,6 +27,7 @@ use ndprune::PruningKind;
 use program::{in_layout, quiet_deliberate_panics, Layout, LAYOUTS};
 use proptest::collection::vec;
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -399,71 +400,134 @@ proptest! {
         already_pruned in any::<bool>(),
         global in any::<bool>(),
     ) {
-        quiet_deliberate_panics();
-        let mut model = contract_model(&w);
-        let mut reference = contract_model(&w);
-        if already_pruned {
-            for m in [&mut model, &mut reference] {
-                prune::l1_unstructured(m, "a.weight", Amount::Count(1), None).unwrap();
-            }
-        }
-        for act in acts {
-            let method = User { structured, act };
-            let before = state(&model);
-            let outcome = catch_unwind(AssertUnwindSafe(|| {
-                if global {
-                    prune::global_unstructured(&mut model, &["a.weight", "b.weight"], &method, None)
-                } else {
-                    prune::apply(&mut model, "a.weight", &method, None)
-                }
-            }));
-            match (act, outcome) {
-                (Act::Good(_), Ok(result)) => {
-                    // The same as the built-in method through the same call.
-                    let good = User { structured, act: Act::Good(Layout::Standard) };
-                    let want = if global {
-                        prune::global_unstructured(&mut reference, &["a.weight", "b.weight"], &good, None)
-                    } else {
-                        prune::apply(&mut reference, "a.weight", &good, None)
-                    };
-                    // (Errors alike but for the method's description.)
-                    prop_assert_eq!(
-                        result.map_err(|e| e.torch_kind()),
-                        want.map_err(|e| e.torch_kind())
-                    );
-                    prop_assert!(same_state(&state(&model), &state(&reference)));
-                }
-                (Act::Good(_), Err(_)) => prop_assert!(false, "a good method panicked"),
-                (bad, Ok(Ok(()))) => prop_assert!(false, "{:?} was accepted", bad),
-                (bad, Ok(Err(e))) => {
-                    let expected = match bad {
-                        Act::WrongShape => matches!(e.kind(), PruneErrorKind::MethodContract { .. }),
-                        Act::Value(_) => matches!(e.kind(), PruneErrorKind::InvalidMask { .. }),
-                        Act::Fail => matches!(e.kind(), PruneErrorKind::MethodFailed { .. }),
-                        _ => false,
-                    };
-                    // A global call may refuse the method's kind first.
-                    let wrong_kind = global && matches!(e.kind(), PruneErrorKind::WrongMethodKind { .. });
-                    prop_assert!(expected || wrong_kind, "{:?} gave {}", bad, e);
-                    // A global call's joint selection is about no one tensor.
-                    prop_assert!(e.tensor().is_some() || global, "{} names no tensor", e);
-                    prop_assert!(same_state(&state(&model), &before), "{:?} changed the model", bad);
-                }
-                (bad, Err(_)) => {
-                    prop_assert!(matches!(bad, Act::Panic), "{:?} panicked", bad);
-                    prop_assert!(same_state(&state(&model), &before), "a panic changed the model");
-                }
-            }
-        }
-        // The model is still whole: each pruned tensor is orig * mask.
-        for (path, t) in model.named_pruned() {
-            let orig = model.parameter(&format!("{path}_orig")).unwrap();
-            let mask = model.buffer(&format!("{path}_mask")).unwrap();
-            prop_assert!(mask.iter().all(|&v| v == 0.0 || v == 1.0));
-            let product = orig * mask;
-            prop_assert!(t.iter().zip(product.iter()).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
+        check_user_methods(&w, structured, acts, already_pruned, global)?;
+    }
+}
+
+/// A misbehaving method called when the built-in it asks first has nothing
+/// left to prune passes the built-in's error on (found by CI: this test
+/// used to expect the misbehaviour's own error).
+#[test]
+fn a_misbehaving_method_with_nothing_left_passes_the_builtins_error_on() {
+    let w = ArrayD::zeros(vec![2, 2]);
+    for global in [false, true] {
+        for bad in [Act::WrongShape, Act::Value(0.5), Act::Fail, Act::Panic] {
+            let acts = vec![
+                Act::Good(Layout::Standard),
+                Act::Good(Layout::Standard),
+                bad,
+            ];
+            check_user_methods(&w, true, acts, false, global).unwrap();
         }
     }
+}
+
+/// Runs `acts` as user methods on the contract model: a good act prunes as
+/// the built-in does, a bad one is refused and changes nothing.
+fn check_user_methods(
+    w: &ArrayD<f32>,
+    structured: bool,
+    acts: Vec<Act>,
+    already_pruned: bool,
+    global: bool,
+) -> Result<(), TestCaseError> {
+    quiet_deliberate_panics();
+    let start = || {
+        let mut m = contract_model(w);
+        if already_pruned {
+            prune::l1_unstructured(&mut m, "a.weight", Amount::Count(1), None).unwrap();
+        }
+        m
+    };
+    let run = |m: &mut Sequential<f32>, method: &User| {
+        if global {
+            prune::global_unstructured(m, &["a.weight", "b.weight"], method, None)
+        } else {
+            prune::apply(m, "a.weight", method, None)
+        }
+    };
+    let good = User {
+        structured,
+        act: Act::Good(Layout::Standard),
+    };
+    let mut model = start();
+    let mut reference = start();
+    // How many good calls the model has taken: a fresh model replays
+    // them to learn what the built-in mask itself says at this step.
+    let mut goods = 0;
+    for act in acts {
+        let method = User { structured, act };
+        let before = state(&model);
+        // The user's method asks the built-in for its mask first, so
+        // when the built-in fails (nothing left to prune) every act
+        // passes that error on instead of misbehaving.
+        let builtin_error = {
+            let mut scratch = start();
+            for _ in 0..goods {
+                let _ = run(&mut scratch, &good);
+            }
+            run(&mut scratch, &good).err()
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| run(&mut model, &method)));
+        match (act, outcome) {
+            (Act::Good(_), Ok(result)) => {
+                // The same as the built-in method through the same call.
+                goods += 1;
+                let want = run(&mut reference, &good);
+                // (Errors alike but for the method's description.)
+                prop_assert_eq!(
+                    result.map_err(|e| e.torch_kind()),
+                    want.map_err(|e| e.torch_kind())
+                );
+                prop_assert!(same_state(&state(&model), &state(&reference)));
+            }
+            (Act::Good(_), Err(_)) => prop_assert!(false, "a good method panicked"),
+            (bad, Ok(Ok(()))) => prop_assert!(false, "{:?} was accepted", bad),
+            (bad, Ok(Err(e))) => {
+                let expected = match bad {
+                    Act::WrongShape => matches!(e.kind(), PruneErrorKind::MethodContract { .. }),
+                    Act::Value(_) => matches!(e.kind(), PruneErrorKind::InvalidMask { .. }),
+                    Act::Fail => matches!(e.kind(), PruneErrorKind::MethodFailed { .. }),
+                    _ => false,
+                } || builtin_error.as_ref().map(|b| (b.kind(), b.tensor()))
+                    == Some((e.kind(), e.tensor()));
+                // A global call may refuse the method's kind first.
+                let wrong_kind =
+                    global && matches!(e.kind(), PruneErrorKind::WrongMethodKind { .. });
+                prop_assert!(expected || wrong_kind, "{:?} gave {}", bad, e);
+                // A global call's joint selection is about no one tensor.
+                prop_assert!(e.tensor().is_some() || global, "{} names no tensor", e);
+                prop_assert!(
+                    same_state(&state(&model), &before),
+                    "{:?} changed the model",
+                    bad
+                );
+            }
+            (bad, Err(_)) => {
+                prop_assert!(matches!(bad, Act::Panic), "{:?} panicked", bad);
+                prop_assert!(
+                    builtin_error.is_none(),
+                    "the method panicked past the built-in's error"
+                );
+                prop_assert!(
+                    same_state(&state(&model), &before),
+                    "a panic changed the model"
+                );
+            }
+        }
+    }
+    // The model is still whole: each pruned tensor is orig * mask.
+    for (path, t) in model.named_pruned() {
+        let orig = model.parameter(&format!("{path}_orig")).unwrap();
+        let mask = model.buffer(&format!("{path}_mask")).unwrap();
+        prop_assert!(mask.iter().all(|&v| v == 0.0 || v == 1.0));
+        let product = orig * mask;
+        prop_assert!(t
+            .iter()
+            .zip(product.iter())
+            .all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
