@@ -744,7 +744,7 @@ fn inputs_a_user_will_try_get_a_hint_and_never_hang() {
     let cases = [
         (&fifo, "FIFO"),
         (&zip, "safetensors.torch.save_file"),
-        (&index, "weight_map"),
+        (&index, "model-00001-of-00002.safetensors"),
         (&model_dir, "directory"),
     ];
     for (input, hint) in cases {

@@ -19,8 +19,10 @@ use ndprune::io::{Checkpoint, SafetensorsView};
 use ndprune::Module;
 
 /// Generous bounds for a 2-core CI machine: the slowest case takes well
-/// under a second.
-const TIME: Duration = Duration::from_secs(20);
+/// under a second of CPU. `TIME` is the watchdog (a hang), wall time, kept
+/// wide for a machine busy with other work; `TIME_BOUND` bounds the CPU
+/// time a case may use (quadratic loading took tens of seconds).
+const TIME: Duration = Duration::from_secs(60);
 const TIME_BOUND: Duration = Duration::from_secs(8);
 
 /// The address space a child may use: a base for the program, its threads
@@ -108,7 +110,7 @@ fn check_common(case: &Case, what: &str, run: &child::Run, input: &Path, dir: &P
         "panicked: {}",
         ctx()
     );
-    assert!(run.elapsed < TIME_BOUND, "too slow: {}", ctx());
+    assert!(run.cpu < TIME_BOUND, "too slow: {}", ctx());
     assert_eq!(
         std::fs::read(input).unwrap(),
         case.bytes,
@@ -164,8 +166,8 @@ fn loader_never_panics_and_stays_bounded() {
         ])
         .env(CHILD_ENV, &input);
         let run = child::run(cmd, TIME, memory_bound(case.bytes.len()));
-        if run.elapsed > Duration::from_millis(500) {
-            eprintln!("slow: {} (library) took {:?}", case.name, run.elapsed);
+        if run.cpu > Duration::from_millis(500) {
+            eprintln!("slow: {} (library) took {:?} of CPU", case.name, run.cpu);
         }
         check_common(case, "library", &run, &input, &d);
         assert_eq!(run.code(), Some(0), "{}: {}", case.name, run.describe());
@@ -408,7 +410,7 @@ fn the_cli_scales_to_100k_tensors() {
         cmd.args(&args[1..]);
         let run = child::run(cmd, TIME, memory_bound(len));
         assert_eq!(run.code(), Some(0), "{args:?}: {}", run.describe());
-        assert!(run.elapsed < TIME_BOUND, "{args:?}: {}", run.describe());
+        assert!(run.cpu < TIME_BOUND, "{args:?}: {}", run.describe());
     }
     let bytes = std::fs::read(&output).unwrap();
     let view = SafetensorsView::parse(&bytes).unwrap();

@@ -306,3 +306,169 @@ impl Write for PendingFile {
         self.out.flush()
     }
 }
+
+/// A directory being written that appears at its path only once complete.
+///
+/// Files go to a temporary directory beside the target
+/// (`.<name>.XXXXXX.tmp`); [`PendingDir::commit`] syncs it and renames it
+/// to the target, so a reader sees no directory or the whole new one.
+/// The target must not exist, or be an empty directory: a directory
+/// output replaces nothing ([`PendingDir::check_target`]). Dropping a
+/// `PendingDir` without committing removes the temporary directory and
+/// everything in it. As for [`PendingFile`], an exit that does not unwind
+/// leaves the temporary directory; a program that handles signals can
+/// remove [`PendingDir::temp_path`] in its handler.
+///
+/// ```
+/// use ndprune::io::PendingDir;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let path = std::env::temp_dir().join("ndprune-doc-pending-dir");
+/// let _ = std::fs::remove_dir_all(&path);
+/// let dir = PendingDir::create(&path)?;
+/// std::fs::write(dir.temp_path().join("a.txt"), b"hello")?;
+/// assert!(!path.exists());
+/// dir.commit()?;
+/// assert_eq!(std::fs::read(path.join("a.txt"))?, b"hello");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct PendingDir {
+    temp: Option<tempfile::TempDir>,
+    target: PathBuf,
+}
+
+impl PendingDir {
+    /// Starts writing the directory `path` (see the type's documentation).
+    ///
+    /// ```
+    /// use ndprune::io::PendingDir;
+    /// assert!(PendingDir::create("/no/such/parent/out").is_err());
+    /// ```
+    pub fn create(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
+        let target = path.as_ref().to_path_buf();
+        Self::check_target(&target)?;
+        let temp = tempfile::Builder::new()
+            .prefix(&temp_prefix(&target))
+            .suffix(".tmp")
+            .tempdir_in(parent_dir(&target))
+            .map_err(|e| CheckpointError::io(&target, "creating a temporary directory for", e))?;
+        Ok(PendingDir {
+            temp: Some(temp),
+            target,
+        })
+    }
+
+    /// Checks, before any work, that a directory can be made at `path`:
+    /// its parent exists, its name fits, and nothing is there but an empty
+    /// directory.
+    ///
+    /// ```
+    /// use ndprune::io::{CheckpointError, PendingDir, TargetProblem};
+    /// let err = PendingDir::check_target("/no/such/parent/out").unwrap_err();
+    /// assert!(matches!(err, CheckpointError::BadTarget { problem: TargetProblem::NoDirectory, .. }));
+    /// ```
+    pub fn check_target(path: impl AsRef<Path>) -> Result<(), CheckpointError> {
+        let path = path.as_ref();
+        let bad = |problem| CheckpointError::BadTarget {
+            path: path.to_path_buf(),
+            problem,
+        };
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // As for a file: a parent that is a directory, a name that fits.
+                PendingFile::check_target(path).map(|_| ())
+            }
+            Err(e) => Err(CheckpointError::io(path, "reading the type of", e)),
+            Ok(meta) if meta.is_dir() => {
+                let mut entries =
+                    std::fs::read_dir(path).map_err(|e| CheckpointError::io(path, "listing", e))?;
+                if entries.next().is_some() {
+                    Err(bad(TargetProblem::NotEmpty))
+                } else {
+                    Ok(())
+                }
+            }
+            Ok(meta) if meta.file_type().is_symlink() => Err(bad(TargetProblem::SymlinkTo(
+                std::fs::metadata(path)
+                    .ok()
+                    .and_then(|m| FileKind::of(&m))
+                    .unwrap_or(FileKind::Other),
+            ))),
+            Ok(meta) => Err(bad(TargetProblem::NotAFile(
+                FileKind::of(&meta).unwrap_or(FileKind::Other),
+            ))),
+        }
+    }
+
+    /// The temporary directory to write into.
+    ///
+    /// ```
+    /// # use ndprune::io::PendingDir;
+    /// let path = std::env::temp_dir().join("ndprune-doc-pending-dir-temp");
+    /// let _ = std::fs::remove_dir_all(&path);
+    /// let dir = PendingDir::create(&path).unwrap();
+    /// let temp = dir.temp_path().to_path_buf();
+    /// assert!(temp.is_dir());
+    /// drop(dir);
+    /// assert!(!temp.exists() && !path.exists());
+    /// ```
+    pub fn temp_path(&self) -> &Path {
+        self.temp
+            .as_ref()
+            .expect("the temporary directory lives until commit or drop")
+            .path()
+    }
+
+    /// Writes a small file `name` into the directory, atomically, with the
+    /// permissions of `like`.
+    pub(crate) fn write_file(
+        &self,
+        name: &Path,
+        bytes: &[u8],
+        like: &Path,
+    ) -> Result<(), CheckpointError> {
+        let mut file = PendingFile::create_like(self.temp_path().join(name), like)?;
+        file.write_all(bytes)
+            .map_err(|e| CheckpointError::io(&self.target.join(name), "writing", e))?;
+        file.commit()
+    }
+
+    /// Copies the file `from` into the directory as `name` (its
+    /// permissions too).
+    pub(crate) fn copy_file(&self, from: &Path, name: &Path) -> Result<(), CheckpointError> {
+        let to = self.temp_path().join(name);
+        std::fs::copy(from, &to).map_err(|e| CheckpointError::io(from, "copying", e))?;
+        File::open(&to)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| CheckpointError::io(&to, "syncing", e))
+    }
+
+    /// Syncs the directory and renames it into place.
+    ///
+    /// ```
+    /// # use ndprune::io::PendingDir;
+    /// let path = std::env::temp_dir().join("ndprune-doc-pending-dir-commit");
+    /// let _ = std::fs::remove_dir_all(&path);
+    /// PendingDir::create(&path).unwrap().commit().unwrap();
+    /// assert!(path.is_dir());
+    /// ```
+    pub fn commit(mut self) -> Result<(), CheckpointError> {
+        let temp = self
+            .temp
+            .take()
+            .expect("the temporary directory lives until commit or drop");
+        if let Ok(d) = File::open(temp.path()) {
+            let _ = d.sync_all();
+        }
+        // Renaming over an empty directory is allowed; over anything else
+        // the rename fails and the temporary is removed.
+        std::fs::rename(temp.path(), &self.target).map_err(|e| {
+            CheckpointError::io(&self.target, "renaming the temporary directory to", e)
+        })?;
+        // Renamed: nothing left for the guard to remove.
+        let _ = temp.keep();
+        sync_parent(&self.target);
+        Ok(())
+    }
+}

@@ -223,6 +223,67 @@ pub enum CheckpointError {
         /// What is wrong.
         problem: PairProblem,
     },
+    /// The JSON index of a sharded checkpoint is malformed, or disagrees
+    /// with its shards (a tensor in a shard it does not list, a tensor it
+    /// lists missing from its shard, a name in two shards, a shard named
+    /// by a path that leaves the index's directory).
+    #[error("{}: bad shard index: {reason}", Shown(path))]
+    BadIndex {
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file opened as a whole checkpoint is one shard of a sharded one:
+    /// pruning it alone would, for global pruning, rank a part of the
+    /// model as if it were all of it.
+    #[error(
+        "{}: this file is one shard of the sharded checkpoint indexed by {}; open the index or its directory to work on the whole model",
+        Shown(path),
+        index.display()
+    )]
+    OneShard {
+        /// The shard.
+        path: PathBuf,
+        /// The index that lists it.
+        index: PathBuf,
+    },
+    /// A directory given as a checkpoint holds no safetensors file, or
+    /// several and no index to say how they form one model.
+    #[error("{}: {reason}", Shown(path))]
+    NoCheckpoint {
+        /// The directory.
+        path: PathBuf,
+        /// What it holds instead.
+        reason: String,
+    },
+    /// Pruning a tensor of a file failed (streamed pruning,
+    /// [`FilePruner`](crate::io::FilePruner)).
+    #[error("{}: pruning `{tensor}`: {source}", Shown(path))]
+    Prune {
+        /// The file holding the tensor.
+        path: PathBuf,
+        /// The tensor, by its name in the file.
+        tensor: String,
+        /// Why.
+        source: Box<PruneError>,
+    },
+    /// A global pruning amount larger than what is left in the tensors
+    /// selected (streamed pruning).
+    #[error(
+        "{}: cannot prune {amount} of the {available} entries left in the {tensors} selected tensors",
+        Shown(path)
+    )]
+    GlobalAmount {
+        /// The checkpoint (its file, index or directory).
+        path: PathBuf,
+        /// The amount asked for.
+        amount: crate::Amount,
+        /// The unpruned entries of the selected tensors.
+        available: usize,
+        /// How many tensors were selected.
+        tensors: usize,
+    },
     /// A file cannot be written at the path: its directory is missing, its
     /// name too long, or something other than a regular file is there.
     /// (Found before anything is written.)
@@ -475,6 +536,9 @@ pub enum TargetProblem {
     SymlinkTo(FileKind),
     /// A symbolic link to nothing is at the path.
     DanglingSymlink,
+    /// A directory output's path holds a directory that is not empty (a
+    /// directory output replaces nothing).
+    NotEmpty,
 }
 
 impl fmt::Display for TargetProblem {
@@ -494,6 +558,9 @@ impl fmt::Display for TargetProblem {
                 kind.noun()
             ),
             TargetProblem::DanglingSymlink => f.write_str("it is a symbolic link to nothing"),
+            TargetProblem::NotEmpty => {
+                f.write_str("a directory that is not empty is there (choose a new directory)")
+            }
         }
     }
 }
@@ -519,7 +586,12 @@ macro_rules! path_of {
             | CheckpointError::NotSafetensors { path, .. }
             | CheckpointError::ShapeTooLarge { path, .. }
             | CheckpointError::BadPair { path, .. }
-            | CheckpointError::BadTarget { path, .. } => path,
+            | CheckpointError::BadTarget { path, .. }
+            | CheckpointError::BadIndex { path, .. }
+            | CheckpointError::OneShard { path, .. }
+            | CheckpointError::NoCheckpoint { path, .. }
+            | CheckpointError::Prune { path, .. }
+            | CheckpointError::GlobalAmount { path, .. } => path,
         }
     };
 }

@@ -39,19 +39,25 @@ mod atomic;
 mod checkpoint;
 mod dtype;
 mod error;
+mod files;
 mod raw;
 mod reader;
 mod spec;
+mod stream;
 mod tree;
 mod writer;
 
-pub use atomic::PendingFile;
+pub use atomic::{PendingDir, PendingFile};
 pub use checkpoint::{Checkpoint, LoadOptions};
 pub use dtype::CheckpointFloat;
 pub use error::{CheckpointError, FileKind, ForeignFormat, PairProblem, TargetProblem};
+pub use files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
 pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
 pub use spec::TensorSpec;
+pub use stream::{
+    is_prunable, FilePruner, Output, Progress, StreamMethod, StreamReport, TensorReport,
+};
 pub use writer::{alignment_rank, SafetensorsWriter};
 
 /// The safetensors dtypes (re-exported from the `safetensors` crate).

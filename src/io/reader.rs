@@ -544,31 +544,44 @@ impl<'a> SafetensorsView<'a> {
     /// Every pruned pair is one: same shapes, a 0/1 mask, no plain twin.
     fn check_pairs(&self) -> Result<(), CheckpointError> {
         for (base, o, m) in self.pruned_pairs() {
-            let (orig, mask) = (&self.entries[o], &self.entries[m]);
-            let bad = |problem| CheckpointError::BadPair {
-                path: PathBuf::new(),
-                tensor: base.to_string(),
-                problem,
-            };
-            if orig.shape() != mask.shape() {
-                return Err(bad(PairProblem::ShapeMismatch {
-                    orig: orig.shape().to_vec(),
-                    mask: mask.shape().to_vec(),
-                }));
-            }
-            if let Some((index, value)) = first_non_binary(mask) {
-                return Err(bad(PairProblem::NotBinary { index, value }));
-            }
-            if self.position(base).is_some() {
-                return Err(bad(PairProblem::AlsoPlain));
-            }
+            let plain = self.position(base).is_some();
+            check_pair(&self.entries[o], &self.entries[m], plain).map_err(|problem| {
+                CheckpointError::BadPair {
+                    path: PathBuf::new(),
+                    tensor: base.to_string(),
+                    problem,
+                }
+            })?;
         }
         Ok(())
     }
 }
 
+/// Whether `orig` and `mask` (of float dtypes) are a pruned tensor as
+/// PyTorch writes one: same shapes, a 0/1 mask, no plain `X` beside them
+/// (`plain`).
+pub(crate) fn check_pair(
+    orig: &TensorEntry<'_>,
+    mask: &TensorEntry<'_>,
+    plain: bool,
+) -> Result<(), PairProblem> {
+    if orig.shape() != mask.shape() {
+        return Err(PairProblem::ShapeMismatch {
+            orig: orig.shape().to_vec(),
+            mask: mask.shape().to_vec(),
+        });
+    }
+    if let Some((index, value)) = first_non_binary(mask) {
+        return Err(PairProblem::NotBinary { index, value });
+    }
+    if plain {
+        return Err(PairProblem::AlsoPlain);
+    }
+    Ok(())
+}
+
 /// The dtypes of pruned tensors: the floats.
-fn is_float(dtype: Dtype) -> bool {
+pub(crate) fn is_float(dtype: Dtype) -> bool {
     matches!(dtype, Dtype::F64 | Dtype::F32 | Dtype::BF16 | Dtype::F16)
 }
 

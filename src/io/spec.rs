@@ -54,6 +54,17 @@ impl TensorSpec {
         }
     }
 
+    /// The bytes a tensor of this spec holds (saturating at `u64::MAX`
+    /// for a shape no file can hold).
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, TensorSpec};
+    /// assert_eq!(TensorSpec::new("w", Dtype::BF16, vec![3, 4]).byte_len(), 24);
+    /// ```
+    pub fn byte_len(&self) -> u64 {
+        super::dtype::byte_len(self.dtype, &self.shape).unwrap_or(u64::MAX)
+    }
+
     /// The name.
     ///
     /// ```

@@ -21,6 +21,10 @@ pub struct Run {
     pub stderr: Vec<u8>,
     /// Wall time until it exited or was killed.
     pub elapsed: Duration,
+    /// CPU time it used, user and system, all its threads (what a bound
+    /// on work should measure: unlike wall time, it does not grow while
+    /// the child waits for a core that other programs hold).
+    pub cpu: Duration,
 }
 
 impl Run {
@@ -57,9 +61,10 @@ impl Run {
             }
         };
         format!(
-            "status {:?} after {:?}\nstdout: {}\nstderr: {}",
+            "status {:?} after {:?} ({:?} of CPU)\nstdout: {}\nstderr: {}",
             self.status,
             self.elapsed,
+            self.cpu,
             cut(self.stdout_text()),
             cut(self.stderr_text())
         )
@@ -99,12 +104,46 @@ pub fn run(mut cmd: Command, timeout: Duration, memory: u64) -> Run {
     let mut child = cmd.spawn().expect("the program starts");
     let out = drain(child.stdout.take().expect("piped"));
     let err = drain(child.stderr.take().expect("piped"));
-    let status = wait_for(&mut child, start, timeout);
+    let (status, cpu) = wait_with_cpu(&mut child, start, timeout);
     Run {
         status,
         stdout: out.join().expect("reader thread"),
         stderr: err.join().expect("reader thread"),
         elapsed: start.elapsed(),
+        cpu,
+    }
+}
+
+/// Like [`wait_for`], and the CPU time the child used (from `wait4`, which
+/// reports that one child's usage, whatever other children the test
+/// process runs at the same time).
+fn wait_with_cpu(
+    child: &mut Child,
+    start: Instant,
+    timeout: Duration,
+) -> (Option<ExitStatus>, Duration) {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = child.id() as libc::pid_t;
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let mut killed = false;
+    loop {
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is a valid value to be written over.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let flags = if killed { 0 } else { libc::WNOHANG };
+        // SAFETY: `pid` is our child, not yet reaped (only this loop reaps it).
+        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut usage) };
+        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if r == pid {
+            let cpu = time(usage.ru_utime) + time(usage.ru_stime);
+            return ((!killed).then(|| ExitStatus::from_raw(status)), cpu);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            killed = true;
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use ndprune::io::PendingFile;
+use ndprune::io::{Output, INDEX_SUFFIX};
 use ndprune::{Amount, Dim, L1Unstructured, Norm};
 
 /// Prune safetensors checkpoints with the semantics of PyTorch's
@@ -66,10 +66,16 @@ impl Method {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// The safetensors file to read.
+    /// The checkpoint to read: a safetensors file, the index of a sharded
+    /// checkpoint (model.safetensors.index.json), or a directory holding
+    /// one of these. One shard of a sharded checkpoint is refused.
     #[arg(value_name = "IN")]
     pub input: PathBuf,
-    /// The safetensors file to write (replaced atomically if it exists).
+    /// Where to write: a safetensors file (replaced atomically if it exists;
+    /// a sharded IN is merged into it), or, when IN is an index or a
+    /// directory and OUT does not end in .safetensors, a new (or empty)
+    /// directory that gets the same shards, a new index and IN's other
+    /// files (config.json, ...), all or nothing.
     #[arg(value_name = "OUT")]
     pub output: PathBuf,
     /// How to choose what to prune.
@@ -121,7 +127,7 @@ pub struct InspectArgs {
 #[derive(Debug)]
 pub struct PruneJob {
     pub input: PathBuf,
-    pub output: PathBuf,
+    pub output: Output,
     pub method: Method,
     pub amount: Amount,
     pub norm: Option<Norm>,
@@ -181,7 +187,7 @@ fn globs(patterns: &[String]) -> Result<GlobSet, String> {
 /// inode (links followed), so a hard link, a symbolic link or a bind mount
 /// of IN is IN, however the path is spelled.
 #[cfg(unix)]
-fn same_file(a: &Path, b: &Path) -> bool {
+pub fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(a), std::fs::metadata(b)) {
         (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
@@ -192,11 +198,18 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Whether two paths name the same existing file (by canonical path where
 /// there are no inodes to compare).
 #[cfg(not(unix))]
-fn same_file(a: &Path, b: &Path) -> bool {
+pub fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
+}
+
+/// Exits with a usage error (status 2): nothing was written.
+pub fn usage_error(msg: String) -> ! {
+    Cli::command()
+        .error(ErrorKind::ArgumentConflict, msg)
+        .exit()
 }
 
 /// Exits with a usage error (status 2) unless the arguments make sense.
@@ -239,14 +252,28 @@ pub fn check(args: PruneArgs) -> PruneJob {
             "OUT must not be IN: the input is never changed".into(),
         );
     }
-    // An OUT that cannot work (a directory, a device, a FIFO, a missing
-    // directory, a name too long) is found now, before any work.
-    if let Err(e) = PendingFile::check_target(&args.output) {
+    // A directory or an index as IN makes a directory OUT, unless OUT
+    // names a safetensors file.
+    let sharded_in = args.input.is_dir()
+        || args
+            .input
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with(INDEX_SUFFIX));
+    let to_file = args.output.extension().is_some_and(|e| e == "safetensors");
+    let output = if sharded_in && !to_file {
+        Output::Directory(args.output.clone())
+    } else {
+        Output::File(args.output.clone())
+    };
+    // An OUT that cannot work (a directory for a file, a device, a FIFO, a
+    // missing directory, a name too long, a directory that is not empty)
+    // is found now, before any work.
+    if let Err(e) = output.check() {
         usage(ErrorKind::InvalidValue, format!("OUT: {e}"));
     }
     PruneJob {
         input: args.input,
-        output: args.output,
+        output,
         method: args.method,
         amount: args.amount,
         norm: args.n,

@@ -13,8 +13,12 @@
 //!   means the input was truncated while ndprune read it. Removed, the
 //!   error reported, exit status 1.
 //!
-//! SIGKILL cannot be caught: after `kill -9` the temporary file
-//! (`.OUT.XXXXXX.tmp`, beside OUT) stays, and OUT is untouched.
+//! A directory output (a sharded checkpoint) is written to a temporary
+//! directory beside OUT, renamed into place at the end; the handlers
+//! remove its files and then it (on Linux; elsewhere the directory stays).
+//!
+//! SIGKILL cannot be caught: after `kill -9` the temporary file or
+//! directory (`.OUT.XXXXXX.tmp`, beside OUT) stays, and OUT is untouched.
 //!
 //! The handlers only read atomics and call `unlink`, `write` and `_exit`,
 //! all async-signal-safe. The path is registered right after the file is
@@ -64,9 +68,61 @@ mod imp {
         let p = TEMP.load(Ordering::SeqCst);
         if !p.is_null() {
             // SAFETY: `p` is a leaked, never freed, NUL-terminated string.
-            unsafe { libc::unlink(p) };
+            if unsafe { libc::unlink(p) } != 0 {
+                // A temporary directory (a sharded output): its files, then it.
+                remove_dir_files(p);
+                // SAFETY: as above.
+                unsafe { libc::rmdir(p) };
+            }
         }
     }
+
+    /// Removes the files of the directory `dir` (a NUL-terminated path)
+    /// with system calls only (no allocation): async-signal-safe.
+    #[cfg(target_os = "linux")]
+    fn remove_dir_files(dir: *const c_char) {
+        // SAFETY: open, getdents64, unlinkat and close are system calls on
+        // a descriptor this function owns and a buffer on its stack; the
+        // names getdents64 writes are NUL-terminated within the buffer.
+        unsafe {
+            let fd = libc::open(dir, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = libc::syscall(
+                    libc::SYS_getdents64,
+                    fd,
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                );
+                if n <= 0 {
+                    break;
+                }
+                let mut at = 0usize;
+                while at < n as usize {
+                    // struct linux_dirent64: ino (8), off (8), reclen (2),
+                    // type (1), then the name.
+                    let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+                    let name = buf.as_ptr().add(at + 19) as *const c_char;
+                    let dot = *name == b'.' as c_char
+                        && (*name.add(1) == 0
+                            || (*name.add(1) == b'.' as c_char && *name.add(2) == 0));
+                    if !dot {
+                        libc::unlinkat(fd, name, 0);
+                    }
+                    at += reclen.max(1);
+                }
+            }
+            libc::close(fd);
+        }
+    }
+
+    /// Elsewhere a temporary directory cannot be emptied from a signal
+    /// handler without allocating: it is left (and named in the docs).
+    #[cfg(not(target_os = "linux"))]
+    fn remove_dir_files(_dir: *const c_char) {}
 
     fn on_signal(sig: i32) {
         if sig != SIGABRT && sig != SIGBUS && CREATING.load(Ordering::SeqCst) {
@@ -91,12 +147,16 @@ mod imp {
         let _ = signal_hook::low_level::emulate_default_handler(sig);
     }
 
-    /// Runs `create` with terminating signals held back, then registers the
-    /// temporary file it made (if it made one) for removal.
-    pub fn creating<T>(create: impl FnOnce() -> T, temp_of: impl Fn(&T) -> Option<&Path>) -> T {
+    /// A temporary output is about to be created: terminating signals are
+    /// held back until [`created`] registers it.
+    pub fn creating() {
         CREATING.store(true, Ordering::SeqCst);
-        let made = create();
-        if let Some(path) = temp_of(&made) {
+    }
+
+    /// The temporary output (a file, or a directory of files) was created
+    /// at `temp` (`None`: creating it failed); held signals now act.
+    pub fn created(temp: Option<&Path>) {
+        if let Some(path) = temp {
             // A path holds no NUL byte (the file was just created by it).
             let c = CString::new(path.as_os_str().as_bytes()).expect("a path has no NUL byte");
             // Leaked, never freed: a handler on another thread may read it
@@ -108,7 +168,6 @@ mod imp {
         if held != 0 {
             on_signal(held);
         }
-        made
     }
 
     /// The temporary file is gone (renamed into place, or removed).
@@ -124,11 +183,11 @@ mod imp {
 
     pub fn install(_input: &Path) {}
 
-    pub fn creating<T>(create: impl FnOnce() -> T, _temp_of: impl Fn(&T) -> Option<&Path>) -> T {
-        create()
-    }
+    pub fn creating() {}
+
+    pub fn created(_temp: Option<&Path>) {}
 
     pub fn done() {}
 }
 
-pub use imp::{creating, done, install};
+pub use imp::{created, creating, done, install};

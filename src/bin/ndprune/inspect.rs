@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use ndprune::io::{Dtype, MappedFile, TensorEntry};
+use ndprune::io::{CheckpointError, CheckpointFiles, Dtype, TensorEntry};
 use serde_json::json;
 
 use crate::run::Failure;
@@ -73,8 +73,12 @@ fn print(e: std::io::Error) -> Error {
 
 /// Prints the table (or JSON) of `path`'s tensors to `out`.
 pub fn inspect(out: &mut impl Write, path: &std::path::Path, as_json: bool) -> Result<(), Error> {
-    let file = MappedFile::open(path)?;
-    let view = file.view()?;
+    // A shard alone is fine to list (nothing is ranked across the model).
+    let files = match CheckpointFiles::open(path) {
+        Err(CheckpointError::OneShard { .. }) => CheckpointFiles::open_file(path)?,
+        other => other?,
+    };
+    let view = files.view()?;
     let mut entries: Vec<&TensorEntry<'_>> = view.entries().iter().collect();
     // One key per entry, not two per comparison.
     entries.sort_by_cached_key(|e| (natural_key(e.name()), e.name()));
@@ -99,7 +103,7 @@ pub fn inspect(out: &mut impl Write, path: &std::path::Path, as_json: bool) -> R
         let pruned: Vec<&str> = pairs.iter().map(|(base, _, _)| *base).collect();
         let doc = json!({
             "file": path.display().to_string(),
-            "metadata": view.metadata(),
+            "metadata": view.metadata(0),
             "tensors": tensors,
             "pruned": pruned,
         });
@@ -115,7 +119,7 @@ pub fn inspect(out: &mut impl Write, path: &std::path::Path, as_json: bool) -> R
         .unwrap_or(6)
         .clamp(6, crate::NAME_COLUMN);
     writeln!(out, "{}", path.display()).map_err(print)?;
-    if let Some(meta) = view.metadata() {
+    if let Some(meta) = view.metadata(0) {
         for (k, v) in meta {
             writeln!(out, "  metadata {k} = {v}").map_err(print)?;
         }

@@ -16,19 +16,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::json;
 
-#[path = "ndprune/args.rs"]
 mod args;
-#[path = "ndprune/cleanup.rs"]
 mod cleanup;
-#[path = "ndprune/inspect.rs"]
 mod inspect;
-#[path = "ndprune/plan.rs"]
-mod plan;
-#[path = "ndprune/run.rs"]
 mod run;
 
 use args::{Cli, Command, PruneJob};
-use run::Report;
+use ndprune::io::StreamReport as Report;
 
 fn percent(part: usize, whole: usize) -> f64 {
     if whole == 0 {
@@ -63,7 +57,7 @@ fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Re
             .collect();
         let doc = json!({
             "input": job.input.display().to_string(),
-            "output": job.output.display().to_string(),
+            "output": job.output.path().display().to_string(),
             "method": job.method.name(),
             "amount": job.amount.to_string(),
             "removed": job.remove,
@@ -89,7 +83,7 @@ fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Re
         out,
         "{} -> {} ({} amount {}{})",
         job.input.display(),
-        job.output.display(),
+        job.output.path().display(),
         job.method.name(),
         job.amount,
         if job.remove { ", removed" } else { "" }
@@ -132,7 +126,18 @@ fn main() -> ExitCode {
         Command::Prune(a) => {
             let job = args::check(a);
             cleanup::install(&job.input);
-            run::run(&job).map(|report| {
+            ndprune::io::CheckpointFiles::open(&job.input)
+                .inspect(|input| {
+                    // OUT must be none of IN's files, however it is spelled.
+                    if let Some(f) = input.files().iter().find(|f| args::same_file(f.path(), job.output.path())) {
+                        args::usage_error(format!(
+                            "OUT must not be IN: {} is a file of IN, and the input is never changed",
+                            f.path().display()
+                        ));
+                    }
+                })
+                .and_then(|input| run::run(&job, &input))
+                .map(|report| {
                 if report.tensors.is_empty() && !job.quiet {
                     eprintln!("ndprune: warning: no tensor was selected; the output is a copy");
                 }

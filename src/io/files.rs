@@ -1,0 +1,699 @@
+//! The files of one checkpoint: a single safetensors file, or the shards
+//! of a sharded one with their JSON index.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::error::PairProblem;
+use super::reader::{check_pair, is_float};
+use super::{CheckpointError, MappedFile, SafetensorsView, TensorEntry};
+
+/// The largest shard index read (a real one for a model of thousands of
+/// tensors is a few hundred kilobytes).
+const MAX_INDEX: u64 = 100_000_000;
+
+/// The suffix of a sharded checkpoint's index file.
+pub const INDEX_SUFFIX: &str = ".safetensors.index.json";
+
+/// One checkpoint on disk: a single safetensors file, or the shards that a
+/// JSON index (`model.safetensors.index.json`, as Hugging Face writes
+/// them) names, all memory-mapped.
+///
+/// [`CheckpointFiles::open`] takes what a user has at hand:
+///
+/// - a safetensors file: the checkpoint is that file, unless an index
+///   beside it lists it as one of its shards, which is an error
+///   ([`CheckpointError::OneShard`]): a shard alone is part of a model,
+///   and global pruning over it would rank a part as if it were the whole
+///   ([`CheckpointFiles::open_file`] opens it alone on purpose);
+/// - an index file: the checkpoint is the shards it names, in its
+///   directory;
+/// - a directory: the one index in it (`*.safetensors.index.json`), else
+///   the one safetensors file in it.
+///
+/// The index is checked against its shards before anything else is read:
+/// every shard it names is a plain file name in its directory (no `/`, no
+/// `..`), every tensor it lists is in the shard it names, and every tensor
+/// of a shard is listed, for that shard ([`CheckpointError::BadIndex`]).
+///
+/// ```
+/// use ndprune::io::{Checkpoint, CheckpointFiles};
+/// use ndprune::prelude::*;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join("ndprune-doc-files");
+/// std::fs::create_dir_all(&dir)?;
+/// let layer = Layer::new().with_parameter("weight", ndarray::ArrayD::<f32>::ones(vec![2, 2]))?;
+/// Checkpoint::new(Sequential::new().with_child("fc", layer)?).save(dir.join("model.safetensors"))?;
+///
+/// let files = CheckpointFiles::open(&dir)?;
+/// assert!(!files.is_sharded());
+/// let view = files.view()?;
+/// assert_eq!(view.get("fc.weight").unwrap().shape(), &[2, 2]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct CheckpointFiles {
+    /// What the user named (a file, an index or a directory).
+    origin: PathBuf,
+    /// The index and its `metadata` object, for a sharded checkpoint.
+    index: Option<(PathBuf, Map<String, Value>)>,
+    /// The files, in the index's order of first mention (or the one file).
+    files: Vec<MappedFile>,
+    /// Each file's name as the index names it (or the single file's name).
+    names: Vec<String>,
+    /// For each tensor the index lists, the position in `files` it names.
+    weight_map: BTreeMap<String, usize>,
+    /// Regular files beside the shards that are no part of the tensors
+    /// (`config.json`, tokenizer files), for a checkpoint opened as an
+    /// index or a directory.
+    others: Vec<PathBuf>,
+}
+
+impl CheckpointFiles {
+    /// Opens a checkpoint from a safetensors file, a shard index or a
+    /// directory (see the type's documentation).
+    ///
+    /// ```
+    /// use ndprune::io::{CheckpointError, CheckpointFiles};
+    /// let err = CheckpointFiles::open("/no/such/model.safetensors").unwrap_err();
+    /// assert!(matches!(err, CheckpointError::Io { .. }));
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
+        let path = path.as_ref();
+        let meta =
+            fs::metadata(path).map_err(|e| CheckpointError::io(path, "reading the type of", e))?;
+        if meta.is_dir() {
+            return Self::open_dir(path);
+        }
+        if is_index_name(path) {
+            return Self::open_index(path, path);
+        }
+        if let Some(index) = index_listing(path)? {
+            return Err(CheckpointError::OneShard {
+                path: path.to_path_buf(),
+                index,
+            });
+        }
+        Self::open_file(path)
+    }
+
+    /// Opens one safetensors file as a whole checkpoint, whether or not an
+    /// index beside it lists it as a shard.
+    ///
+    /// ```
+    /// use ndprune::io::CheckpointFiles;
+    /// assert!(CheckpointFiles::open_file("/no/such/file.safetensors").is_err());
+    /// ```
+    pub fn open_file(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
+        let path = path.as_ref();
+        let file = MappedFile::open(path)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model.safetensors".to_string());
+        Ok(CheckpointFiles {
+            origin: path.to_path_buf(),
+            index: None,
+            files: vec![file],
+            names: vec![name],
+            weight_map: BTreeMap::new(),
+            others: Vec::new(),
+        })
+    }
+
+    fn open_dir(dir: &Path) -> Result<Self, CheckpointError> {
+        let (mut indexes, mut singles) = (Vec::new(), Vec::new());
+        for entry in read_dir(dir)? {
+            if is_index_name(&entry) {
+                indexes.push(entry);
+            } else if entry.extension() == Some(OsStr::new("safetensors")) {
+                singles.push(entry);
+            }
+        }
+        let none = |reason: String| CheckpointError::NoCheckpoint {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        match (indexes.as_slice(), singles.as_slice()) {
+            ([index], _) => Self::open_index(index, dir),
+            ([], [file]) => {
+                let mut files = Self::open_file(file)?;
+                files.origin = dir.to_path_buf();
+                Ok(files)
+            }
+            ([], []) => Err(none(
+                "the directory holds no safetensors file and no shard index".into(),
+            )),
+            ([], many) => Err(none(format!(
+                "the directory holds {} safetensors files and no shard index to say how they form one model; name the file to open",
+                many.len()
+            ))),
+            (many, _) => Err(none(format!(
+                "the directory holds {} shard indexes ({}); name the index to open",
+                many.len(),
+                many.iter()
+                    .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    fn open_index(index: &Path, origin: &Path) -> Result<Self, CheckpointError> {
+        let dir = index.parent().unwrap_or(Path::new("")).to_path_buf();
+        let (metadata, listed) = read_index(index)?;
+        let bad = |reason: String| CheckpointError::BadIndex {
+            path: index.to_path_buf(),
+            reason,
+        };
+        // The shards, in the order the index first names them.
+        let mut names: Vec<String> = Vec::new();
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let mut weight_map = BTreeMap::new();
+        for (tensor, shard) in listed {
+            let at = match position.get(&shard) {
+                Some(&at) => at,
+                None => {
+                    if !is_plain_file_name(&shard) {
+                        return Err(bad(format!(
+                            "tensor `{tensor}` is in {shard:?}, which is no file name in the index's directory"
+                        )));
+                    }
+                    position.insert(shard.clone(), names.len());
+                    names.push(shard);
+                    names.len() - 1
+                }
+            };
+            weight_map.insert(tensor, at);
+        }
+        let files = names
+            .iter()
+            .map(|n| {
+                MappedFile::open(dir.join(n))
+                    .map_err(|e| bad(format!("the shard {n} it lists cannot be opened ({e})")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let shard_paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+        let others = read_dir(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &dir
+        })?
+        .into_iter()
+        .filter(|p| {
+            p.file_name() != index.file_name()
+                && !shard_paths.iter().any(|s| s.file_name() == p.file_name())
+                && fs::metadata(p).is_ok_and(|m| m.is_file())
+                && !is_index_name(p)
+        })
+        .collect();
+        let files = CheckpointFiles {
+            origin: origin.to_path_buf(),
+            index: Some((index.to_path_buf(), metadata)),
+            files,
+            names,
+            weight_map,
+            others,
+        };
+        // Checked now, so that no later reader meets a disagreement.
+        files.view()?;
+        Ok(files)
+    }
+
+    /// Whether the checkpoint is sharded (opened through an index).
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-sharded.safetensors");
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// assert!(!CheckpointFiles::open_file(&path)?.is_sharded());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_sharded(&self) -> bool {
+        self.index.is_some()
+    }
+
+    /// The path the checkpoint was opened from.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-origin.safetensors");
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// assert_eq!(CheckpointFiles::open(&path)?.origin(), path);
+    /// # Ok(()) }
+    /// ```
+    pub fn origin(&self) -> &Path {
+        &self.origin
+    }
+
+    /// The index file of a sharded checkpoint.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-index.safetensors");
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// assert!(CheckpointFiles::open(&path)?.index().is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn index(&self) -> Option<&Path> {
+        self.index.as_ref().map(|(p, _)| p.as_path())
+    }
+
+    /// The `metadata` object of the index (empty without one).
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-index-meta.safetensors");
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// assert!(CheckpointFiles::open(&path)?.index_metadata().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn index_metadata(&self) -> Map<String, Value> {
+        self.index
+            .as_ref()
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// The mapped files: the shards in the order the index first names
+    /// them, or the one file.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-shards.safetensors");
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// assert_eq!(CheckpointFiles::open(&path)?.files().len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn files(&self) -> &[MappedFile] {
+        &self.files
+    }
+
+    /// Each file's name as the index names it (for a single file: its
+    /// file name).
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-names.safetensors");
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// assert_eq!(CheckpointFiles::open(&path)?.file_names(), ["ndprune-doc-names.safetensors"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn file_names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The regular files beside the shards that hold no tensors
+    /// (`config.json`, tokenizer files), for a checkpoint opened through
+    /// an index or a directory; sorted by name.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-others.safetensors");
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// assert!(CheckpointFiles::open(&path)?.other_files().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn other_files(&self) -> &[PathBuf] {
+        &self.others
+    }
+
+    /// The total size of the tensor files in bytes.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-bytes-total.safetensors");
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// assert_eq!(CheckpointFiles::open(&path)?.total_bytes(), 16);
+    /// # Ok(()) }
+    /// ```
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes().len() as u64).sum()
+    }
+
+    /// The checked view of every tensor of the checkpoint, across its
+    /// shards.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-model-view.safetensors");
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// assert!(CheckpointFiles::open(&path)?.view()?.entries().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn view(&self) -> Result<ModelView<'_>, CheckpointError> {
+        let views = self
+            .files
+            .iter()
+            .map(|f| f.view())
+            .collect::<Result<Vec<_>, _>>()?;
+        ModelView::new(self, views)
+    }
+
+    /// Checks that no file changed length under its map (see
+    /// [`MappedFile::check_unchanged`]).
+    pub(crate) fn check_unchanged(&self) -> Result<(), CheckpointError> {
+        self.files.iter().try_for_each(MappedFile::check_unchanged)
+    }
+}
+
+/// Every tensor of a checkpoint's files, checked as one model: names
+/// unique across shards, and pruned pairs (`X_orig` with `X_mask`) whole
+/// even where the two are in different shards.
+///
+/// ```
+/// use ndprune::io::{Checkpoint, CheckpointFiles};
+/// use ndprune::prelude::*;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let path = std::env::temp_dir().join("ndprune-doc-modelview.safetensors");
+/// let layer = Layer::new().with_parameter("weight", ndarray::array![1.0f32, -2.0].into_dyn())?;
+/// let mut ckpt = Checkpoint::new(Sequential::new().with_child("fc", layer)?);
+/// prune::l1_unstructured(&mut ckpt, "fc.weight", Amount::Count(1), None)?;
+/// ckpt.save(&path)?;
+/// let files = CheckpointFiles::open(&path)?;
+/// let view = files.view()?;
+/// assert_eq!(view.pruned_pairs()[0].0, "fc.weight");
+/// assert_eq!(view.shard_of(view.position("fc.weight_mask").unwrap()), 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ModelView<'a> {
+    entries: Vec<TensorEntry<'a>>,
+    /// The shard (position in the files) of each entry.
+    shards: Vec<usize>,
+    /// Indices into `entries`, sorted by name.
+    by_name: Vec<usize>,
+    /// Each shard's header metadata.
+    metadata: Vec<Option<BTreeMap<String, String>>>,
+}
+
+impl<'a> ModelView<'a> {
+    fn new(
+        files: &'a CheckpointFiles,
+        views: Vec<SafetensorsView<'a>>,
+    ) -> Result<Self, CheckpointError> {
+        let mut entries = Vec::new();
+        let mut shards = Vec::new();
+        let mut metadata = Vec::new();
+        for (s, view) in views.into_iter().enumerate() {
+            metadata.push(view.metadata().cloned());
+            for e in view.entries() {
+                entries.push(e.clone());
+                shards.push(s);
+            }
+        }
+        let mut by_name: Vec<usize> = (0..entries.len()).collect();
+        by_name.sort_by(|&a, &b| entries[a].name().cmp(entries[b].name()));
+        if let Some((index, _)) = &files.index {
+            let bad = |reason: String| CheckpointError::BadIndex {
+                path: index.clone(),
+                reason,
+            };
+            for w in by_name.windows(2) {
+                if entries[w[0]].name() == entries[w[1]].name() {
+                    return Err(bad(format!(
+                        "tensor `{}` is in both {} and {}",
+                        entries[w[0]].name(),
+                        files.names[shards[w[0]]],
+                        files.names[shards[w[1]]]
+                    )));
+                }
+            }
+            for (i, e) in entries.iter().enumerate() {
+                match files.weight_map.get(e.name()) {
+                    Some(&s) if s == shards[i] => {}
+                    Some(&s) => {
+                        return Err(bad(format!(
+                            "tensor `{}` is listed in {}, but it is in {}",
+                            e.name(),
+                            files.names[s],
+                            files.names[shards[i]]
+                        )))
+                    }
+                    None => {
+                        return Err(bad(format!(
+                            "tensor `{}` of {} is not in the weight_map",
+                            e.name(),
+                            files.names[shards[i]]
+                        )))
+                    }
+                }
+            }
+            if files.weight_map.len() != entries.len() {
+                let missing = files
+                    .weight_map
+                    .iter()
+                    .find(|(name, _)| {
+                        by_name
+                            .binary_search_by(|&i| entries[i].name().cmp(name))
+                            .is_err()
+                    })
+                    .expect(
+                        "every entry is listed, so a count apart means a listed name is missing",
+                    );
+                return Err(bad(format!(
+                    "tensor `{}` is listed in {}, which does not hold it",
+                    missing.0, files.names[*missing.1]
+                )));
+            }
+        }
+        let view = ModelView {
+            entries,
+            shards,
+            by_name,
+            metadata,
+        };
+        // Pairs within a shard were checked by its view; across shards here.
+        for (base, o, m) in view.pruned_pairs() {
+            if view.shards[o] != view.shards[m] {
+                let plain = view.position(base).is_some();
+                check_pair(&view.entries[o], &view.entries[m], plain).map_err(
+                    |problem: PairProblem| CheckpointError::BadPair {
+                        path: files.files[view.shards[m]].path().to_path_buf(),
+                        tensor: base.to_string(),
+                        problem,
+                    },
+                )?;
+            }
+        }
+        Ok(view)
+    }
+
+    /// Every tensor, shard by shard, each shard's in the order of its data.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = std::env::temp_dir().join("ndprune-doc-mv-entries.safetensors");
+    /// # Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// let files = CheckpointFiles::open(&path)?;
+    /// assert!(files.view()?.entries().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn entries(&self) -> &[TensorEntry<'a>] {
+        &self.entries
+    }
+
+    /// The shard (position in [`CheckpointFiles::files`]) of entry `i`.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = std::env::temp_dir().join("ndprune-doc-mv-shard.safetensors");
+    /// # let layer = ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f32>::zeros(vec![2]))?;
+    /// # ndprune::io::Checkpoint::new(ndprune::Sequential::new().with_child("fc", layer)?).save(&path)?;
+    /// let files = CheckpointFiles::open(&path)?;
+    /// assert_eq!(files.view()?.shard_of(0), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn shard_of(&self, i: usize) -> usize {
+        self.shards[i]
+    }
+
+    /// The tensor of that name.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = std::env::temp_dir().join("ndprune-doc-mv-get.safetensors");
+    /// # Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// assert!(CheckpointFiles::open(&path)?.view()?.get("fc.weight").is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn get(&self, name: &str) -> Option<&TensorEntry<'a>> {
+        self.position(name).map(|i| &self.entries[i])
+    }
+
+    /// The index in [`ModelView::entries`] of the tensor of that name.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = std::env::temp_dir().join("ndprune-doc-mv-pos.safetensors");
+    /// # let layer = ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f32>::zeros(vec![2]))?;
+    /// # ndprune::io::Checkpoint::new(ndprune::Sequential::new().with_child("fc", layer)?).save(&path)?;
+    /// assert_eq!(CheckpointFiles::open(&path)?.view()?.position("fc.bias"), Some(0));
+    /// # Ok(()) }
+    /// ```
+    pub fn position(&self, name: &str) -> Option<usize> {
+        let at = self
+            .by_name
+            .binary_search_by(|&i| self.entries[i].name().cmp(name))
+            .ok()?;
+        Some(self.by_name[at])
+    }
+
+    /// The header metadata (`__metadata__`) of shard `s`.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = std::env::temp_dir().join("ndprune-doc-mv-meta.safetensors");
+    /// # Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// assert!(CheckpointFiles::open(&path)?.view()?.metadata(0).is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn metadata(&self, s: usize) -> Option<&BTreeMap<String, String>> {
+        self.metadata.get(s).and_then(Option::as_ref)
+    }
+
+    /// The pruned tensors as PyTorch writes them, across shards: for each
+    /// `X_orig` with an `X_mask`, both of a float dtype, the name `X` and
+    /// the indices of `X_orig` and `X_mask`, sorted by name.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = std::env::temp_dir().join("ndprune-doc-mv-pairs.safetensors");
+    /// # Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// assert!(CheckpointFiles::open(&path)?.view()?.pruned_pairs().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn pruned_pairs(&self) -> Vec<(&str, usize, usize)> {
+        self.by_name
+            .iter()
+            .filter_map(|&i| {
+                let base = self.entries[i].name().strip_suffix("_orig")?;
+                if base.is_empty() || !is_float(self.entries[i].dtype()) {
+                    return None;
+                }
+                let m = self.position(&format!("{base}_mask"))?;
+                is_float(self.entries[m].dtype()).then_some((base, i, m))
+            })
+            .collect()
+    }
+}
+
+/// Whether the path's file name ends in `.safetensors.index.json`.
+fn is_index_name(path: &Path) -> bool {
+    path.file_name()
+        .and_then(OsStr::to_str)
+        .is_some_and(|n| n.ends_with(INDEX_SUFFIX) && n.len() > INDEX_SUFFIX.len())
+}
+
+/// Whether `name` is one normal path component: no separator, not `.` or
+/// `..`, not absolute, not empty.
+fn is_plain_file_name(name: &str) -> bool {
+    let mut components = Path::new(name).components();
+    matches!(
+        (components.next(), components.next()),
+        (Some(Component::Normal(c)), None) if c == OsStr::new(name)
+    )
+}
+
+/// The entries of a directory, sorted.
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| CheckpointError::io(dir, "listing", e))? {
+        out.push(
+            entry
+                .map_err(|e| CheckpointError::io(dir, "listing", e))?
+                .path(),
+        );
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads an index: its `metadata` object and its `weight_map` entries
+/// (tensor, shard file name) in file order.
+#[allow(clippy::type_complexity)]
+fn read_index(
+    index: &Path,
+) -> Result<(Map<String, Value>, Vec<(String, String)>), CheckpointError> {
+    let bad = |reason: String| CheckpointError::BadIndex {
+        path: index.to_path_buf(),
+        reason,
+    };
+    let meta =
+        fs::metadata(index).map_err(|e| CheckpointError::io(index, "reading the size of", e))?;
+    if !meta.is_file() {
+        return Err(bad("the index is not a regular file".into()));
+    }
+    if meta.len() > MAX_INDEX {
+        return Err(bad(format!(
+            "{} bytes, more than the {MAX_INDEX} an index may have",
+            meta.len()
+        )));
+    }
+    let text = fs::read(index).map_err(|e| CheckpointError::io(index, "reading", e))?;
+    let doc: Value = serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let Value::Object(mut doc) = doc else {
+        return Err(bad("not a JSON object".into()));
+    };
+    let metadata = match doc.remove("metadata") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(bad("`metadata` is not an object".into())),
+    };
+    let Some(Value::Object(map)) = doc.remove("weight_map") else {
+        return Err(bad("no `weight_map` object".into()));
+    };
+    let mut listed = Vec::with_capacity(map.len());
+    for (tensor, shard) in map {
+        let Value::String(shard) = shard else {
+            return Err(bad(format!("the shard of `{tensor}` is not a string")));
+        };
+        listed.push((tensor, shard));
+    }
+    Ok((metadata, listed))
+}
+
+/// The index beside `file` that lists it as a shard, if any.
+fn index_listing(file: &Path) -> Result<Option<PathBuf>, CheckpointError> {
+    let Some(name) = file.file_name().and_then(OsStr::to_str) else {
+        return Ok(None);
+    };
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // A directory that cannot be listed holds no index we could read.
+    let Ok(entries) = read_dir(dir) else {
+        return Ok(None);
+    };
+    for index in entries.into_iter().filter(|p| is_index_name(p)) {
+        // An index that does not parse lists nothing (and is reported if
+        // it is ever opened).
+        if let Ok((_, listed)) = read_index(&index) {
+            if listed.iter().any(|(_, shard)| shard == name) {
+                return Ok(Some(index));
+            }
+        }
+    }
+    Ok(None)
+}

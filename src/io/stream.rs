@@ -1,0 +1,1086 @@
+//! Streamed pruning of checkpoint files: tensor by tensor from the input's
+//! memory maps to the output, whatever the size of the model.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use ndarray::ArrayD;
+use serde_json::{Map, Value};
+
+use super::files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
+use super::{
+    alignment_rank, CheckpointError, CheckpointFloat, Dtype, LoadOptions, PendingDir, PendingFile,
+    SafetensorsWriter, TensorEntry, TensorSpec,
+};
+use crate::prelude::*;
+use crate::select::StreamingSelect;
+
+/// Calls `$body` with `$T` the element type of a dtype the plan prunes.
+macro_rules! with_float {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            Dtype::F32 => {
+                type $T = f32;
+                $body
+            }
+            Dtype::F64 => {
+                type $T = f64;
+                $body
+            }
+            #[cfg(feature = "half")]
+            Dtype::BF16 => {
+                type $T = half::bf16;
+                $body
+            }
+            #[cfg(feature = "half")]
+            Dtype::F16 => {
+                type $T = half::f16;
+                $body
+            }
+            other => unreachable!("{other} is no dtype the plan prunes"),
+        }
+    };
+}
+
+/// Whether streamed pruning prunes tensors of this dtype: the float dtypes
+/// (`BF16` and `F16` with feature `half`; without it they are copied).
+///
+/// ```
+/// use ndprune::io::{is_prunable, Dtype};
+/// assert!(is_prunable(Dtype::F32));
+/// assert!(!is_prunable(Dtype::I64));
+/// ```
+pub fn is_prunable(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F32 | Dtype::F64)
+        || (cfg!(feature = "half") && matches!(dtype, Dtype::BF16 | Dtype::F16))
+}
+
+/// How [`FilePruner`] prunes each selected tensor.
+///
+/// ```
+/// use ndprune::io::StreamMethod;
+/// use ndprune::{Dim, Norm};
+/// let m = StreamMethod::LnStructured { norm: Norm::L(2.0), dim: Dim(0) };
+/// assert_eq!(m.name(), "ln_structured");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum StreamMethod {
+    /// `l1_unstructured` of each tensor.
+    L1Unstructured,
+    /// `ln_structured` of each tensor.
+    LnStructured {
+        /// The norm.
+        norm: Norm,
+        /// The channel dim.
+        dim: Dim,
+    },
+    /// `random_unstructured` of each tensor, seeded per tensor by `seed`
+    /// and the tensor's name (so a tensor's mask does not depend on which
+    /// others are selected).
+    RandomUnstructured {
+        /// The seed.
+        seed: u64,
+    },
+    /// `random_structured` of each tensor, seeded as
+    /// [`StreamMethod::RandomUnstructured`].
+    RandomStructured {
+        /// The channel dim.
+        dim: Dim,
+        /// The seed.
+        seed: u64,
+    },
+    /// `global_unstructured` with L1 over all selected tensors together.
+    /// Ties at the cut go lowest index first in the order the tensors are
+    /// written (see [`FilePruner`]).
+    Global,
+}
+
+impl StreamMethod {
+    /// The method's name, as PyTorch's function is called (`global` for
+    /// [`StreamMethod::Global`]).
+    ///
+    /// ```
+    /// assert_eq!(ndprune::io::StreamMethod::Global.name(), "global");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            StreamMethod::L1Unstructured => "l1_unstructured",
+            StreamMethod::LnStructured { .. } => "ln_structured",
+            StreamMethod::RandomUnstructured { .. } => "random_unstructured",
+            StreamMethod::RandomStructured { .. } => "random_structured",
+            StreamMethod::Global => "global",
+        }
+    }
+}
+
+/// Where [`FilePruner::run`] writes.
+///
+/// ```
+/// use ndprune::io::Output;
+/// let out = Output::File("pruned.safetensors".into());
+/// assert_eq!(out.path(), std::path::Path::new("pruned.safetensors"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// One safetensors file, replaced atomically if it exists (the tensors
+    /// of every shard of the input together).
+    File(PathBuf),
+    /// A directory, created whole (from a temporary directory beside it,
+    /// renamed into place: never half-written); it must not exist, or be
+    /// empty. It gets one file per input file, of the same name, with the
+    /// tensors that file held (a pruned `X` as `X_orig` and `X_mask`
+    /// together); for a sharded input a new index, and the input's other
+    /// files (`config.json`, tokenizer files) copied.
+    Directory(PathBuf),
+}
+
+impl Output {
+    /// The path written.
+    ///
+    /// ```
+    /// use ndprune::io::Output;
+    /// assert_eq!(Output::Directory("out".into()).path(), std::path::Path::new("out"));
+    /// ```
+    pub fn path(&self) -> &Path {
+        match self {
+            Output::File(p) | Output::Directory(p) => p,
+        }
+    }
+
+    /// Checks, before any work, that the output can be written: see
+    /// [`PendingFile::check_target`] and [`PendingDir::check_target`].
+    ///
+    /// ```
+    /// use ndprune::io::Output;
+    /// assert!(Output::File(std::env::temp_dir()).check().is_err());
+    /// assert!(Output::Directory("/no/such/dir/out".into()).check().is_err());
+    /// ```
+    pub fn check(&self) -> Result<(), CheckpointError> {
+        match self {
+            Output::File(p) => PendingFile::check_target(p).map(|_| ()),
+            Output::Directory(p) => PendingDir::check_target(p),
+        }
+    }
+}
+
+/// What [`FilePruner::run`] tells as it goes (every method does nothing by
+/// default; `()` is the silent observer).
+///
+/// A temporary output exists from [`Progress::created`] with a path until
+/// [`Progress::finished`]: a program that must remove it on a signal (which
+/// no destructor runs on) registers it there. [`Progress::creating`] comes
+/// right before the temporary is made, so a program can hold signals back
+/// until it knows the path.
+///
+/// ```
+/// use ndprune::io::Progress;
+/// struct Count(u64);
+/// impl Progress for Count {
+///     fn wrote(&mut self, _tensor: &str, bytes: u64) {
+///         self.0 += bytes;
+///     }
+/// }
+/// let mut c = Count(0);
+/// c.wrote("w", 16);
+/// assert_eq!(c.0, 16);
+/// ```
+pub trait Progress {
+    /// The plan is made: `bytes` will be written in `tensors` tensors.
+    fn start(&mut self, _tensors: usize, _bytes: u64) {}
+    /// A temporary output (file or directory) is about to be created.
+    fn creating(&mut self) {}
+    /// The temporary output was created at `temp` (`None`: creating it
+    /// failed).
+    fn created(&mut self, _temp: Option<&Path>) {}
+    /// A tensor of `bytes` bytes was written.
+    fn wrote(&mut self, _tensor: &str, _bytes: u64) {}
+    /// The temporary output is gone: renamed into place, or removed.
+    fn finished(&mut self) {}
+}
+
+impl Progress for () {}
+
+/// What pruning did to one tensor.
+///
+/// ```
+/// use ndprune::io::{Dtype, TensorReport};
+/// let t = TensorReport { name: "w".into(), dtype: Dtype::F32, shape: vec![2, 2], numel: 4, before: 0, after: 2 };
+/// assert_eq!(t.sparsity(), 0.5);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorReport {
+    /// The tensor's name in the file (`X` for a pair `X_orig`/`X_mask`).
+    pub name: String,
+    /// The dtype of its values.
+    pub dtype: Dtype,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its number of entries.
+    pub numel: usize,
+    /// Entries pruned (mask 0) before.
+    pub before: usize,
+    /// Entries pruned after.
+    pub after: usize,
+}
+
+impl TensorReport {
+    /// The fraction of entries pruned after (0 for a tensor of no entries).
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, TensorReport};
+    /// let t = TensorReport { name: "w".into(), dtype: Dtype::F32, shape: vec![0], numel: 0, before: 0, after: 0 };
+    /// assert_eq!(t.sparsity(), 0.0);
+    /// ```
+    pub fn sparsity(&self) -> f64 {
+        if self.numel == 0 {
+            0.0
+        } else {
+            self.after as f64 / self.numel as f64
+        }
+    }
+}
+
+/// What a [`FilePruner::run`] did.
+///
+/// ```
+/// use ndprune::io::StreamReport;
+/// let r = StreamReport::default();
+/// assert_eq!((r.tensors.len(), r.copied, r.written), (0, 0, 0));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamReport {
+    /// The pruned tensors, by name.
+    pub tensors: Vec<TensorReport>,
+    /// Input tensors copied unchanged.
+    pub copied: usize,
+    /// Tensors written.
+    pub written: usize,
+    /// The files written, relative to the output (one for a file output).
+    pub files: Vec<PathBuf>,
+    /// Other files of the input (`config.json`, …) copied.
+    pub other_files: usize,
+}
+
+/// Prunes checkpoint files into new ones, streaming: one tensor at a time
+/// goes from the input's memory maps to the output, so memory stays about
+/// the largest tensor, whatever the model's size. The input is never
+/// written; the output appears whole or not at all.
+///
+/// Which tensors: those `select` accepts, among the float tensors (and
+/// PyTorch's pruned pairs `X_orig`/`X_mask`, by the name `X`) that have
+/// entries and are no buffer ([`LoadOptions`]'s names:
+/// `running_mean`, …). By default every such tensor of 2 or more dims.
+/// A pruned pair is pruned further (amounts measured on what is left);
+/// everything else is copied byte for byte.
+///
+/// Each tensor is pruned in its own dtype, exactly as the library's
+/// functions prune it ([`prune::l1_unstructured`] and the others, on a
+/// module holding that one tensor). [`StreamMethod::Global`] finds the cut
+/// over all selected tensors in a few passes ([`StreamingSelect`]);
+/// magnitudes are compared in the tensors' common dtype, or in `f64` when
+/// they differ (exact for every float dtype, and ranking as PyTorch's
+/// promotion to a common dtype does). Equal magnitudes at the cut are
+/// pruned in the order the tensors are written (the library's
+/// `global_unstructured` follows PyTorch's tie order instead).
+///
+/// ```
+/// use ndprune::io::{Checkpoint, CheckpointFiles, FilePruner, Output, StreamMethod};
+/// use ndprune::prelude::*;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir();
+/// let (input, output) = (dir.join("ndprune-doc-fp-in.safetensors"), dir.join("ndprune-doc-fp-out.safetensors"));
+/// let w = ndarray::array![[1.0f32, -2.0], [3.0, -0.5]].into_dyn();
+/// Checkpoint::new(Sequential::new().with_child("fc", Layer::new().with_parameter("weight", w)?)?).save(&input)?;
+///
+/// let files = CheckpointFiles::open(&input)?;
+/// let report = FilePruner::new(StreamMethod::L1Unstructured, Amount::Count(2))
+///     .run(&files, &Output::File(output.clone()), &mut ())?;
+/// assert_eq!(report.tensors[0].after, 2);
+/// let pruned = Checkpoint::<f32>::load(&output)?;
+/// assert_eq!(pruned.tensor("fc.weight").unwrap(), &ndarray::array![[0.0f32, -2.0], [3.0, 0.0]].into_dyn());
+/// # Ok(()) }
+/// ```
+pub struct FilePruner<'s> {
+    method: StreamMethod,
+    amount: Amount,
+    remove: bool,
+    select: Option<Selector<'s>>,
+}
+
+/// Which candidates a [`FilePruner`] prunes.
+type Selector<'s> = Box<dyn Fn(&TensorSpec) -> bool + 's>;
+
+impl std::fmt::Debug for FilePruner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilePruner")
+            .field("method", &self.method)
+            .field("amount", &self.amount)
+            .field("remove", &self.remove)
+            .field("select", &self.select.as_ref().map(|_| "<fn>"))
+            .finish()
+    }
+}
+
+impl<'s> FilePruner<'s> {
+    /// Prunes `amount` of each selected tensor (of all of them together
+    /// for [`StreamMethod::Global`]) by `method`.
+    ///
+    /// ```
+    /// use ndprune::io::{FilePruner, StreamMethod};
+    /// let p = ndprune::io::FilePruner::new(StreamMethod::Global, ndprune::Amount::Fraction(0.5));
+    /// # let _ = p;
+    /// ```
+    pub fn new(method: StreamMethod, amount: Amount) -> Self {
+        FilePruner {
+            method,
+            amount,
+            remove: false,
+            select: None,
+        }
+    }
+
+    /// Writes `X = X_orig * X_mask` instead of the pair (as
+    /// [`prune::remove`] does).
+    ///
+    /// ```
+    /// use ndprune::io::{FilePruner, StreamMethod};
+    /// let p = FilePruner::new(StreamMethod::L1Unstructured, ndprune::Amount::Count(1)).remove(true);
+    /// # let _ = p;
+    /// ```
+    pub fn remove(mut self, remove: bool) -> Self {
+        self.remove = remove;
+        self
+    }
+
+    /// Prunes the candidates `select` accepts (instead of those of 2 or
+    /// more dims). A pair `X_orig`/`X_mask` is offered as `X`.
+    ///
+    /// ```
+    /// use ndprune::io::{FilePruner, StreamMethod};
+    /// let p = FilePruner::new(StreamMethod::L1Unstructured, ndprune::Amount::Count(1))
+    ///     .select(|spec| spec.name().ends_with(".weight"));
+    /// # let _ = p;
+    /// ```
+    pub fn select(mut self, select: impl Fn(&TensorSpec) -> bool + 's) -> Self {
+        self.select = Some(Box::new(select));
+        self
+    }
+
+    fn selects(&self, spec: &TensorSpec) -> bool {
+        match &self.select {
+            Some(f) => f(spec),
+            None => spec.shape().len() >= 2,
+        }
+    }
+
+    /// Prunes `input` into `output`. On error nothing is written and no
+    /// temporary is left behind (but see [`Progress`] for signals).
+    ///
+    /// ```
+    /// use ndprune::io::{Checkpoint, CheckpointError, CheckpointFiles, FilePruner, Output, StreamMethod};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let input = std::env::temp_dir().join("ndprune-doc-fp-run.safetensors");
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&input)?;
+    /// let files = CheckpointFiles::open(&input)?;
+    /// // A directory output must be new or empty, and its parent must exist.
+    /// let err = FilePruner::new(StreamMethod::Global, ndprune::Amount::Count(0))
+    ///     .run(&files, &Output::Directory("/no/such/parent/out".into()), &mut ())
+    ///     .unwrap_err();
+    /// assert!(matches!(err, CheckpointError::BadTarget { .. }));
+    /// # Ok(()) }
+    /// ```
+    pub fn run(
+        &self,
+        input: &CheckpointFiles,
+        output: &Output,
+        progress: &mut dyn Progress,
+    ) -> Result<StreamReport, CheckpointError> {
+        output.check()?;
+        let view = input.view()?;
+        let plan = self.plan(input, &view, output);
+        let result = self.write(input, &view, &plan, output, progress);
+        if result.is_err() {
+            // A write from a map whose file shrank fails with EFAULT: say so.
+            input.check_unchanged()?;
+        }
+        result
+    }
+
+    /// Selects the tensors to prune and lays out the output files.
+    fn plan(&self, input: &CheckpointFiles, view: &ModelView<'_>, output: &Output) -> Plan {
+        let entries = view.entries();
+        let buffers = LoadOptions::default();
+
+        // PyTorch's pruned pairs: X_orig with X_mask (checked by the view).
+        let mut paired = HashSet::new();
+        let mut candidates: Vec<Group> = Vec::new();
+        for (base, o, m) in view.pruned_pairs() {
+            paired.insert(o);
+            paired.insert(m);
+            if is_prunable(entries[o].dtype()) && is_prunable(entries[m].dtype()) {
+                candidates.push(Group {
+                    name: base.to_string(),
+                    dtype: entries[o].dtype(),
+                    mask_dtype: entries[m].dtype(),
+                    shape: entries[o].shape().to_vec(),
+                    target: Target::Pair { orig: o, mask: m },
+                });
+            }
+        }
+        // A pair of which one is no float (a bool mask, say) is no pruned
+        // tensor to go on pruning: both are copied as they are.
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(base) = e.name().strip_suffix("_orig").filter(|b| !b.is_empty()) {
+                if let Some(m) = view.position(&format!("{base}_mask")) {
+                    paired.insert(i);
+                    paired.insert(m);
+                }
+            }
+        }
+        for (i, e) in entries.iter().enumerate() {
+            if !paired.contains(&i) && is_prunable(e.dtype()) && !buffers.is_buffer(e.name()) {
+                candidates.push(Group {
+                    name: e.name().to_string(),
+                    dtype: e.dtype(),
+                    mask_dtype: e.dtype(),
+                    shape: e.shape().to_vec(),
+                    target: Target::Plain(i),
+                });
+            }
+        }
+        // A tensor with no entries has nothing to prune: it is copied as it
+        // is. (Its dims, which a header may claim at 2^40, then size no
+        // work.) Nor is a tensor of empty name pruned: its `_orig` and
+        // `_mask` would read back as two plain tensors of those names.
+        candidates.retain(|g| !g.shape.contains(&0) && !g.name.is_empty());
+        let mut groups: Vec<Group> = candidates
+            .into_iter()
+            .filter(|g| self.selects(&TensorSpec::new(g.name.clone(), g.dtype, g.shape.clone())))
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+
+        // One output file, or one per input file.
+        let n_files = match output {
+            Output::File(_) => 1,
+            Output::Directory(_) => input.files().len(),
+        };
+        let file_of = |entry: usize| match output {
+            Output::File(_) => 0,
+            Output::Directory(_) => view.shard_of(entry),
+        };
+        let mut taken = HashSet::new();
+        // (file, dtype rank, name, part) orders the output: file by file;
+        // in each, aligned, then by name, a pruned X_orig right before its
+        // X_mask.
+        let mut outputs: Vec<(usize, TensorSpec, Source)> = Vec::new();
+        let mut keys = Vec::new();
+        for (g, group) in groups.iter().enumerate() {
+            let file = file_of(group.orig());
+            taken.insert(group.orig());
+            if let Target::Pair { mask, .. } = group.target {
+                taken.insert(mask);
+            }
+            let spec = |name: String| TensorSpec::new(name, group.dtype, group.shape.clone());
+            keys.push((file, group.dtype, group.name.clone(), 0));
+            if self.remove {
+                outputs.push((file, spec(group.name.clone()), Source::Removed(g)));
+            } else {
+                outputs.push((file, spec(format!("{}_orig", group.name)), Source::Orig(g)));
+                keys.push((file, group.mask_dtype, group.name.clone(), 1));
+                outputs.push((
+                    file,
+                    TensorSpec::new(
+                        format!("{}_mask", group.name),
+                        group.mask_dtype,
+                        group.shape.clone(),
+                    ),
+                    Source::Mask(g),
+                ));
+            }
+        }
+        let mut copied = 0;
+        for (i, e) in entries.iter().enumerate() {
+            if !taken.contains(&i) {
+                copied += 1;
+                let file = file_of(i);
+                keys.push((file, e.dtype(), e.name().to_string(), 0));
+                outputs.push((
+                    file,
+                    TensorSpec::new(e.name(), e.dtype(), e.shape().to_vec()),
+                    Source::Copy(i),
+                ));
+            }
+        }
+        let mut order: Vec<usize> = (0..outputs.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (ka, kb) = (&keys[a], &keys[b]);
+            (ka.0, alignment_rank(ka.1), &ka.2, ka.3).cmp(&(
+                kb.0,
+                alignment_rank(kb.1),
+                &kb.2,
+                kb.3,
+            ))
+        });
+        let mut files: Vec<Vec<(TensorSpec, Source)>> = vec![Vec::new(); n_files];
+        let mut slots: Vec<Option<(usize, TensorSpec, Source)>> =
+            outputs.into_iter().map(Some).collect();
+        for i in order {
+            let (file, spec, source) = slots[i].take().expect("each output is placed once");
+            files[file].push((spec, source));
+        }
+        Plan {
+            groups,
+            files,
+            copied,
+        }
+    }
+
+    fn write(
+        &self,
+        input: &CheckpointFiles,
+        view: &ModelView<'_>,
+        plan: &Plan,
+        output: &Output,
+        progress: &mut dyn Progress,
+    ) -> Result<StreamReport, CheckpointError> {
+        let entries = view.entries();
+        let origin = input.origin();
+        // The groups in the order their outputs are written.
+        let order: Vec<usize> = plan
+            .files
+            .iter()
+            .flatten()
+            .filter_map(|(_, source)| match *source {
+                Source::Mask(g) | Source::Removed(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        let mut global = match self.method {
+            StreamMethod::Global if !plan.groups.is_empty() => Some(Global::compute(
+                entries,
+                &plan.groups,
+                &order,
+                self.amount,
+                origin,
+            )?),
+            _ => None,
+        };
+        let bytes: u64 = plan
+            .files
+            .iter()
+            .flatten()
+            .map(|(spec, _)| spec.byte_len())
+            .sum();
+        progress.start(plan.files.iter().map(Vec::len).sum(), bytes);
+        let mut reports: Vec<Option<TensorReport>> = vec![None; plan.groups.len()];
+        let mut write_file = |out: &mut SafetensorsWriter<PendingFile>,
+                              tensors: &[(TensorSpec, Source)],
+                              progress: &mut dyn Progress|
+         -> Result<(), CheckpointError> {
+            for (spec, source) in tensors {
+                match *source {
+                    Source::Copy(i) => out.write_tensor_bytes(spec.name(), entries[i].data())?,
+                    Source::Orig(g) => {
+                        out.write_tensor_bytes(spec.name(), entries[plan.groups[g].orig()].data())?
+                    }
+                    Source::Mask(g) | Source::Removed(g) => {
+                        let group = &plan.groups[g];
+                        let remove = matches!(source, Source::Removed(_));
+                        let file = input.files()[view.shard_of(group.orig())].path();
+                        let report = with_float!(group.dtype, T => self.write_pruned::<T>(
+                            entries, group, g, file, global.as_mut(), out, spec.name(), remove
+                        ))?;
+                        reports[g] = Some(report);
+                    }
+                }
+                progress.wrote(spec.name(), spec.byte_len());
+            }
+            Ok(())
+        };
+        let files = match output {
+            Output::File(path) => {
+                let like = input.files()[0].path();
+                let metadata = view.metadata(0);
+                let specs = plan.files[0].iter().map(|(s, _)| s.clone()).collect();
+                progress.creating();
+                let made = SafetensorsWriter::create_like(path, like, specs, metadata);
+                progress.created(made.as_ref().ok().map(|w| w.get_ref().temp_path()));
+                let written = made.and_then(|mut out| {
+                    write_file(&mut out, &plan.files[0], progress)?;
+                    out.commit()
+                });
+                progress.finished();
+                written?;
+                vec![PathBuf::from(path.file_name().unwrap_or_default())]
+            }
+            Output::Directory(path) => {
+                progress.creating();
+                let made = PendingDir::create(path);
+                progress.created(made.as_ref().ok().map(PendingDir::temp_path));
+                let written = made.and_then(|dir| {
+                    let mut names = Vec::new();
+                    let mut weight_map = Map::new();
+                    let mut total: u64 = 0;
+                    for (s, tensors) in plan.files.iter().enumerate() {
+                        let name = &input.file_names()[s];
+                        let specs: Vec<TensorSpec> =
+                            tensors.iter().map(|(s, _)| s.clone()).collect();
+                        for spec in &specs {
+                            total += spec.byte_len();
+                            weight_map.insert(spec.name().to_string(), Value::String(name.clone()));
+                        }
+                        let like = input.files()[s].path();
+                        let mut out = SafetensorsWriter::create_like(
+                            dir.temp_path().join(name),
+                            like,
+                            specs,
+                            view.metadata(s),
+                        )?;
+                        write_file(&mut out, tensors, progress)?;
+                        out.commit()?;
+                        names.push(PathBuf::from(name));
+                    }
+                    if let Some(index) = input.index() {
+                        let mut metadata = input.index_metadata();
+                        metadata.insert("total_size".into(), Value::from(total));
+                        let doc =
+                            serde_json::json!({ "metadata": metadata, "weight_map": weight_map });
+                        let name = index
+                            .file_name()
+                            .map(PathBuf::from)
+                            .unwrap_or_else(|| PathBuf::from(format!("model{INDEX_SUFFIX}")));
+                        let mut text = serde_json::to_vec_pretty(&doc)
+                            .expect("a JSON value of strings and numbers serializes");
+                        text.push(b'\n');
+                        dir.write_file(&name, &text, index)?;
+                        names.push(name);
+                    }
+                    for other in input.other_files() {
+                        let name =
+                            PathBuf::from(other.file_name().expect("a listed file has a name"));
+                        dir.copy_file(other, &name)?;
+                    }
+                    dir.commit()?;
+                    Ok(names)
+                });
+                progress.finished();
+                written?
+            }
+        };
+        Ok(StreamReport {
+            tensors: reports.into_iter().flatten().collect(),
+            copied: plan.copied,
+            written: plan.files.iter().map(Vec::len).sum(),
+            files,
+            other_files: match output {
+                Output::File(_) => 0,
+                Output::Directory(_) => input.other_files().len(),
+            },
+        })
+    }
+
+    /// Computes group `g`'s mask (or, with `remove`, its pruned values) in
+    /// its own dtype `T` and writes it as the next output tensor (a mask in
+    /// the dtype of the mask it replaces: each tensor of a pair keeps its
+    /// dtype).
+    #[allow(clippy::too_many_arguments)]
+    fn write_pruned<T: CheckpointFloat>(
+        &self,
+        entries: &[TensorEntry<'_>],
+        group: &Group,
+        g: usize,
+        file: &Path,
+        global: Option<&mut Global>,
+        out: &mut SafetensorsWriter<PendingFile>,
+        name: &str,
+        remove: bool,
+    ) -> Result<TensorReport, CheckpointError> {
+        let err = pruning(file, &group.name);
+        let (mask, before, removed) = if let Some(global) = global {
+            let (mask, before) = global.mask::<T>(entries, group, g)?;
+            let removed = remove.then(|| {
+                let mut w = entries[group.orig()]
+                    .to_array::<T>()
+                    .expect("the group's dtype is its original's");
+                w.zip_mut_with(&mask, |w, &m| *w = *w * m);
+                w
+            });
+            (mask, before, removed)
+        } else {
+            let (mut single, before) = single_of::<T>(entries, group, file)?;
+            let path = group.name.as_str();
+            let amount = self.amount;
+            match self.method {
+                StreamMethod::L1Unstructured => {
+                    prune::l1_unstructured(&mut single, path, amount, None)
+                }
+                StreamMethod::LnStructured { norm, dim } => {
+                    prune::ln_structured(&mut single, path, amount, norm, dim, None)
+                }
+                StreamMethod::RandomUnstructured { seed } => {
+                    RandomUnstructured::new(amount, seed_for(seed, &group.name))
+                        .and_then(|m| prune::apply(&mut single, path, &m, None))
+                }
+                StreamMethod::RandomStructured { dim, seed } => {
+                    RandomStructured::new(amount, dim, seed_for(seed, &group.name))
+                        .and_then(|m| prune::apply(&mut single, path, &m, None))
+                }
+                StreamMethod::Global => unreachable!("global pruning has its masks computed"),
+            }
+            .map_err(&err)?;
+            let mask = single.mask().clone();
+            let removed = if remove {
+                prune::remove(&mut single, path).map_err(&err)?;
+                let local = single.local.clone();
+                Some(
+                    single
+                        .store
+                        .parameter(&local)
+                        .expect("remove leaves the tensor as a parameter")
+                        .clone(),
+                )
+            } else {
+                None
+            };
+            (mask, before, removed)
+        };
+        let (numel, after) = (mask.len(), zeros(&mask));
+        match removed {
+            Some(w) => out.write_array(name, w.view())?,
+            None => with_float!(group.mask_dtype, M => {
+                let mask = mask.mapv(|m| M::from_f64(m.as_f64()));
+                out.write_array(name, mask.view())?
+            }),
+        }
+        Ok(TensorReport {
+            name: group.name.clone(),
+            dtype: group.dtype,
+            shape: group.shape.clone(),
+            numel,
+            before,
+            after,
+        })
+    }
+}
+
+/// A tensor to prune: a plain one, or one PyTorch pruned already.
+#[derive(Debug, Clone)]
+enum Target {
+    /// Entry index of a plain tensor `X`.
+    Plain(usize),
+    /// Entry indices of `X_orig` and `X_mask`.
+    Pair { orig: usize, mask: usize },
+}
+
+/// One tensor to prune: its name (`X`), dtype, shape and where it is.
+#[derive(Debug, Clone)]
+struct Group {
+    name: String,
+    /// The dtype of the values (`X`, or `X_orig`).
+    dtype: Dtype,
+    /// The dtype of the mask written: `X_mask`'s where there is one (a
+    /// pair may mix float dtypes, and each tensor keeps its own).
+    mask_dtype: Dtype,
+    shape: Vec<usize>,
+    target: Target,
+}
+
+impl Group {
+    /// The entry holding the unpruned values (`X`, or `X_orig`).
+    fn orig(&self) -> usize {
+        match self.target {
+            Target::Plain(i) | Target::Pair { orig: i, .. } => i,
+        }
+    }
+}
+
+/// Where an output tensor's bytes come from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// An input tensor, byte for byte.
+    Copy(usize),
+    /// The unpruned values of group `g` (`X_orig`), byte for byte.
+    Orig(usize),
+    /// The mask of group `g`, computed.
+    Mask(usize),
+    /// `X_orig * X_mask` of group `g`, computed (`remove`).
+    Removed(usize),
+}
+
+/// The output files: each one's tensors in order, with their sources.
+#[derive(Debug)]
+struct Plan {
+    groups: Vec<Group>,
+    files: Vec<Vec<(TensorSpec, Source)>>,
+    /// Input tensors copied unchanged.
+    copied: usize,
+}
+
+/// Pruning errors of the tensor `tensor` of the file `path`.
+fn pruning<'a>(path: &'a Path, tensor: &'a str) -> impl Fn(PruneError) -> CheckpointError + 'a {
+    move |source| CheckpointError::Prune {
+        path: path.to_path_buf(),
+        tensor: tensor.to_string(),
+        source: Box::new(source),
+    }
+}
+
+/// A module holding one tensor of the file under the tensor's own name,
+/// so that what the pruning calls say names it as the file does.
+///
+/// The name may be anything a header holds (`a..b`, a trailing dot, no
+/// dot at all): the pruning calls split a path at its last dot into a
+/// module path and a local name, and this module answers to exactly that
+/// module path with its one store, instead of walking children.
+#[derive(Debug)]
+struct Single<T: PruneFloat> {
+    module: String,
+    local: String,
+    store: TensorStore<T>,
+}
+
+impl<T: PruneFloat> Single<T> {
+    fn new(name: &str) -> Self {
+        // As the pruning calls split a path.
+        let (module, local) = name.rsplit_once('.').unwrap_or(("", name));
+        Single {
+            module: module.to_string(),
+            local: local.to_string(),
+            store: TensorStore::new(),
+        }
+    }
+
+    fn mask(&self) -> &ArrayD<T> {
+        self.store
+            .buffer(&format!("{}_mask", self.local))
+            .expect("a pruned tensor has its mask")
+    }
+}
+
+impl<T: PruneFloat> Module<T> for Single<T> {
+    fn store(&self) -> &TensorStore<T> {
+        &self.store
+    }
+
+    fn store_mut(&mut self) -> &mut TensorStore<T> {
+        &mut self.store
+    }
+
+    fn store_at(&self, module_path: &str) -> Option<&TensorStore<T>> {
+        (module_path == self.module).then_some(&self.store)
+    }
+
+    fn store_at_mut(&mut self, module_path: &str) -> Option<&mut TensorStore<T>> {
+        (module_path == self.module).then_some(&mut self.store)
+    }
+}
+
+fn zeros<T: PruneFloat>(a: &ArrayD<T>) -> usize {
+    a.iter().filter(|x| **x == T::zero()).count()
+}
+
+/// A seed for one tensor: `seed` mixed with the tensor's name, so a
+/// tensor's mask does not depend on which others are selected.
+fn seed_for(seed: u64, name: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    // splitmix64
+    let mut z = (seed ^ h).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A tensor of the input as `U`, whatever float dtype it has (exact: every
+/// float dtype widens to `f64` exactly, and masks are 0 and 1).
+fn load_as<U: CheckpointFloat>(entry: &TensorEntry<'_>) -> Result<ArrayD<U>, CheckpointError> {
+    if entry.dtype() == U::DTYPE {
+        return entry.to_array::<U>();
+    }
+    with_float!(entry.dtype(), T => {
+        let a = entry.to_array::<T>()?;
+        Ok(a.mapv(|x| U::from_f64(x.as_f64())))
+    })
+}
+
+/// A one-tensor module holding `group` under its name (pruned if it was),
+/// and how many entries its mask had pruned.
+fn single_of<U: CheckpointFloat>(
+    entries: &[TensorEntry<'_>],
+    group: &Group,
+    path: &Path,
+) -> Result<(Single<U>, usize), CheckpointError> {
+    let mut single = Single::<U>::new(&group.name);
+    let orig = load_as::<U>(&entries[group.orig()])?;
+    let err = pruning(path, &group.name);
+    let local = single.local.clone();
+    let before = match group.target {
+        Target::Plain(_) => {
+            single.store.add_parameter(&local, orig).map_err(&err)?;
+            0
+        }
+        Target::Pair { mask, .. } => {
+            // The view checked the pair: same shape, only 0 and 1.
+            let mask = load_as::<U>(&entries[mask])?;
+            let before = zeros(&mask);
+            single
+                .store
+                .restore_pruned(&local, orig, mask)
+                .map_err(&err)?;
+            before
+        }
+    };
+    Ok((single, before))
+}
+
+/// A group's values and, if PyTorch pruned it before, its mask, as `U`.
+#[allow(clippy::type_complexity)]
+fn values_and_mask<U: CheckpointFloat>(
+    entries: &[TensorEntry<'_>],
+    group: &Group,
+) -> Result<(ArrayD<U>, Option<ArrayD<U>>), CheckpointError> {
+    let values = load_as::<U>(&entries[group.orig()])?
+        .as_standard_layout()
+        .into_owned();
+    let mask = match group.target {
+        Target::Plain(_) => None,
+        Target::Pair { mask, .. } => Some(
+            load_as::<U>(&entries[mask])?
+                .as_standard_layout()
+                .into_owned(),
+        ),
+    };
+    Ok((values, mask))
+}
+
+/// The entries of an array made standard layout by `values_and_mask`.
+fn standard<U>(a: &ArrayD<U>) -> &[U] {
+    a.as_slice()
+        .expect("values_and_mask returns arrays in standard layout")
+}
+
+/// Global pruning over the selected tensors, streamed: a first pass counts
+/// the unpruned entries, then one pass per radix digit finds the cut
+/// (`StreamingSelect`), each holding one tensor at a time; the masks are
+/// computed when the tensors are written. Magnitudes are compared in the
+/// groups' common dtype, or in `f64` when they differ (exact for every
+/// float dtype). Ties at the cut go in the order the tensors are written.
+struct Global {
+    dtype: Dtype,
+    select: StreamingSelect,
+    ties_left: usize,
+    before: Vec<usize>,
+}
+
+impl Global {
+    fn compute(
+        entries: &[TensorEntry<'_>],
+        groups: &[Group],
+        order: &[usize],
+        amount: Amount,
+        origin: &Path,
+    ) -> Result<Self, CheckpointError> {
+        let first = groups.first().map_or(Dtype::F64, |g| g.dtype);
+        let dtype = if groups.iter().all(|g| g.dtype == first) {
+            first
+        } else {
+            Dtype::F64
+        };
+        with_float!(dtype, U => Self::compute_as::<U>(entries, groups, order, amount, origin, dtype))
+    }
+
+    fn compute_as<U: CheckpointFloat>(
+        entries: &[TensorEntry<'_>],
+        groups: &[Group],
+        order: &[usize],
+        amount: Amount,
+        origin: &Path,
+        dtype: Dtype,
+    ) -> Result<Self, CheckpointError> {
+        let mut before = vec![0; groups.len()];
+        let mut open = 0;
+        for &g in order {
+            let numel = entries[groups[g].orig()].len();
+            if let Target::Pair { mask, .. } = groups[g].target {
+                before[g] = zeros(&load_as::<U>(&entries[mask])?);
+            }
+            open += numel - before[g];
+        }
+        let k = amount
+            .count_of(open)
+            .map_err(|_| CheckpointError::GlobalAmount {
+                path: origin.to_path_buf(),
+                amount,
+                available: open,
+                tensors: groups.len(),
+            })?;
+        let mut select = StreamingSelect::new::<U>(k);
+        // Small tensors are fed together: each feed pays for a whole
+        // histogram of the digit, which 100 000 one-entry tensors would
+        // pay 100 000 times a pass. (Same order, so the same ties.)
+        const BATCH: usize = 1 << 16;
+        let one = U::from_f64(1.0);
+        let (mut vals, mut masks) = (Vec::<U>::new(), Vec::<U>::new());
+        let flush = |select: &mut StreamingSelect, vals: &mut Vec<U>, masks: &mut Vec<U>| {
+            if !vals.is_empty() {
+                select.feed(vals, Some(masks));
+                vals.clear();
+                masks.clear();
+            }
+        };
+        while select.pending() {
+            for &g in order {
+                let (values, mask) = values_and_mask::<U>(entries, &groups[g])?;
+                if values.len() >= BATCH {
+                    flush(&mut select, &mut vals, &mut masks);
+                    select.feed(standard(&values), mask.as_ref().map(standard));
+                    continue;
+                }
+                vals.extend_from_slice(standard(&values));
+                match &mask {
+                    Some(m) => masks.extend_from_slice(standard(m)),
+                    None => masks.resize(vals.len(), one),
+                }
+                if vals.len() >= BATCH {
+                    flush(&mut select, &mut vals, &mut masks);
+                }
+            }
+            flush(&mut select, &mut vals, &mut masks);
+            select.end_pass();
+        }
+        let ties_left = select.ties();
+        Ok(Global {
+            dtype,
+            select,
+            ties_left,
+            before,
+        })
+    }
+
+    /// Group `g`'s new mask, as `D`, and how many entries it had pruned
+    /// before. Call in the order of the passes.
+    fn mask<D: CheckpointFloat>(
+        &mut self,
+        entries: &[TensorEntry<'_>],
+        group: &Group,
+        g: usize,
+    ) -> Result<(ArrayD<D>, usize), CheckpointError> {
+        let before = self.before[g];
+        with_float!(self.dtype, U => {
+            let (values, mask) = values_and_mask::<U>(entries, group)?;
+            let new = self.select.mask_for(
+                standard(&values),
+                mask.as_ref().map(standard),
+                &mut self.ties_left,
+            );
+            let new: Vec<D> = new.into_iter().map(|m| D::from_f64(m.as_f64())).collect();
+            let new = ArrayD::from_shape_vec(group.shape.clone(), new)
+                .expect("a mask has one entry per value, and values have the group's shape");
+            Ok((new, before))
+        })
+    }
+}
