@@ -56,7 +56,8 @@ pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
 pub use spec::TensorSpec;
 pub use stream::{
-    is_prunable, FilePruner, Output, Progress, StreamMethod, StreamReport, TensorReport,
+    is_prunable, FilePruner, Output, Progress, StreamMethod, StreamReport, StreamTies,
+    TensorReport, TieOrder,
 };
 pub use writer::{alignment_rank, SafetensorsWriter};
 

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use ndarray::ArrayD;
+use num_traits::{One, Zero};
 use serde_json::{Map, Value};
 
 use super::files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
@@ -92,7 +93,7 @@ pub enum StreamMethod {
     },
     /// `global_unstructured` with L1 over all selected tensors together.
     /// Ties at the cut go lowest index first in the order the tensors are
-    /// written (see [`FilePruner`]).
+    /// written, or in PyTorch's order (see [`StreamTies`]).
     Global,
 }
 
@@ -112,6 +113,66 @@ impl StreamMethod {
             StreamMethod::Global => "global",
         }
     }
+}
+
+/// How [`StreamMethod::Global`] chooses between equal magnitudes that
+/// straddle the cut (say 10 entries of magnitude 0.25 and 4 of them to
+/// prune). Such ties are common in bf16 and f16 models, whose magnitudes
+/// take few values.
+///
+/// ```
+/// use ndprune::io::StreamTies;
+/// assert_eq!(StreamTies::default(), StreamTies::Torch { max_bytes: 4 << 30 });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamTies {
+    /// As PyTorch's `global_unstructured` does, given the tensors in the
+    /// order of their names: its CPU `topk` order over all unpruned
+    /// entries. This needs them in memory at once (about 3 times
+    /// their size in their common dtype, plus a byte each); where that is
+    /// more than `max_bytes`, the write order is used instead and the
+    /// report says so ([`TieOrder::WriteOrder`]). The default, with 4 GiB:
+    /// exact wherever it fits, and never more memory than asked.
+    Torch {
+        /// The most memory the replay may take.
+        max_bytes: u64,
+    },
+    /// Lowest index first in the order the tensors are written: no extra
+    /// memory, whatever the ties.
+    WriteOrder,
+}
+
+impl Default for StreamTies {
+    fn default() -> Self {
+        StreamTies::Torch { max_bytes: 4 << 30 }
+    }
+}
+
+/// How a global pruning's ties were broken ([`StreamReport::ties`]).
+///
+/// ```
+/// use ndprune::io::{StreamReport, TieOrder};
+/// assert_eq!(StreamReport::default().ties, TieOrder::NoTies);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TieOrder {
+    /// No equal magnitudes straddled the cut (or no global pruning): every
+    /// rule gives the same masks.
+    #[default]
+    NoTies,
+    /// In PyTorch's order.
+    Torch,
+    /// In the order the tensors are written, because of
+    /// [`StreamTies::WriteOrder`] or because PyTorch's order needed more
+    /// memory than allowed.
+    WriteOrder {
+        /// Candidates of the cut's magnitude.
+        tied: usize,
+        /// How many of them were pruned.
+        pruned: usize,
+        /// The memory PyTorch's order would have needed.
+        needed_bytes: u64,
+    },
 }
 
 /// Where [`FilePruner::run`] writes.
@@ -247,6 +308,7 @@ impl TensorReport {
 /// use ndprune::io::StreamReport;
 /// let r = StreamReport::default();
 /// assert_eq!((r.tensors.len(), r.copied, r.written), (0, 0, 0));
+/// assert_eq!(r.ties, ndprune::io::TieOrder::NoTies);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamReport {
@@ -260,6 +322,8 @@ pub struct StreamReport {
     pub files: Vec<PathBuf>,
     /// Other files of the input (`config.json`, …) copied.
     pub other_files: usize,
+    /// How equal magnitudes at a global pruning's cut were chosen between.
+    pub ties: TieOrder,
 }
 
 /// Prunes checkpoint files into new ones, streaming: one tensor at a time
@@ -280,9 +344,10 @@ pub struct StreamReport {
 /// over all selected tensors in a few passes ([`StreamingSelect`]);
 /// magnitudes are compared in the tensors' common dtype, or in `f64` when
 /// they differ (exact for every float dtype, and ranking as PyTorch's
-/// promotion to a common dtype does). Equal magnitudes at the cut are
-/// pruned in the order the tensors are written (the library's
-/// `global_unstructured` follows PyTorch's tie order instead).
+/// promotion to a common dtype does). Equal magnitudes that straddle the
+/// cut are chosen between as [`StreamTies`] says: by default as PyTorch's
+/// `global_unstructured` would, given the tensors in the order of their
+/// names.
 ///
 /// ```
 /// use ndprune::io::{Checkpoint, CheckpointFiles, FilePruner, Output, StreamMethod};
@@ -306,6 +371,7 @@ pub struct FilePruner<'s> {
     method: StreamMethod,
     amount: Amount,
     remove: bool,
+    ties: StreamTies,
     select: Option<Selector<'s>>,
 }
 
@@ -318,6 +384,7 @@ impl std::fmt::Debug for FilePruner<'_> {
             .field("method", &self.method)
             .field("amount", &self.amount)
             .field("remove", &self.remove)
+            .field("ties", &self.ties)
             .field("select", &self.select.as_ref().map(|_| "<fn>"))
             .finish()
     }
@@ -337,8 +404,22 @@ impl<'s> FilePruner<'s> {
             method,
             amount,
             remove: false,
+            ties: StreamTies::default(),
             select: None,
         }
+    }
+
+    /// How [`StreamMethod::Global`] breaks ties at the cut (PyTorch's
+    /// order within 4 GiB by default).
+    ///
+    /// ```
+    /// use ndprune::io::{FilePruner, StreamMethod, StreamTies};
+    /// let p = FilePruner::new(StreamMethod::Global, ndprune::Amount::Fraction(0.5)).ties(StreamTies::WriteOrder);
+    /// # let _ = p;
+    /// ```
+    pub fn ties(mut self, ties: StreamTies) -> Self {
+        self.ties = ties;
+        self
     }
 
     /// Writes `X = X_orig * X_mask` instead of the pair (as
@@ -563,6 +644,7 @@ impl<'s> FilePruner<'s> {
                 &plan.groups,
                 &order,
                 self.amount,
+                self.ties,
                 origin,
             )?),
             _ => None,
@@ -574,6 +656,7 @@ impl<'s> FilePruner<'s> {
             .map(|(spec, _)| spec.byte_len())
             .sum();
         progress.start(plan.files.iter().map(Vec::len).sum(), bytes);
+        let ties = global.as_ref().map_or(TieOrder::NoTies, |g| g.order);
         let mut reports: Vec<Option<TensorReport>> = vec![None; plan.groups.len()];
         let mut write_file = |out: &mut SafetensorsWriter<PendingFile>,
                               tensors: &[(TensorSpec, Source)],
@@ -678,6 +761,7 @@ impl<'s> FilePruner<'s> {
                 Output::File(_) => 0,
                 Output::Directory(_) => input.other_files().len(),
             },
+            ties,
         })
     }
 
@@ -974,6 +1058,12 @@ struct Global {
     select: StreamingSelect,
     ties_left: usize,
     before: Vec<usize>,
+    /// How ties were broken.
+    order: TieOrder,
+    /// Under PyTorch's order: whether each unpruned entry stays, the
+    /// groups' unpruned entries concatenated in the groups' order (by
+    /// name), and where each group's start.
+    exact: Option<(Vec<bool>, Vec<usize>)>,
 }
 
 impl Global {
@@ -982,6 +1072,7 @@ impl Global {
         groups: &[Group],
         order: &[usize],
         amount: Amount,
+        ties: StreamTies,
         origin: &Path,
     ) -> Result<Self, CheckpointError> {
         let first = groups.first().map_or(Dtype::F64, |g| g.dtype);
@@ -990,14 +1081,16 @@ impl Global {
         } else {
             Dtype::F64
         };
-        with_float!(dtype, U => Self::compute_as::<U>(entries, groups, order, amount, origin, dtype))
+        with_float!(dtype, U => Self::compute_as::<U>(entries, groups, order, amount, ties, origin, dtype))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn compute_as<U: CheckpointFloat>(
         entries: &[TensorEntry<'_>],
         groups: &[Group],
         order: &[usize],
         amount: Amount,
+        ties: StreamTies,
         origin: &Path,
         dtype: Dtype,
     ) -> Result<Self, CheckpointError> {
@@ -1053,12 +1146,75 @@ impl Global {
             select.end_pass();
         }
         let ties_left = select.ties();
+        let (tied, straddle) = (select.tied(), 0 < ties_left && ties_left < select.tied());
+        // Values, the mask PyTorch's method builds and its default mask,
+        // each in `U`, and the flags kept.
+        let needed = open as u64 * (3 * U::SIZE as u64 + 1);
+        let (order, exact) = match ties {
+            _ if !straddle => (TieOrder::NoTies, None),
+            StreamTies::Torch { max_bytes } if needed <= max_bytes => {
+                let (keep, starts) = Self::torch_order::<U>(entries, groups, k, origin)?;
+                (TieOrder::Torch, Some((keep, starts)))
+            }
+            _ => (
+                TieOrder::WriteOrder {
+                    tied,
+                    pruned: ties_left,
+                    needed_bytes: needed,
+                },
+                None,
+            ),
+        };
         Ok(Global {
             dtype,
             select,
             ties_left,
             before,
+            order,
+            exact,
         })
+    }
+
+    /// Which unpruned entries stay, as PyTorch's `global_unstructured`
+    /// chooses given the groups in their order (by name): its pruning
+    /// container hands the L1 method the unpruned entries of all tensors,
+    /// concatenated, and the method keeps all but the `k` smallest
+    /// magnitudes in `topk`'s order (which [`L1Unstructured`] replays).
+    /// Also where each group's entries start.
+    fn torch_order<U: CheckpointFloat>(
+        entries: &[TensorEntry<'_>],
+        groups: &[Group],
+        k: usize,
+        origin: &Path,
+    ) -> Result<(Vec<bool>, Vec<usize>), CheckpointError> {
+        let mut open = Vec::new();
+        let mut starts = Vec::with_capacity(groups.len());
+        for group in groups {
+            starts.push(open.len());
+            let (values, mask) = values_and_mask::<U>(entries, group)?;
+            match &mask {
+                None => open.extend_from_slice(standard(&values)),
+                Some(m) => open.extend(
+                    standard(&values)
+                        .iter()
+                        .zip(standard(m))
+                        .filter(|(_, &m)| m == U::one())
+                        .map(|(&v, _)| v),
+                ),
+            }
+        }
+        let n = open.len();
+        let values =
+            ArrayD::from_shape_vec(vec![n], open).expect("a vector of n entries has shape [n]");
+        let ones = ArrayD::<U>::ones(vec![n]);
+        let mask = L1Unstructured::new(Amount::Count(k))
+            .and_then(|m| m.compute_mask(values.view(), ones.view()))
+            .map_err(|source| CheckpointError::Prune {
+                path: origin.to_path_buf(),
+                tensor: "(all selected tensors)".into(),
+                source: Box::new(source),
+            })?;
+        Ok((mask.iter().map(|&m| m == U::one()).collect(), starts))
     }
 
     /// Group `g`'s new mask, as `D`, and how many entries it had pruned
@@ -1072,11 +1228,26 @@ impl Global {
         let before = self.before[g];
         with_float!(self.dtype, U => {
             let (values, mask) = values_and_mask::<U>(entries, group)?;
-            let new = self.select.mask_for(
-                standard(&values),
-                mask.as_ref().map(standard),
-                &mut self.ties_left,
-            );
+            let new = match &mut self.exact {
+                Some((keep, starts)) => {
+                    let mut next = starts[g];
+                    let mut out = vec![U::zero(); values.len()];
+                    for (i, o) in out.iter_mut().enumerate() {
+                        if mask.as_ref().is_none_or(|m| standard(m)[i] == U::one()) {
+                            if keep[next] {
+                                *o = U::one();
+                            }
+                            next += 1;
+                        }
+                    }
+                    out
+                }
+                None => self.select.mask_for(
+                    standard(&values),
+                    mask.as_ref().map(standard),
+                    &mut self.ties_left,
+                ),
+            };
             let new: Vec<D> = new.into_iter().map(|m| D::from_f64(m.as_f64())).collect();
             let new = ArrayD::from_shape_vec(group.shape.clone(), new)
                 .expect("a mask has one entry per value, and values have the group's shape");

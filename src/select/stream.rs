@@ -91,6 +91,28 @@ impl StreamingSelect {
         self.hist = vec![0; next];
     }
 
+    /// How many candidates have the cut's magnitude (once every pass is
+    /// done; 0 when nothing is pruned). Where `0 < ties() < tied()`, equal
+    /// magnitudes straddle the cut, and which of them are pruned is a
+    /// matter of the tie rule.
+    ///
+    /// ```
+    /// use ndprune::select::StreamingSelect;
+    /// let mut s = StreamingSelect::new::<f32>(2);
+    /// while s.pending() {
+    ///     s.feed(&[1.0f32, 1.0, 1.0, 5.0], None);
+    ///     s.end_pass();
+    /// }
+    /// assert_eq!((s.ties(), s.tied()), (2, 3));
+    /// ```
+    pub fn tied(&self) -> usize {
+        if self.digits.is_empty() {
+            0
+        } else {
+            self.at_key
+        }
+    }
+
     /// How many candidates equal to the cut go (to pass to
     /// [`StreamingSelect::mask_for`], which counts it down).
     pub fn ties(&self) -> usize {

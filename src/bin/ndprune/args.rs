@@ -64,6 +64,15 @@ impl Method {
     }
 }
 
+/// Tie rules of global pruning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Ties {
+    /// PyTorch's order.
+    Torch,
+    /// The written order.
+    Written,
+}
+
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// The checkpoint to read: a safetensors file, the index of a sharded
@@ -103,6 +112,16 @@ pub struct PruneArgs {
     /// Leave the tensors whose name matches this glob (repeatable).
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// How global pruning chooses between equal magnitudes at the cut:
+    /// "torch" (PyTorch's topk order over the tensors by name, when the
+    /// unpruned entries fit in --tie-memory; else the written order, with a
+    /// warning) or "written" (lowest index first in the order the tensors
+    /// are written: no extra memory).
+    #[arg(long, value_enum, default_value = "torch")]
+    pub ties: Ties,
+    /// The most memory PyTorch's tie order may take, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    pub tie_memory: u64,
     /// Make the pruning permanent: write X = X_orig * X_mask, not the pair.
     #[arg(long)]
     pub remove: bool,
@@ -136,6 +155,7 @@ pub struct PruneJob {
     pub include: Option<GlobSet>,
     pub exclude: GlobSet,
     pub remove: bool,
+    pub ties: ndprune::io::StreamTies,
     pub json: bool,
     pub quiet: bool,
 }
@@ -282,6 +302,12 @@ pub fn check(args: PruneArgs) -> PruneJob {
         include,
         exclude,
         remove: args.remove,
+        ties: match args.ties {
+            Ties::Torch => ndprune::io::StreamTies::Torch {
+                max_bytes: args.tie_memory.saturating_mul(1 << 20),
+            },
+            Ties::Written => ndprune::io::StreamTies::WriteOrder,
+        },
         json: args.json,
         quiet: args.quiet,
     }

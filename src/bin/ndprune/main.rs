@@ -61,6 +61,7 @@ fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Re
             "method": job.method.name(),
             "amount": job.amount.to_string(),
             "removed": job.remove,
+            "ties": format!("{:?}", report.ties),
             "tensors": tensors,
             "copied": report.copied,
             "written": report.written,
@@ -140,6 +141,12 @@ fn main() -> ExitCode {
                 .map(|report| {
                 if report.tensors.is_empty() && !job.quiet {
                     eprintln!("ndprune: warning: no tensor was selected; the output is a copy");
+                }
+                if let (ndprune::io::TieOrder::WriteOrder { tied, pruned, needed_bytes }, ndprune::io::StreamTies::Torch { .. }) = (report.ties, job.ties) {
+                    eprintln!(
+                        "ndprune: warning: {pruned} of {tied} equal magnitudes at the cut were pruned in the written order, not PyTorch's: its order needs {} MiB, more than --tie-memory",
+                        needed_bytes.div_ceil(1 << 20)
+                    );
                 }
                 // OUT is written whole by now: a report that cannot be
                 // printed is no failure of the call.

@@ -86,6 +86,7 @@ fn method(job: &PruneJob) -> StreamMethod {
 pub fn run(job: &PruneJob, input: &CheckpointFiles) -> Result<StreamReport, Failure> {
     let pruner = FilePruner::new(method(job), job.amount)
         .remove(job.remove)
+        .ties(job.ties)
         .select(|spec| {
             let included = match &job.include {
                 Some(include) => include.is_match(spec.name()),
