@@ -22,7 +22,6 @@
 //! [`TieBreak::LowestIndex`] skips that replay: among equal scores at the
 //! cut, the lower index (the earlier tensor, in global pruning) is pruned
 //! first.
-
 //!
 //! The parts: `tie` (the [`TieBreak`] rule and which tied candidates each
 //! rule prunes), `radix` (finding the cut), `apply` (writing the masks for a
