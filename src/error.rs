@@ -183,6 +183,15 @@ pub enum PruneErrorKind {
     /// refuses them as a failure to converge).
     #[error("the nuclear norm of the channels is undefined: the scores hold NaN")]
     NanNuclear,
+    /// A norm this build of ndprune leaves out: [`Norm::Nuc`] when built
+    /// without the feature `nuc` (which brings in `nalgebra` for the SVD).
+    #[error("norm {norm} is not available: ndprune was built without the feature `{feature}`")]
+    NormUnavailable {
+        /// The norm asked for.
+        norm: Norm,
+        /// The cargo feature that provides it.
+        feature: &'static str,
+    },
     /// A `Norm::L(p)` with NaN `p`.
     #[error("norm order {p} is not a number")]
     InvalidNorm {
@@ -320,6 +329,7 @@ impl PruneError {
             K::NormUndefined { .. }
             | K::EmptyNorm { .. }
             | K::NanNuclear
+            | K::NormUnavailable { .. }
             | K::InvalidNorm { .. }
             | K::MethodFailed { .. }
             | K::TooLarge { .. } => "RuntimeError",

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use ndarray::{ArrayViewD, Axis};
+use ndarray::ArrayViewD;
 
 use crate::{par, Dim, PruneError, PruneErrorKind, PruneFloat};
 
@@ -45,6 +45,25 @@ pub enum Norm {
     /// The Frobenius norm, i.e. L2 over the reduced dims.
     Fro,
     /// The nuclear norm: needs exactly two reduced dims (a 3-dim tensor).
+    ///
+    /// Computed by an SVD from `nalgebra`, which the default feature `nuc`
+    /// brings in. Built without that feature, ndprune still has this
+    /// variant, but every use of it fails with
+    /// [`PruneErrorKind::NormUnavailable`] (before anything is pruned).
+    ///
+    /// ```
+    /// use ndprune::{Dim, Norm};
+    /// // diag(3, -4) has singular values 3 and 4.
+    /// let t = ndarray::array![[[3.0f64, 0.0], [0.0, -4.0]]].into_dyn();
+    /// let norms = Norm::Nuc.channel_norms(t.view(), Dim(0));
+    /// #[cfg(feature = "nuc")]
+    /// assert!((norms.unwrap()[0] - 7.0).abs() < 1e-12);
+    /// #[cfg(not(feature = "nuc"))]
+    /// assert!(matches!(
+    ///     norms.unwrap_err().kind(),
+    ///     ndprune::PruneErrorKind::NormUnavailable { feature: "nuc", .. }
+    /// ));
+    /// ```
     Nuc,
 }
 
@@ -57,6 +76,7 @@ enum Reduction {
     Max,
     Min,
     Power(f64),
+    #[cfg(feature = "nuc")]
     Nuclear,
 }
 
@@ -67,7 +87,16 @@ impl Norm {
             Norm::Inf => f64::INFINITY,
             Norm::NegInf => f64::NEG_INFINITY,
             Norm::Fro => 2.0,
+            #[cfg(feature = "nuc")]
             Norm::Nuc => return Ok(Reduction::Nuclear),
+            #[cfg(not(feature = "nuc"))]
+            Norm::Nuc => {
+                return Err(PruneErrorKind::NormUnavailable {
+                    norm: self,
+                    feature: "nuc",
+                }
+                .into())
+            }
         };
         Ok(match p {
             p if p.is_nan() => return Err(PruneErrorKind::InvalidNorm { p }.into()),
@@ -88,7 +117,8 @@ impl Norm {
     /// rounded tie, as they do in PyTorch.
     ///
     /// Fails for a `dim` out of range, for [`Norm::Nuc`] unless the tensor
-    /// has exactly 3 dims, for `L(NaN)`, and (as PyTorch does) for `inf`,
+    /// has exactly 3 dims (or in a build without the feature `nuc`), for
+    /// `L(NaN)`, and (as PyTorch does) for `inf`,
     /// `-inf` and negative orders when the channels hold no entries: those
     /// reductions have no value over nothing, while the others give 0.
     ///
@@ -97,7 +127,7 @@ impl Norm {
     /// let t = ndarray::ArrayD::<f64>::ones(vec![2, 3, 4]);
     /// assert_eq!(Norm::L(1.0).channel_norms(t.view(), Dim(1)).unwrap(), vec![8.0; 3]);
     /// assert_eq!(Norm::L(1.0).channel_norms(t.view(), Dim(-1)).unwrap(), vec![6.0; 4]);
-    /// assert!(Norm::Nuc.channel_norms(t.view(), Dim(0)).is_ok());
+    /// assert_eq!(Norm::Nuc.channel_norms(t.view(), Dim(0)).is_ok(), cfg!(feature = "nuc"));
     /// assert!(Norm::L(2.0).channel_norms(t.view(), Dim(3)).is_err());
     ///
     /// let empty = ndarray::ArrayD::<f64>::zeros(vec![0, 3]);
@@ -141,7 +171,7 @@ impl Norm {
     /// and channel dim `d` (resolved) that do not depend on its values.
     pub(crate) fn check_defined(self, shape: &[usize], d: usize) -> Result<(), PruneError> {
         let reduction = self.reduction()?;
-        if reduction == Reduction::Nuclear && shape.len() != 3 {
+        if matches!(self, Norm::Nuc) && shape.len() != 3 {
             return Err(PruneErrorKind::NormUndefined {
                 norm: self,
                 ndim: shape.len(),
@@ -224,6 +254,7 @@ impl Norm {
                 s.iter_mut().for_each(|v| *v = v.powf(1.0 / p));
                 s
             }
+            #[cfg(feature = "nuc")]
             Reduction::Nuclear => nuclear_norms(t.view(), dim)?,
         })
     }
@@ -316,11 +347,12 @@ fn reduce<T: PruneFloat>(
 /// The nuclear norm of every 2-dim slice along `dim`. As in PyTorch (whose
 /// SVD reports NaN input as a failure to converge), NaN anywhere in the
 /// tensor is an error, and a slice holding an infinity has norm NaN.
+#[cfg(feature = "nuc")]
 fn nuclear_norms<T: PruneFloat>(t: ArrayViewD<'_, T>, dim: usize) -> Result<Vec<f64>, PruneError> {
     if t.iter().any(|x| x.is_nan()) {
         return Err(PruneErrorKind::NanNuclear.into());
     }
-    Ok(t.axis_iter(Axis(dim))
+    Ok(t.axis_iter(ndarray::Axis(dim))
         .map(|slice| {
             let (rows, cols) = (slice.shape()[0], slice.shape()[1]);
             if rows == 0 || cols == 0 {
@@ -351,7 +383,7 @@ impl fmt::Display for Norm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::ArrayD;
+    use ndarray::{ArrayD, Axis};
 
     fn t3() -> ArrayD<f64> {
         ArrayD::from_shape_vec(vec![2, 3, 2], (0..12).map(|i| i as f64 - 5.0).collect()).unwrap()
@@ -413,6 +445,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "nuc")]
     fn nuclear_norm_needs_three_dims() {
         let t = ArrayD::<f32>::zeros(vec![3, 4]);
         assert!(matches!(
@@ -428,6 +461,48 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(feature = "nuc"))]
+    fn nuclear_norm_without_the_feature_is_a_typed_error() {
+        // Whatever the tensor (3 dims, 2 dims, NaN, empty), no value and no
+        // panic: the error names the norm and the missing feature.
+        let mut nan = ArrayD::<f32>::ones(vec![2, 2, 3]);
+        nan[[0, 1, 1]] = f32::NAN;
+        for t in [
+            ArrayD::<f32>::ones(vec![2, 2, 3]),
+            ArrayD::<f32>::ones(vec![3, 4]),
+            ArrayD::<f32>::zeros(vec![2, 0, 3]),
+            nan,
+        ] {
+            for d in 0..t.ndim() {
+                let err = Norm::Nuc.channel_norms_at(t.view(), d).unwrap_err();
+                assert_eq!(
+                    err.kind(),
+                    &PruneErrorKind::NormUnavailable {
+                        norm: Norm::Nuc,
+                        feature: "nuc"
+                    }
+                );
+                assert_eq!(
+                    err.to_string(),
+                    "norm nuc is not available: ndprune was built without the feature `nuc`"
+                );
+                assert_eq!(err.torch_kind(), "RuntimeError");
+                assert_eq!(
+                    Norm::Nuc.check_defined(t.shape(), d).unwrap_err().kind(),
+                    err.kind()
+                );
+            }
+        }
+        // The other norms do not need the feature.
+        let t = ArrayD::<f32>::ones(vec![2, 2, 3]);
+        assert_eq!(
+            Norm::Fro.channel_norms_at(t.view(), 0).unwrap(),
+            vec![6.0f32.sqrt(); 2]
+        );
+    }
+
+    #[test]
+    #[cfg(feature = "nuc")]
     fn nuclear_norm_refuses_nan_and_gives_nan_for_an_infinity() {
         // As torch.linalg.matrix_norm(ord="nuc") on the CPU: NaN anywhere
         // fails (LinAlgError, a RuntimeError), an infinity gives NaN.

@@ -1,7 +1,6 @@
 //! Tensors kept as bytes: every tensor a checkpoint does not decode.
 
 use std::fmt;
-use std::ops::Deref;
 
 use safetensors::Dtype;
 
@@ -28,21 +27,6 @@ use super::{CheckpointError, TensorSpec};
 pub struct RawTensor {
     spec: TensorSpec,
     data: Vec<u8>,
-}
-
-/// A raw tensor's `name()`, `dtype()` and `shape()` are its spec's.
-///
-/// ```
-/// use ndprune::io::{Dtype, RawTensor};
-/// let ids = RawTensor::new("ids", Dtype::U8, vec![1, 1], vec![7]).unwrap();
-/// assert_eq!((ids.name(), ids.dtype(), ids.shape()), ("ids", Dtype::U8, &[1usize, 1][..]));
-/// ```
-impl Deref for RawTensor {
-    type Target = TensorSpec;
-
-    fn deref(&self) -> &TensorSpec {
-        &self.spec
-    }
 }
 
 impl fmt::Debug for RawTensor {
@@ -77,6 +61,47 @@ impl RawTensor {
             spec: TensorSpec::new(name, dtype, shape),
             data,
         }
+    }
+
+    /// Its name, dtype and shape.
+    ///
+    /// ```
+    /// use ndprune::io::{Dtype, RawTensor, TensorSpec};
+    /// let ids = RawTensor::new("ids", Dtype::U8, vec![1, 1], vec![7]).unwrap();
+    /// assert_eq!(ids.spec(), &TensorSpec::new("ids", Dtype::U8, vec![1, 1]));
+    /// ```
+    pub fn spec(&self) -> &TensorSpec {
+        &self.spec
+    }
+
+    /// Its name.
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, RawTensor};
+    /// assert_eq!(RawTensor::new("ids", Dtype::U8, vec![1], vec![7]).unwrap().name(), "ids");
+    /// ```
+    pub fn name(&self) -> &str {
+        self.spec.name()
+    }
+
+    /// Its dtype.
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, RawTensor};
+    /// assert_eq!(RawTensor::new("ids", Dtype::U8, vec![1], vec![7]).unwrap().dtype(), Dtype::U8);
+    /// ```
+    pub fn dtype(&self) -> Dtype {
+        self.spec.dtype()
+    }
+
+    /// Its shape (`[]` for a scalar).
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, RawTensor};
+    /// assert_eq!(RawTensor::new("ids", Dtype::U8, vec![1, 1], vec![7]).unwrap().shape(), &[1, 1]);
+    /// ```
+    pub fn shape(&self) -> &[usize] {
+        self.spec.shape()
     }
 
     /// Its bytes, little-endian and row-major as safetensors stores them.

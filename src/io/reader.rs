@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -227,26 +226,6 @@ pub struct TensorEntry<'a> {
     file: &'a Path,
 }
 
-/// An entry's `name()`, `dtype()` and `shape()` (`[]` for a scalar) are its
-/// spec's, as in the file.
-///
-/// ```
-/// # use ndprune::io::{Dtype, SafetensorsView};
-/// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
-/// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f64>::zeros(vec![2])).unwrap()).unwrap())
-/// #     .to_bytes().unwrap();
-/// let view = SafetensorsView::parse(&file).unwrap();
-/// let e = &view.entries()[0];
-/// assert_eq!((e.name(), e.dtype(), e.shape()), ("fc.bias", Dtype::F64, &[2usize][..]));
-/// ```
-impl Deref for TensorEntry<'_> {
-    type Target = TensorSpec;
-
-    fn deref(&self) -> &TensorSpec {
-        &self.spec
-    }
-}
-
 impl fmt::Debug for TensorEntry<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.spec
@@ -255,6 +234,66 @@ impl fmt::Debug for TensorEntry<'_> {
 }
 
 impl<'a> TensorEntry<'a> {
+    /// Its name, dtype and shape, as in the file.
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, SafetensorsView, TensorSpec};
+    /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
+    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f64>::zeros(vec![2])).unwrap()).unwrap())
+    /// #     .to_bytes().unwrap();
+    /// let view = SafetensorsView::parse(&file).unwrap();
+    /// let e = &view.entries()[0];
+    /// assert_eq!(e.spec(), &TensorSpec::new("fc.bias", Dtype::F64, vec![2]));
+    /// ```
+    pub fn spec(&self) -> &TensorSpec {
+        &self.spec
+    }
+
+    /// Its name.
+    ///
+    /// ```
+    /// # use ndprune::io::SafetensorsView;
+    /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
+    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f64>::zeros(vec![2])).unwrap()).unwrap())
+    /// #     .to_bytes().unwrap();
+    /// let view = SafetensorsView::parse(&file).unwrap();
+    /// let e = &view.entries()[0];
+    /// assert_eq!(e.name(), "fc.bias");
+    /// ```
+    pub fn name(&self) -> &str {
+        self.spec.name()
+    }
+
+    /// Its dtype.
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, SafetensorsView};
+    /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
+    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f64>::zeros(vec![2])).unwrap()).unwrap())
+    /// #     .to_bytes().unwrap();
+    /// let view = SafetensorsView::parse(&file).unwrap();
+    /// let e = &view.entries()[0];
+    /// assert_eq!(e.dtype(), Dtype::F64);
+    /// ```
+    pub fn dtype(&self) -> Dtype {
+        self.spec.dtype()
+    }
+
+    /// Its shape (`[]` for a scalar).
+    ///
+    /// ```
+    /// # use ndprune::io::SafetensorsView;
+    /// # let file = ndprune::io::Checkpoint::new(ndprune::Sequential::new()
+    /// #     .with_child("fc", ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f64>::zeros(vec![2])).unwrap()).unwrap())
+    /// #     .to_bytes().unwrap();
+    /// let view = SafetensorsView::parse(&file).unwrap();
+    /// let e = &view.entries()[0];
+    /// assert_eq!(e.shape(), &[2]);
+    /// ```
+    pub fn shape(&self) -> &[usize] {
+        self.spec.shape()
+    }
+
     /// The tensor's bytes, as stored.
     ///
     /// ```

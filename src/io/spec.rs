@@ -7,8 +7,8 @@ use safetensors::Dtype;
 /// What a tensor of a safetensors file is besides its bytes: name, dtype,
 /// shape. A [`SafetensorsWriter`](super::SafetensorsWriter) writes tensors
 /// to specs; a [`RawTensor`](super::RawTensor) and a
-/// [`TensorEntry`](super::TensorEntry) are a spec plus bytes, and
-/// dereference to it.
+/// [`TensorEntry`](super::TensorEntry) are a spec plus bytes (their
+/// `spec()`).
 ///
 /// ```
 /// use ndprune::io::{Dtype, TensorSpec};

@@ -2,7 +2,7 @@
 //! radix select as the in-memory kernels, fed one tensor at a time, pass by
 //! pass (a memory-mapped checkpoint, read tensor by tensor).
 
-use super::{digit_histogram, digits, Open};
+use super::radix::{digit_histogram, digits, Open};
 use crate::PruneFloat;
 
 /// Finds the `k` candidates of smallest magnitude among tensors fed one at
