@@ -42,7 +42,7 @@ use crate::{
 /// prune::apply(&mut layer, "weight", &method, None)?;
 /// prune::apply(&mut layer, "weight", &method, None)?; // 2 more of the 4 left
 /// assert_eq!(layer.buffer("weight_mask").unwrap().sum(), 2.0);
-/// assert_eq!(layer.store().pruning_history("weight").len(), 2);
+/// assert_eq!(layer.pruning_history("weight").map(|h| h.len()), Some(2));
 /// # Ok(()) }
 /// ```
 pub fn apply<T, M, P>(

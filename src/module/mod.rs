@@ -1,10 +1,12 @@
 //! Modules: named tensors in a tree, addressed by dotted paths.
 
 mod layer;
+mod state;
 mod store;
 mod tree;
 
 pub use layer::{Layer, Sequential};
+pub use state::LoadReport;
 pub use store::TensorStore;
 pub use tree::Module;
 
