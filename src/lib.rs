@@ -72,7 +72,7 @@ pub use method::{
     CustomFromMask, Identity, L1Unstructured, LnStructured, PruningKind, PruningMethod,
     RandomStructured, RandomUnstructured,
 };
-pub use module::{Layer, LoadReport, Module, Sequential, TensorStore};
+pub use module::{Glob, Layer, LoadReport, Module, Selector, Sequential, TensorStore};
 pub use norm::Norm;
 pub use select::TieBreak;
 pub use torch_rng::TorchGenerator;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use ndarray::{array, ArrayD};
 use ndprune::prelude::*;
-use ndprune::{KeyShape, LoadReport, PruningKind, PruningStep, RandomSource};
+use ndprune::{Glob, KeyShape, LoadReport, PruningKind, PruningStep, RandomSource, Selector};
 use proptest::prelude::*;
 use rand::SeedableRng;
 
@@ -541,5 +541,197 @@ proptest! {
             prop_assert_eq!(target.tensor(path), source.tensor(path));
         }
         prop_assert_eq!(report.newly_pruned.len(), source.named_pruned().len());
+    }
+}
+
+// ---- Selection ----
+
+fn selection_model() -> Sequential<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+    let features = Sequential::new()
+        .push(Layer::conv2d(1, 4, 3, &mut rng))
+        .push(
+            Layer::new()
+                .with_parameter("weight", ArrayD::ones(vec![4]))
+                .and_then(|l| l.with_buffer("running_var", ArrayD::ones(vec![4])))
+                .unwrap(),
+        );
+    Sequential::new()
+        .with_child("features", features)
+        .unwrap()
+        .with_child("conv1", Layer::conv2d(4, 4, 1, &mut rng))
+        .unwrap()
+        .with_child(
+            "conv1_bn",
+            Layer::new()
+                .with_parameter("weight", ArrayD::ones(vec![4]))
+                .unwrap(),
+        )
+        .unwrap()
+        .with_child("fc", Layer::linear(4, 2, &mut rng))
+        .unwrap()
+}
+
+fn select(model: &Sequential<f32>, include: &[&str], exclude: &[&str]) -> Vec<String> {
+    let mut s = Selector::new();
+    for p in include {
+        s = s.include(p).unwrap();
+    }
+    for p in exclude {
+        s = s.exclude(p).unwrap();
+    }
+    s.select(model).unwrap()
+}
+
+#[test]
+fn selector_globs_stay_within_segments() {
+    let m = selection_model();
+    assert_eq!(
+        select(&m, &[], &[]),
+        [
+            "features.0.weight",
+            "features.0.bias",
+            "features.1.weight",
+            "conv1.weight",
+            "conv1.bias",
+            "conv1_bn.weight",
+            "fc.weight",
+            "fc.bias"
+        ]
+    );
+    assert_eq!(
+        select(&m, &["conv*.weight"], &[]),
+        ["conv1.weight", "conv1_bn.weight"]
+    );
+    assert_eq!(select(&m, &["conv?.weight"], &[]), ["conv1.weight"]);
+    assert_eq!(select(&m, &["conv*.weight"], &["*_bn.*"]), ["conv1.weight"]);
+    assert_eq!(
+        select(&m, &["*.weight"], &[]),
+        ["conv1.weight", "conv1_bn.weight", "fc.weight"]
+    );
+    assert_eq!(
+        select(&m, &["features.**"], &["**.bias"]),
+        ["features.0.weight", "features.1.weight"]
+    );
+    assert_eq!(
+        select(&m, &["**.0.*"], &[]),
+        ["features.0.weight", "features.0.bias"]
+    );
+    // Buffers are never candidates.
+    let err = Selector::new()
+        .include("**.running_var")
+        .unwrap()
+        .select(&m)
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        &PruneErrorKind::NoMatch {
+            pattern: "**.running_var".into()
+        }
+    );
+    assert_eq!(err.torch_kind(), "ValueError");
+    // Each include must match; an exclude need not.
+    assert!(Selector::new()
+        .include("fc.*")
+        .unwrap()
+        .include("nope")
+        .unwrap()
+        .select(&m)
+        .is_err());
+    assert_eq!(select(&m, &["fc.*"], &["nope"]), ["fc.weight", "fc.bias"]);
+}
+
+#[test]
+fn selector_by_rank_and_after_pruning() {
+    let mut m = selection_model();
+    let matrices = Selector::new().include("**.weight").unwrap().ndim(2..);
+    let targets = matrices.select(&m).unwrap();
+    assert_eq!(targets, ["features.0.weight", "conv1.weight", "fc.weight"]);
+    assert_eq!(
+        Selector::new().ndim(..2).select(&m).unwrap().len(),
+        5,
+        "the 1-dim tensors"
+    );
+    assert!(Selector::new().ndim(5..).select(&m).unwrap().is_empty());
+
+    // The selection feeds global pruning directly, and a pruned tensor is
+    // selected again by its own name.
+    let l1 = L1Unstructured::new(Amount::Fraction(0.5)).unwrap();
+    prune::global_unstructured(&mut m, &targets, &l1, None).unwrap();
+    assert_eq!(matrices.select(&m).unwrap(), targets);
+    let again = matrices.select(&m).unwrap();
+    prune::global_unstructured(&mut m, &again, &l1, None).unwrap();
+    assert!(!select(&m, &["**"], &[])
+        .iter()
+        .any(|p| p.ends_with("_orig")));
+}
+
+#[test]
+fn invalid_patterns_are_refused() {
+    for bad in [
+        "", ".a", "a.", "a..b", "a**", "**b.c", "x.[ab]", "{a,b}", "a\\.b",
+    ] {
+        let err = Glob::new(bad).unwrap_err();
+        assert!(
+            matches!(err.kind(), PruneErrorKind::InvalidPattern { pattern, .. } if pattern == bad),
+            "{bad:?}: {err}"
+        );
+        assert!(Selector::new().include(bad).is_err());
+        assert!(Selector::new().exclude(bad).is_err());
+    }
+}
+
+/// A plain recursive matcher, written independently of the crate's
+/// table-driven one.
+fn reference_match(pattern: &[&str], path: &[&str]) -> bool {
+    fn seg(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len()).any(|i| seg(rest, &t[i..])),
+            Some(('?', rest)) => !t.is_empty() && seg(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && seg(rest, &t[1..]),
+        }
+    }
+    match pattern.split_first() {
+        None => path.is_empty(),
+        Some((&"**", rest)) => (0..=path.len()).any(|i| reference_match(rest, &path[i..])),
+        Some((p, rest)) => {
+            !path.is_empty()
+                && seg(
+                    &p.chars().collect::<Vec<_>>(),
+                    &path[0].chars().collect::<Vec<_>>(),
+                )
+                && reference_match(rest, &path[1..])
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn glob_matches_as_the_reference_does(
+        pattern in proptest::collection::vec(
+            prop_oneof![Just("**".to_string()), "[ab*?_]{1,4}"], 1..5),
+        path in proptest::collection::vec("[ab_]{1,3}", 1..6),
+    ) {
+        let glob = Glob::new(&pattern.join("."));
+        // `**` inside a segment is refused; every other pattern is valid.
+        if pattern.iter().any(|s| s != "**" && s.contains("**")) {
+            prop_assert!(glob.is_err());
+            return Ok(());
+        }
+        let glob = glob.unwrap();
+        let p: Vec<&str> = pattern.iter().map(String::as_str).collect();
+        let t: Vec<&str> = path.iter().map(String::as_str).collect();
+        prop_assert_eq!(glob.is_match(&path.join(".")), reference_match(&p, &t));
+    }
+
+    #[test]
+    fn a_literal_pattern_matches_exactly_itself(
+        path in proptest::collection::vec("[a-z0-9_]{1,5}", 1..5),
+        other in proptest::collection::vec("[a-z0-9_]{1,5}", 1..5),
+    ) {
+        let glob = Glob::new(&path.join(".")).unwrap();
+        prop_assert!(glob.is_match(&path.join(".")));
+        prop_assert_eq!(glob.is_match(&other.join(".")), other == path);
     }
 }
