@@ -487,6 +487,19 @@ fn a_bad_mask_or_half_a_pair_is_refused() {
     );
     assert_eq!(owned(&target), before);
 
+    // A pair beside a plain `fc.weight` is no pair: both parts are unexpected.
+    let mut state = owned(&target);
+    state.push(("fc.weight_orig".into(), ArrayD::ones(vec![3, 16])));
+    state.push(("fc.weight_mask".into(), ArrayD::ones(vec![3, 16])));
+    let err = target.load_state_dict(state.clone(), true).unwrap_err();
+    assert!(
+        matches!(err.kind(), PruneErrorKind::LoadStateDict { missing, unexpected, .. }
+        if missing.is_empty() && keys(unexpected) == ["fc.weight_orig", "fc.weight_mask"])
+    );
+    assert_eq!(owned(&target), before);
+    let report = target.load_state_dict(state, false).unwrap();
+    assert!(report.newly_pruned.is_empty() && !target.store_at("fc").unwrap().is_pruned("weight"));
+
     // A pair whose original has another shape than the plain parameter.
     let mut state = owned(&target);
     state.retain(|(k, _)| k != "fc.weight");

@@ -207,8 +207,13 @@ fn place_of<T: PruneFloat, M: Module<T> + ?Sized>(
     }
     let (module, name) = split_path(key);
     let store = root.store_at(module)?;
-    // A pair `X_orig`, `X_mask` for a plain parameter `X` of the module.
+    // A pair `X_orig`, `X_mask` for a plain parameter `X` of the module,
+    // and no plain `X` beside it in the state dict (which would make the
+    // pair ambiguous, as every checkpoint reader refuses it).
     let plain = |base: &str| {
+        if given.contains(super::tree::join(module, base).as_str()) {
+            return None;
+        }
         // A parameter, not pruned, its `X_orig` and `X_mask` free.
         let shape = store.check_first_pruning(base).ok()?;
         let both = [orig_name(base), mask_name(base)]

@@ -371,8 +371,9 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     ///   the module: then `X` is recomputed, and a loaded mask restarts
     ///   the history as [`PruningStep::Loaded`]);
     /// - `X_orig` with `X_mask`, where the module has a plain parameter
-    ///   `X`, prune `X`: it becomes `X_orig * X_mask`, as if pruned, with
-    ///   those parts (listed in [`LoadReport::newly_pruned`](crate::LoadReport));
+    ///   `X` (and the state dict no plain `X` besides), prune `X`: it
+    ///   becomes `X_orig * X_mask`, as if pruned, with those parts (listed
+    ///   in [`LoadReport::newly_pruned`](crate::LoadReport));
     /// - a plain `X` where the module's `X` is pruned is *unexpected*, and
     ///   `X_orig`, `X_mask` are *missing* (as in PyTorch; call
     ///   [`prune::remove`](crate::prune::remove) first to load a plain
