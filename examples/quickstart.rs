@@ -61,10 +61,10 @@ fn main() -> Result<()> {
     );
     prune::l1_unstructured(&mut model, "fc1.weight", Amount::Fraction(0.3), None)?;
     show(&model, &["fc1.weight"])?;
-    if let Some(store) = model.store_at("fc1") {
+    if let Some(history) = model.pruning_history("fc1.weight") {
         println!("  pruning history of fc1.weight (PyTorch's PruningContainer):");
-        for method in store.pruning_history("weight") {
-            println!("    {method}");
+        for step in history {
+            println!("    {step}");
         }
     }
 

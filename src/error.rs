@@ -226,6 +226,37 @@ pub enum PruneErrorKind {
         /// Its reason.
         reason: String,
     },
+    /// [`Module::load_state_dict`](crate::Module::load_state_dict) could
+    /// not match the state dict to the module: every problem found, as
+    /// PyTorch's `Error(s) in loading state_dict` lists them. Missing and
+    /// unexpected keys are errors only in strict mode; shape mismatches and
+    /// keys given twice always are.
+    #[error("{}", state_dict_message(missing, unexpected, mismatched, duplicated))]
+    LoadStateDict {
+        /// Keys of the module's `state_dict` the state dict lacks.
+        missing: Vec<String>,
+        /// Keys of the state dict the module has no place for.
+        unexpected: Vec<String>,
+        /// Keys whose tensor has another shape than the module's.
+        mismatched: Vec<KeyShape>,
+        /// Keys the state dict holds more than once.
+        duplicated: Vec<String>,
+    },
+    /// A glob pattern that cannot be parsed (see [`Glob`](crate::Glob)).
+    #[error("invalid pattern {pattern:?}: {reason}")]
+    InvalidPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An include pattern of a [`Selector`](crate::Selector) that matches
+    /// no tensor the selection considers.
+    #[error("the pattern {pattern:?} matches no prunable tensor")]
+    NoMatch {
+        /// The pattern.
+        pattern: String,
+    },
     /// A result too large to hold: `count` items of `what` (e.g. the norms
     /// of `2^40` channels of a tensor with no entries).
     #[error("{what}: {count} items are too many to hold in memory")]
@@ -235,6 +266,57 @@ pub enum PruneErrorKind {
         /// How many items.
         count: usize,
     },
+}
+
+/// A key of a state dict whose tensor has another shape than the module's
+/// ([`PruneErrorKind::LoadStateDict`]).
+///
+/// ```
+/// let k = ndprune::KeyShape { key: "fc.weight".into(), expected: vec![2, 3], got: vec![3, 2] };
+/// assert_eq!(k.to_string(), "`fc.weight`: the module has shape [2, 3], the state dict [3, 2]");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyShape {
+    /// The key (for a pair that prunes a plain parameter `X`, `X_orig` or
+    /// `X_mask`).
+    pub key: String,
+    /// The shape in the module.
+    pub expected: Vec<usize>,
+    /// The shape in the state dict.
+    pub got: Vec<usize>,
+}
+
+impl fmt::Display for KeyShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}`: the module has shape {:?}, the state dict {:?}",
+            self.key, self.expected, self.got
+        )
+    }
+}
+
+fn state_dict_message(
+    missing: &[String],
+    unexpected: &[String],
+    mismatched: &[KeyShape],
+    duplicated: &[String],
+) -> String {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing keys {missing:?}"));
+    }
+    if !unexpected.is_empty() {
+        parts.push(format!("unexpected keys {unexpected:?}"));
+    }
+    if !mismatched.is_empty() {
+        let shapes: Vec<String> = mismatched.iter().map(ToString::to_string).collect();
+        parts.push(format!("shape mismatches: {}", shapes.join("; ")));
+    }
+    if !duplicated.is_empty() {
+        parts.push(format!("keys given twice {duplicated:?}"));
+    }
+    format!("error(s) loading the state dict: {}", parts.join("; "))
 }
 
 impl From<PruneErrorKind> for PruneError {
@@ -326,6 +408,8 @@ impl PruneError {
             | K::DuplicateTensor { .. }
             | K::InvalidPath { .. }
             | K::InvalidChildName { .. } => "AttributeError",
+            K::LoadStateDict { .. } => "RuntimeError",
+            K::InvalidPattern { .. } | K::NoMatch { .. } => "ValueError",
             K::NormUndefined { .. }
             | K::EmptyNorm { .. }
             | K::NanNuclear

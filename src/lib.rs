@@ -50,6 +50,7 @@ mod dim;
 mod error;
 mod float;
 mod fresh;
+mod history;
 #[cfg(feature = "safetensors")]
 pub mod io;
 mod mask;
@@ -64,13 +65,14 @@ mod torch_rng;
 
 pub use amount::Amount;
 pub use dim::Dim;
-pub use error::{PruneError, PruneErrorKind};
+pub use error::{KeyShape, PruneError, PruneErrorKind};
 pub use float::PruneFloat;
+pub use history::{PruningStep, RandomSource};
 pub use method::{
     CustomFromMask, Identity, L1Unstructured, LnStructured, PruningKind, PruningMethod,
     RandomStructured, RandomUnstructured,
 };
-pub use module::{Layer, Module, Sequential, TensorStore};
+pub use module::{Glob, Layer, LoadReport, Module, Selector, Sequential, TensorStore};
 pub use norm::Norm;
 pub use select::TieBreak;
 pub use torch_rng::TorchGenerator;
@@ -85,7 +87,7 @@ pub mod prelude {
     pub use crate::prune;
     pub use crate::{
         Amount, CustomFromMask, Dim, Identity, L1Unstructured, Layer, LnStructured, Module, Norm,
-        PruneError, PruneErrorKind, PruneFloat, PruningMethod, RandomStructured,
+        PruneError, PruneErrorKind, PruneFloat, PruningMethod, PruningStep, RandomStructured,
         RandomUnstructured, Sequential, TensorStore, TieBreak, TorchGenerator,
     };
 }

@@ -42,7 +42,7 @@ use crate::{
 /// prune::apply(&mut layer, "weight", &method, None)?;
 /// prune::apply(&mut layer, "weight", &method, None)?; // 2 more of the 4 left
 /// assert_eq!(layer.buffer("weight_mask").unwrap().sum(), 2.0);
-/// assert_eq!(layer.store().pruning_history("weight").len(), 2);
+/// assert_eq!(layer.pruning_history("weight").map(|h| h.len()), Some(2));
 /// # Ok(()) }
 /// ```
 pub fn apply<T, M, P>(
@@ -226,7 +226,8 @@ pub fn custom_from_mask<T: PruneFloat, M: Module<T> + ?Sized>(
 /// unstructured method ([`L1Unstructured`] or [`RandomUnstructured`], or
 /// your own): the amount is measured on all their unpruned entries together.
 /// `importance_scores` maps a target's path to its scores (default: the
-/// tensor as it is now).
+/// tensor as it is now). `targets` may be `&str`s or `String`s, such as
+/// the paths a [`Selector`](crate::Selector) picks.
 ///
 /// ```
 /// use ndprune::prelude::*;
@@ -241,9 +242,9 @@ pub fn custom_from_mask<T: PruneFloat, M: Module<T> + ?Sized>(
 /// assert_eq!(model.buffer("b.weight_mask").unwrap(), &array![0.0f32, 0.0, 1.0].into_dyn());
 /// # Ok(()) }
 /// ```
-pub fn global_unstructured<T, M, P>(
+pub fn global_unstructured<T, M, P, S>(
     module: &mut M,
-    targets: &[&str],
+    targets: &[S],
     method: &P,
     importance_scores: Option<&HashMap<String, ArrayD<T>>>,
 ) -> Result<(), PruneError>
@@ -251,8 +252,10 @@ where
     T: PruneFloat,
     M: Module<T> + ?Sized,
     P: PruningMethod<T> + ?Sized,
+    S: AsRef<str>,
 {
-    reparam::prune_global(module, targets, method, importance_scores)
+    let targets: Vec<&str> = targets.iter().map(AsRef::as_ref).collect();
+    reparam::prune_global(module, &targets, method, importance_scores)
 }
 
 /// Makes pruning permanent: `name` becomes a plain parameter holding

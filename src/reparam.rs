@@ -20,7 +20,8 @@ use crate::mask::{Mask, MaskState};
 use crate::method::{container, FastPath};
 use crate::module::{resolve, resolve_mut};
 use crate::{
-    Dim, Module, PruneError, PruneErrorKind, PruneFloat, PruningKind, PruningMethod, TensorStore,
+    Dim, Module, PruneError, PruneErrorKind, PruneFloat, PruningKind, PruningMethod, PruningStep,
+    TensorStore,
 };
 
 /// Prunes the tensor at `path` with `method`.
@@ -50,7 +51,7 @@ where
     P: PruningMethod<T> + ?Sized,
 {
     // Before anything changes: a user's `describe` may panic too.
-    let description = method.describe();
+    let description = step_of(method, importance.is_some());
     if let (true, PruningKind::Structured { dim }) = (store.is_pruned(name), method.kind()) {
         if store.get(name).is_some_and(|t| t.ndim() < 2) {
             return prune_pruned_flat(store, name, method, importance, dim, description);
@@ -99,7 +100,7 @@ fn prune_pruned_flat<T, P>(
     method: &P,
     importance: Option<ArrayViewD<'_, T>>,
     dim: Dim,
-    description: String,
+    description: PruningStep,
 ) -> Result<(), PruneError>
 where
     T: PruneFloat,
@@ -144,6 +145,24 @@ where
         .for_each(|(m, &v)| *m = v);
     store.commit_step(name, description);
     Ok(())
+}
+
+/// The record of one step of `method` in a pruning history: the built-in
+/// methods record their settings, any other method its kind and
+/// description.
+fn step_of<T, P>(method: &P, importance_scores: bool) -> PruningStep
+where
+    T: PruneFloat,
+    P: PruningMethod<T> + ?Sized,
+{
+    match method.fast_path() {
+        Some(fast) => fast.step(importance_scores),
+        None => PruningStep::User {
+            kind: method.kind(),
+            description: method.describe(),
+            importance_scores,
+        },
+    }
 }
 
 fn check_importance<T>(importance: &ArrayViewD<'_, T>, shape: &[usize]) -> Result<(), PruneError> {
@@ -215,9 +234,21 @@ where
             }
         })
         .collect();
+    // Each target's record, made before anything changes (a user's
+    // `describe` may panic).
+    let steps: Vec<PruningStep> = targets
+        .iter()
+        .map(|path| PruningStep::Global {
+            method: Box::new(step_of(
+                method,
+                importance_scores.is_some_and(|m| m.contains_key(*path)),
+            )),
+            tensors: targets.len(),
+        })
+        .collect();
     match method.fast_path() {
-        Some(fast) => global_in_place(root, targets, fast, importance_scores, &states),
-        None => global_generic(root, targets, method, importance_scores, &states),
+        Some(fast) => global_in_place(root, targets, fast, importance_scores, &states, steps),
+        None => global_generic(root, targets, method, importance_scores, &states, steps),
     }
 }
 
@@ -248,6 +279,7 @@ fn global_generic<T, M, P>(
     method: &P,
     importance_scores: Option<&HashMap<String, ArrayD<T>>>,
     states: &[MaskState],
+    steps: Vec<PruningStep>,
 ) -> Result<(), PruneError>
 where
     T: PruneFloat,
@@ -275,7 +307,7 @@ where
     let imps = importances(root, targets, importance_scores);
     container::update_masks_jointly(method, &imps, &mut dense, states)?;
     let masks = dense.into_iter().map(Mask::Dense).collect();
-    put_back(root, targets, states, masks, true);
+    put_back(root, targets, states, masks, Some(steps));
     Ok(())
 }
 
@@ -287,6 +319,7 @@ fn global_in_place<T, M>(
     method: &dyn FastPath<T>,
     importance_scores: Option<&HashMap<String, ArrayD<T>>>,
     states: &[MaskState],
+    steps: Vec<PruningStep>,
 ) -> Result<(), PruneError>
 where
     T: PruneFloat,
@@ -336,32 +369,41 @@ where
         }
     };
 
-    put_back(root, targets, states, masks, outcome.is_ok());
+    put_back(
+        root,
+        targets,
+        states,
+        masks,
+        outcome.is_ok().then_some(steps),
+    );
     outcome
 }
 
-/// Puts the masks of a global pruning where they belong: with `commit`,
-/// as each target's new mask (a first pruning, or a step recorded as
-/// PyTorch's global `CustomFromMask`); without, back as they were (the
-/// existing ones; a fresh target gets none).
+/// Puts the masks of a global pruning where they belong: with `commit`
+/// (each target's step record), as each target's new mask (a first
+/// pruning, or a step); without, back as they were (the existing ones; a
+/// fresh target gets none).
 fn put_back<T: PruneFloat, M: Module<T> + ?Sized>(
     root: &mut M,
     targets: &[&str],
     states: &[MaskState],
     masks: Vec<Mask<T>>,
-    commit: bool,
+    commit: Option<Vec<PruningStep>>,
 ) {
-    const STEP: &str = "CustomFromMask(global)";
+    let mut steps = commit.map(Vec::into_iter);
     for ((path, state), mask) in targets.iter().zip(states).zip(masks) {
         let (store, name) = resolve_mut(root, path).expect("every target was resolved");
-        match (state, commit) {
-            (MaskState::Fresh, true) => store.commit_first_pruning(name, mask, STEP.into()),
-            (MaskState::Existing, true) => {
+        let step = steps
+            .as_mut()
+            .map(|s| s.next().expect("one step record per target"));
+        match (state, step) {
+            (MaskState::Fresh, Some(step)) => store.commit_first_pruning(name, mask, step),
+            (MaskState::Existing, Some(step)) => {
                 store.put_compact(name, mask);
-                store.commit_step(name, STEP.into());
+                store.commit_step(name, step);
             }
-            (MaskState::Fresh, false) => {}
-            (MaskState::Existing, false) => store.put_compact(name, mask),
+            (MaskState::Fresh, None) => {}
+            (MaskState::Existing, None) => store.put_compact(name, mask),
         }
     }
 }

@@ -135,7 +135,7 @@ impl LoadOptions {
 /// assert_eq!(again.tensor_names(), ["fc.bias", "fc.weight_mask", "fc.weight_orig"]);
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Checkpoint<T: CheckpointFloat> {
     model: Sequential<T>,
     raw: Vec<RawTensor>,
@@ -162,6 +162,99 @@ impl<T: CheckpointFloat> Checkpoint<T> {
             raw: Vec::new(),
             metadata: None,
         }
+    }
+
+    /// A checkpoint of any module tree, such as a model struct of your own:
+    /// a copy of its tensors and structure
+    /// ([`Sequential::from_module`]), saved with the same `state_dict`
+    /// names (pruned tensors as `X_orig` and `X_mask`).
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// use ndprune::io::Checkpoint;
+    /// use rand::SeedableRng;
+    ///
+    /// #[derive(Debug, Clone)]
+    /// struct Net { own: TensorStore<f32>, fc: Layer<f32> }
+    /// impl Module<f32> for Net {
+    ///     fn store(&self) -> &TensorStore<f32> { &self.own }
+    ///     fn store_mut(&mut self) -> &mut TensorStore<f32> { &mut self.own }
+    ///     fn children(&self) -> Vec<(&str, &dyn Module<f32>)> { vec![("fc", &self.fc)] }
+    ///     fn children_mut(&mut self) -> Vec<(&str, &mut dyn Module<f32>)> { vec![("fc", &mut self.fc)] }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let mut net = Net { own: TensorStore::new(), fc: Layer::linear(4, 2, &mut rng) };
+    /// prune::l1_unstructured(&mut net, "fc.weight", Amount::Count(3), None)?;
+    /// let path = std::env::temp_dir().join("ndprune-doc-from-module.safetensors");
+    /// Checkpoint::from_module(&net).save(&path)?;
+    /// assert_eq!(Checkpoint::<f32>::load(&path)?.tensor_names(), ["fc.bias", "fc.weight_mask", "fc.weight_orig"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_module<M: Module<T> + ?Sized>(module: &M) -> Self {
+        Self::new(Sequential::from_module(module))
+    }
+
+    /// Loads this checkpoint's tensors of type `T` into `module` (a model
+    /// of your own, say) by their `state_dict` names, as
+    /// [`Module::load_state_dict`] does (read there what `strict` means and
+    /// how `X_orig` with `X_mask` prune a plain `X`); the checkpoint's
+    /// tensors are copied. The raw tensors (other dtypes, such as an
+    /// `int64` `num_batches_tracked`) are not loaded and are neither
+    /// missing nor unexpected: a module holds tensors of `T` only. On error
+    /// `module` is as it was.
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// use ndprune::io::Checkpoint;
+    /// use rand::SeedableRng;
+    ///
+    /// #[derive(Debug, Clone)]
+    /// struct Net { own: TensorStore<f32>, conv: Layer<f32>, fc: Layer<f32> }
+    /// impl Module<f32> for Net {
+    ///     fn store(&self) -> &TensorStore<f32> { &self.own }
+    ///     fn store_mut(&mut self) -> &mut TensorStore<f32> { &mut self.own }
+    ///     fn children(&self) -> Vec<(&str, &dyn Module<f32>)> {
+    ///         vec![("conv", &self.conv), ("fc", &self.fc)]
+    ///     }
+    ///     fn children_mut(&mut self) -> Vec<(&str, &mut dyn Module<f32>)> {
+    ///         vec![("conv", &mut self.conv), ("fc", &mut self.fc)]
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let new_net = |rng: &mut rand::rngs::StdRng| Net {
+    ///     own: TensorStore::new(),
+    ///     conv: Layer::conv2d(1, 4, 3, rng),
+    ///     fc: Layer::linear(16, 2, rng),
+    /// };
+    /// // Prune and save one net...
+    /// let mut trained = new_net(&mut rng);
+    /// prune::ln_structured(&mut trained, "conv.weight", Amount::Count(2), Norm::L(2.0), Dim(0), None)?;
+    /// let path = std::env::temp_dir().join("ndprune-doc-load-into.safetensors");
+    /// Checkpoint::from_module(&trained).save(&path)?;
+    ///
+    /// // ...and load it into a fresh one: conv.weight comes back pruned.
+    /// let mut net = new_net(&mut rng);
+    /// let report = Checkpoint::<f32>::load(&path)?.load_into(&mut net, true)?;
+    /// assert_eq!(report.newly_pruned, ["conv.weight"]);
+    /// assert_eq!(net.state_dict(), trained.state_dict());
+    /// # Ok(()) }
+    /// ```
+    pub fn load_into<M: Module<T> + ?Sized>(
+        &self,
+        module: &mut M,
+        strict: bool,
+    ) -> Result<crate::LoadReport, crate::PruneError> {
+        let state = self
+            .model
+            .state_dict()
+            .into_iter()
+            .map(|(k, t)| (k, t.clone()))
+            .collect();
+        module.load_state_dict(state, strict)
     }
 
     /// Loads a safetensors file through a memory map, with the default

@@ -6,7 +6,7 @@ use super::container::check_binary;
 use super::fast::FastPath;
 use super::{PruningKind, PruningMethod};
 use crate::mask::{standard, MaskState};
-use crate::{PruneError, PruneErrorKind, PruneFloat};
+use crate::{PruneError, PruneErrorKind, PruneFloat, PruningStep};
 
 /// Prunes the entries where the given mask is 0 (PyTorch's
 /// `CustomFromMask`). The mask must have the tensor's shape and hold only 0
@@ -79,6 +79,11 @@ impl<T: PruneFloat> PruningMethod<T> for CustomFromMask<'_, T> {
 impl<T: PruneFloat> FastPath<T> for CustomFromMask<'_, T> {
     fn method(&self) -> &dyn PruningMethod<T> {
         self
+    }
+
+    fn step(&self, importance_scores: bool) -> PruningStep {
+        let _ = importance_scores; // the mask is given, nothing is ranked.
+        PruningStep::CustomFromMask
     }
 
     fn update_mask(

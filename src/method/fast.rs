@@ -8,7 +8,7 @@ use ndarray::{ArrayD, ArrayViewD};
 
 use super::{container, PruningMethod};
 use crate::mask::{Mask, MaskState};
-use crate::{PruneError, PruneFloat};
+use crate::{PruneError, PruneFloat, PruningStep};
 
 /// In-place mask kernels of a built-in method. Each gives the masks that
 /// PyTorch's `compute_mask` and `PruningContainer` give, and on error
@@ -16,6 +16,9 @@ use crate::{PruneError, PruneFloat};
 pub trait FastPath<T: PruneFloat> {
     /// The method itself, for the generic paths.
     fn method(&self) -> &dyn PruningMethod<T>;
+
+    /// The record of one step of this method in a pruning history.
+    fn step(&self, importance_scores: bool) -> PruningStep;
 
     /// The mask of a first pruning of a tensor whose importance scores are
     /// `importance` (standard layout, the tensor's shape).

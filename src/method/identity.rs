@@ -5,7 +5,7 @@ use ndarray::{ArrayD, ArrayViewD};
 use super::fast::FastPath;
 use super::{PruningKind, PruningMethod};
 use crate::mask::MaskState;
-use crate::{PruneError, PruneFloat};
+use crate::{PruneError, PruneFloat, PruningStep};
 
 /// Prunes nothing: applied first, it gives a tensor `name_orig` and an
 /// all-ones `name_mask` (PyTorch's `Identity`), e.g. so that a pruned
@@ -47,6 +47,11 @@ impl<T: PruneFloat> PruningMethod<T> for Identity {
 impl<T: PruneFloat> FastPath<T> for Identity {
     fn method(&self) -> &dyn PruningMethod<T> {
         self
+    }
+
+    fn step(&self, importance_scores: bool) -> PruningStep {
+        let _ = importance_scores; // Identity ranks nothing.
+        PruningStep::Identity
     }
 
     fn update_mask(

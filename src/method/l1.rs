@@ -7,7 +7,7 @@ use super::{PruningKind, PruningMethod};
 use crate::mask::count_bits;
 use crate::mask::{flat, flat_mut, Mask, MaskState};
 use crate::select::{count_candidates, prune_smallest, MaskSlot};
-use crate::{Amount, PruneError, PruneFloat, TieBreak};
+use crate::{Amount, PruneError, PruneFloat, PruningStep, TieBreak};
 
 /// Prunes the `amount` entries of smallest absolute importance among those
 /// still unpruned (PyTorch's `L1Unstructured`). Ties: see [`crate::select`].
@@ -144,6 +144,14 @@ impl<T: PruneFloat> PruningMethod<T> for L1Unstructured {
 impl<T: PruneFloat> FastPath<T> for L1Unstructured {
     fn method(&self) -> &dyn PruningMethod<T> {
         self
+    }
+
+    fn step(&self, importance_scores: bool) -> PruningStep {
+        PruningStep::L1Unstructured {
+            amount: self.amount,
+            tie_break: self.ties,
+            importance_scores,
+        }
     }
 
     fn fresh_mask(&self, importance: ArrayViewD<'_, T>) -> Result<Mask<T>, PruneError> {

@@ -7,7 +7,7 @@ use super::{PruningKind, PruningMethod};
 use crate::mask::channels::{open_channels, write_channels};
 use crate::mask::{Mask, MaskState};
 use crate::select::channels_to_keep;
-use crate::{Amount, Dim, Norm, PruneError, PruneErrorKind, PruneFloat, TieBreak};
+use crate::{Amount, Dim, Norm, PruneError, PruneErrorKind, PruneFloat, PruningStep, TieBreak};
 
 /// Prunes the `amount` channels along `dim` of smallest norm `n` among the
 /// channels not yet pruned (PyTorch's `LnStructured`). Norms are taken over
@@ -195,6 +195,16 @@ impl<T: PruneFloat> PruningMethod<T> for LnStructured {
 impl<T: PruneFloat> FastPath<T> for LnStructured {
     fn method(&self) -> &dyn PruningMethod<T> {
         self
+    }
+
+    fn step(&self, importance_scores: bool) -> PruningStep {
+        PruningStep::LnStructured {
+            amount: self.amount,
+            norm: self.n,
+            dim: self.dim,
+            tie_break: self.ties,
+            importance_scores,
+        }
     }
 
     fn update_mask(

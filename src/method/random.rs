@@ -11,7 +11,9 @@ use crate::mask::channels::{open_channels, write_channels};
 use crate::mask::{flat, flat_mut, MaskState};
 use crate::select::sample_in_order;
 use crate::select::topk::topk_indices;
-use crate::{Amount, Dim, PruneError, PruneErrorKind, PruneFloat, TorchGenerator};
+use crate::{
+    Amount, Dim, PruneError, PruneErrorKind, PruneFloat, PruningStep, RandomSource, TorchGenerator,
+};
 
 /// Where a random method draws from.
 #[derive(Debug, Clone)]
@@ -21,6 +23,15 @@ enum Draw {
     Seed(u64),
     /// PyTorch's stream, advancing with every call as PyTorch's does.
     Torch(TorchGenerator),
+}
+
+impl Draw {
+    fn source(&self) -> RandomSource {
+        match self {
+            Draw::Seed(seed) => RandomSource::Seed(*seed),
+            Draw::Torch(_) => RandomSource::Torch,
+        }
+    }
 }
 
 impl PartialEq for Draw {
@@ -189,6 +200,14 @@ impl<T: PruneFloat> FastPath<T> for RandomUnstructured {
         self
     }
 
+    fn step(&self, importance_scores: bool) -> PruningStep {
+        let _ = importance_scores; // a random method takes none.
+        PruningStep::RandomUnstructured {
+            amount: self.amount,
+            source: self.draw.source(),
+        }
+    }
+
     fn update_mask(
         &self,
         importance: ArrayViewD<'_, T>,
@@ -354,6 +373,15 @@ impl<T: PruneFloat> PruningMethod<T> for RandomStructured {
 impl<T: PruneFloat> FastPath<T> for RandomStructured {
     fn method(&self) -> &dyn PruningMethod<T> {
         self
+    }
+
+    fn step(&self, importance_scores: bool) -> PruningStep {
+        let _ = importance_scores; // a random method takes none.
+        PruningStep::RandomStructured {
+            amount: self.amount,
+            dim: self.dim,
+            source: self.draw.source(),
+        }
     }
 
     fn update_mask(

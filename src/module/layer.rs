@@ -187,10 +187,64 @@ impl<T: PruneFloat> Module<T> for Layer<T> {
 /// assert_eq!(model.named_parameters().len(), 6);
 /// # Ok(()) }
 /// ```
+///
+/// A `Sequential` is [`Clone`]: a clone is a deep copy, independent of the
+/// original (pruning one leaves the other as it was). So every child must
+/// be `Clone` too: `#[derive(Clone)]` on your own modules.
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use ndarray::array;
+///
+/// # fn main() -> Result<(), PruneError> {
+/// let model = Sequential::new().push(Layer::new().with_parameter("w", array![1.0f32, 2.0].into_dyn())?);
+/// let mut copy = model.clone();
+/// prune::l1_unstructured(&mut copy, "0.w", Amount::Count(1), None)?;
+/// assert!(prune::is_pruned(&copy) && !prune::is_pruned(&model));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Default)]
 pub struct Sequential<T> {
     store: TensorStore<T>,
-    children: Vec<(String, Box<dyn Module<T>>)>,
+    children: Vec<(String, Box<dyn CloneModule<T>>)>,
+}
+
+/// A module that can be cloned behind a `Box`: what a [`Sequential`] holds
+/// its children as, so that it is `Clone` itself. Implemented for every
+/// `Module + Clone`; private, so `push` and `add_child` ask for
+/// `Module<T> + Clone`.
+trait CloneModule<T: PruneFloat>: Module<T> {
+    fn clone_box(&self) -> Box<dyn CloneModule<T>>;
+    /// `self` as a `dyn Module` (no trait upcasting before Rust 1.86).
+    fn as_module(&self) -> &dyn Module<T>;
+    fn as_module_mut(&mut self) -> &mut dyn Module<T>;
+}
+
+impl<T: PruneFloat, M: Module<T> + Clone + 'static> CloneModule<T> for M {
+    fn clone_box(&self) -> Box<dyn CloneModule<T>> {
+        Box::new(self.clone())
+    }
+
+    fn as_module(&self) -> &dyn Module<T> {
+        self
+    }
+
+    fn as_module_mut(&mut self) -> &mut dyn Module<T> {
+        self
+    }
+}
+
+impl<T: PruneFloat> Clone for Sequential<T> {
+    fn clone(&self) -> Self {
+        Sequential {
+            store: self.store.clone(),
+            children: self
+                .children
+                .iter()
+                .map(|(n, c)| (n.clone(), c.clone_box()))
+                .collect(),
+        }
+    }
 }
 
 impl<T: PruneFloat> Sequential<T> {
@@ -207,6 +261,39 @@ impl<T: PruneFloat> Sequential<T> {
         }
     }
 
+    /// A copy of any module tree as a `Sequential`: each module's tensors
+    /// (parameters, buffers, pruned tensors with their masks and
+    /// histories) and children, under the same names, so the copy has the
+    /// same dotted paths, `state_dict` and pruning state. What
+    /// [`Checkpoint::from_module`](crate::io::Checkpoint::from_module)
+    /// saves a model of your own through.
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// use rand::SeedableRng;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let mut layer = Layer::<f32>::linear(3, 2, &mut rng);
+    /// prune::l1_unstructured(&mut layer, "weight", Amount::Count(2), None)?;
+    /// let copy = Sequential::from_module(&layer);
+    /// assert_eq!(copy.state_dict(), layer.state_dict());
+    /// assert!(copy.store().is_pruned("weight"));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_module<M: Module<T> + ?Sized>(module: &M) -> Self {
+        Sequential {
+            store: module.store().clone(),
+            children: module
+                .children()
+                .into_iter()
+                .map(|(name, child)| {
+                    let child: Box<dyn CloneModule<T>> = Box::new(Sequential::from_module(child));
+                    (name.to_string(), child)
+                })
+                .collect(),
+        }
+    }
+
     /// Appends a child named by its position (`"0"`, `"1"`, …): the
     /// number of children so far, or the next number not taken by a child
     /// added by name.
@@ -216,7 +303,7 @@ impl<T: PruneFloat> Sequential<T> {
     /// let s = Sequential::<f32>::new().push(Layer::new()).push(Layer::new());
     /// assert_eq!(s.children().iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["0", "1"]);
     /// ```
-    pub fn push(mut self, child: impl Module<T> + 'static) -> Self {
+    pub fn push(mut self, child: impl Module<T> + Clone + 'static) -> Self {
         let name = (self.children.len()..)
             .map(|i| i.to_string())
             .find(|n| self.children.iter().all(|(c, _)| c != n))
@@ -239,7 +326,7 @@ impl<T: PruneFloat> Sequential<T> {
     pub fn with_child(
         mut self,
         name: &str,
-        child: impl Module<T> + 'static,
+        child: impl Module<T> + Clone + 'static,
     ) -> Result<Self, PruneError> {
         self.add_child(name, child)?;
         Ok(self)
@@ -258,7 +345,7 @@ impl<T: PruneFloat> Sequential<T> {
     pub fn add_child(
         &mut self,
         name: &str,
-        child: impl Module<T> + 'static,
+        child: impl Module<T> + Clone + 'static,
     ) -> Result<(), PruneError> {
         let reason = if name.is_empty() {
             "a child module name must not be empty"
@@ -290,14 +377,14 @@ impl<T: PruneFloat> Module<T> for Sequential<T> {
     fn children(&self) -> Vec<(&str, &dyn Module<T>)> {
         self.children
             .iter()
-            .map(|(n, c)| (n.as_str(), c.as_ref()))
+            .map(|(n, c)| (n.as_str(), c.as_module()))
             .collect()
     }
 
     fn children_mut(&mut self) -> Vec<(&str, &mut dyn Module<T>)> {
         self.children
             .iter_mut()
-            .map(|(n, c)| (n.as_str(), c.as_mut() as &mut dyn Module<T>))
+            .map(|(n, c)| (n.as_str(), c.as_module_mut()))
             .collect()
     }
 }

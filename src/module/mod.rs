@@ -1,10 +1,14 @@
 //! Modules: named tensors in a tree, addressed by dotted paths.
 
 mod layer;
+mod selector;
+mod state;
 mod store;
 mod tree;
 
 pub use layer::{Layer, Sequential};
+pub use selector::{Glob, Selector};
+pub use state::LoadReport;
 pub use store::TensorStore;
 pub use tree::Module;
 

@@ -4,7 +4,7 @@ use ndarray::{ArrayD, ArrayViewMutD};
 
 use crate::error::ForTensor;
 use crate::mask::{standard, Mask, MaskBuf};
-use crate::{PruneError, PruneErrorKind, PruneFloat};
+use crate::{PruneError, PruneErrorKind, PruneFloat, PruningStep};
 
 /// The tensors one module holds, by name, in insertion order:
 ///
@@ -46,8 +46,8 @@ struct Pruned<T> {
     mask: MaskBuf<T>,
     /// `orig * mask`, as of the last pruning call or `recompute`.
     tensor: ArrayD<T>,
-    /// Descriptions of the methods applied, oldest first.
-    history: Vec<String>,
+    /// The steps that made the mask, oldest first.
+    history: Vec<PruningStep>,
 }
 
 impl<T: PruneFloat> PartialEq for Pruned<T> {
@@ -192,6 +192,55 @@ impl<T: PruneFloat> TensorStore<T> {
             .map(|(_, t)| t.view_mut())
     }
 
+    /// The trainable tensor behind `name`: the parameter `name_orig` if
+    /// `name` is pruned, else the parameter `name`; `None` if `name` is
+    /// neither (a buffer, say). What an optimizer updates, whatever the
+    /// pruning state, so training code needs no branching.
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// use ndarray::array;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut layer = Layer::new().with_parameter("weight", array![1.0f32, 2.0].into_dyn())?;
+    /// assert_eq!(layer.store().trainable("weight"), layer.store().parameter("weight"));
+    /// prune::l1_unstructured(&mut layer, "weight", Amount::Count(1), None)?;
+    /// assert_eq!(layer.store().trainable("weight"), layer.store().parameter("weight_orig"));
+    /// # Ok(()) }
+    /// ```
+    pub fn trainable(&self, name: &str) -> Option<&ArrayD<T>> {
+        if self.is_pruned(name) {
+            self.parameter(&orig_name(name))
+        } else {
+            self.parameter(name)
+        }
+    }
+
+    /// The trainable tensor behind `name` (see [`TensorStore::trainable`]),
+    /// to change its values: a view of fixed shape. When `name` is pruned
+    /// this is `name_orig`; the pruned tensor `name` is refreshed by
+    /// [`TensorStore::recompute`] (or use
+    /// [`Module::update_trainable`](crate::Module::update_trainable), which
+    /// does it for you).
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// use ndarray::array;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut layer = Layer::new().with_parameter("weight", array![1.0f32, 2.0].into_dyn())?;
+    /// prune::l1_unstructured(&mut layer, "weight", Amount::Count(1), None)?;
+    /// layer.store_mut().trainable_mut("weight").unwrap().fill(3.0);
+    /// layer.store_mut().recompute();
+    /// assert_eq!(layer.tensor("weight").unwrap(), &array![0.0f32, 3.0].into_dyn());
+    /// # Ok(()) }
+    /// ```
+    pub fn trainable_mut(&mut self, name: &str) -> Option<ArrayViewMutD<'_, T>> {
+        if self.is_pruned(name) {
+            self.parameter_mut(&orig_name(name))
+        } else {
+            self.parameter_mut(name)
+        }
+    }
+
     /// The buffer of that name.
     ///
     /// ```
@@ -301,15 +350,24 @@ impl<T: PruneFloat> TensorStore<T> {
         !self.pruned.is_empty()
     }
 
-    /// The methods applied to `name`, oldest first (empty when not pruned):
-    /// the `PruningContainer` PyTorch keeps in its hook.
+    /// The steps that pruned `name`, oldest first, if `name` is pruned
+    /// (`None` if it is not): the `PruningContainer` PyTorch keeps in its
+    /// hook, as typed records (see [`PruningStep`]). A pruned tensor has at
+    /// least one step; [`prune::remove`](crate::prune::remove) ends the
+    /// history with the pruning.
     ///
     /// ```
-    /// # use ndprune::TensorStore;
-    /// assert!(TensorStore::<f32>::new().pruning_history("weight").is_empty());
+    /// use ndprune::prelude::*;
+    /// use ndprune::PruningStep;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut layer = Layer::<f32>::new().with_parameter("weight", ndarray::ArrayD::ones(vec![3]))?;
+    /// assert_eq!(layer.store().pruning_history("weight"), None);
+    /// prune::identity(&mut layer, "weight")?;
+    /// assert_eq!(layer.store().pruning_history("weight"), Some(&[PruningStep::Identity][..]));
+    /// # Ok(()) }
     /// ```
-    pub fn pruning_history(&self, name: &str) -> &[String] {
-        self.pruned_entry(name).map_or(&[], |p| &p.history)
+    pub fn pruning_history(&self, name: &str) -> Option<&[PruningStep]> {
+        self.pruned_entry(name).map(|p| p.history.as_slice())
     }
 
     /// Recomputes every pruned tensor as `orig * mask`: what PyTorch's
@@ -322,6 +380,15 @@ impl<T: PruneFloat> TensorStore<T> {
     /// ```
     pub fn recompute(&mut self) {
         for p in &mut self.pruned {
+            let orig = find(&self.parameters, &orig_name(&p.name))
+                .expect("a pruned tensor's original is a parameter until `remove`");
+            p.mask.mask.product_into(&mut p.tensor, orig);
+        }
+    }
+
+    /// Recomputes the pruned tensor `name` alone, if it is pruned.
+    pub(crate) fn recompute_one(&mut self, name: &str) {
+        if let Some(p) = self.pruned.iter_mut().find(|p| p.name == name) {
             let orig = find(&self.parameters, &orig_name(&p.name))
                 .expect("a pruned tensor's original is a parameter until `remove`");
             p.mask.mask.product_into(&mut p.tensor, orig);
@@ -367,7 +434,7 @@ impl<T: PruneFloat> TensorStore<T> {
             self.check_free(&taken).for_tensor(name)?;
         }
         self.parameters.push((name.to_string(), standard(orig)));
-        self.commit_first_pruning(name, Mask::dense(mask), "restored".to_string());
+        self.commit_first_pruning(name, Mask::dense(mask), PruningStep::Restored);
         Ok(())
     }
 
@@ -417,7 +484,7 @@ impl<T: PruneFloat> TensorStore<T> {
 
     /// After a successful pruning step on an already pruned `name`: records
     /// the method and recomputes the pruned tensor.
-    pub(crate) fn commit_step(&mut self, name: &str, method: String) {
+    pub(crate) fn commit_step(&mut self, name: &str, method: PruningStep) {
         let orig = find(&self.parameters, &orig_name(name))
             .expect("a pruned tensor's original is a parameter until `remove`");
         let p = self
@@ -448,7 +515,7 @@ impl<T: PruneFloat> TensorStore<T> {
     /// The first pruning of `name` (checked by `check_first_pruning`):
     /// the parameter becomes `name_orig`, `mask` becomes `name_mask`, and
     /// `name` becomes the pruned tensor.
-    pub(crate) fn commit_first_pruning(&mut self, name: &str, mask: Mask<T>, method: String) {
+    pub(crate) fn commit_first_pruning(&mut self, name: &str, mask: Mask<T>, method: PruningStep) {
         let at = position(&self.parameters, name)
             .expect("checked by `check_first_pruning` before any pruning");
         let (_, orig) = self.parameters.remove(at);
@@ -464,6 +531,42 @@ impl<T: PruneFloat> TensorStore<T> {
             tensor,
             history: vec![method],
         });
+    }
+
+    /// Replaces the values of `name` (checked to be there, with this shape,
+    /// and for a mask 0/1) by `tensor`: a parameter, a buffer, or the mask
+    /// of a pruned tensor (whose history then starts again, as loaded).
+    /// The caller recomputes the pruned tensors.
+    pub(crate) fn replace_tensor(&mut self, name: &str, tensor: ArrayD<T>) {
+        let tensor = standard(tensor);
+        let slot = self
+            .parameters
+            .iter_mut()
+            .chain(self.buffers.iter_mut())
+            .find(|(n, _)| n == name);
+        if let Some((_, t)) = slot {
+            assert_eq!(t.shape(), tensor.shape(), "checked by the caller");
+            *t = tensor;
+            return;
+        }
+        let p = self
+            .pruned
+            .iter_mut()
+            .find(|p| p.mask_name == name)
+            .expect("checked by the caller: a parameter, buffer or mask");
+        assert_eq!(p.tensor.shape(), tensor.shape(), "checked by the caller");
+        p.mask = MaskBuf::new(Mask::Dense(tensor));
+        p.history = vec![PruningStep::Loaded];
+    }
+
+    /// Prunes the plain parameter `name` (checked: there, unpruned, no
+    /// `name_orig` or `name_mask` taken, shapes equal, mask 0/1) with the
+    /// given original and mask, recorded as loaded.
+    pub(crate) fn prune_from_parts(&mut self, name: &str, orig: ArrayD<T>, mask: ArrayD<T>) {
+        let at = position(&self.parameters, name).expect("checked by the caller");
+        assert_eq!(self.parameters[at].1.shape(), orig.shape(), "checked");
+        self.parameters[at].1 = standard(orig);
+        self.commit_first_pruning(name, Mask::dense(mask), PruningStep::Loaded);
     }
 
     /// Makes the pruning of `name` permanent: `name` becomes a parameter

@@ -5,7 +5,7 @@ use std::fmt;
 
 use ndarray::{ArrayD, ArrayViewMutD};
 
-use crate::{PruneError, PruneErrorKind, PruneFloat, TensorStore};
+use crate::{PruneError, PruneErrorKind, PruneFloat, PruningStep, TensorStore};
 
 /// A model part that holds named tensors and, optionally, named child
 /// modules, like PyTorch's `nn.Module`.
@@ -162,6 +162,104 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
         self.store_at_mut(module)?.parameter_mut(name)
     }
 
+    /// The trainable tensor at a dotted path: `X_orig` if `X` is pruned,
+    /// else the parameter `X` (see [`TensorStore::trainable`]). Training
+    /// code reads and updates the same name whatever the pruning state.
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// use ndarray::array;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut m = Sequential::new().with_child("fc", Layer::new().with_parameter("weight", array![1.0f32, -2.0].into_dyn())?)?;
+    /// assert_eq!(m.trainable("fc.weight"), m.parameter("fc.weight"));
+    /// prune::l1_unstructured(&mut m, "fc.weight", Amount::Count(1), None)?;
+    /// assert_eq!(m.trainable("fc.weight").unwrap(), &array![1.0f32, -2.0].into_dyn()); // the original
+    /// assert!(m.trainable("fc.nothing").is_none());
+    /// # Ok(()) }
+    /// ```
+    fn trainable(&self, path: &str) -> Option<&ArrayD<T>> {
+        let (module, name) = split_path(path);
+        self.store_at(module)?.trainable(name)
+    }
+
+    /// The trainable tensor at a dotted path, to change its values in
+    /// place: a view of fixed shape of `X_orig` if `X` is pruned, else of
+    /// the parameter `X`. After changing a pruned tensor's original, call
+    /// [`Module::recompute_pruned`] before reading `X` (as PyTorch's
+    /// forward pre-hook would), or use [`Module::update_trainable`], which
+    /// does it.
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// use ndarray::array;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut m = Sequential::new().with_child("fc", Layer::new().with_parameter("weight", array![1.0f32, -2.0].into_dyn())?)?;
+    /// prune::l1_unstructured(&mut m, "fc.weight", Amount::Count(1), None)?;
+    /// m.trainable_mut("fc.weight").unwrap().mapv_inplace(|w| w * 10.0); // an optimizer step
+    /// m.recompute_pruned();
+    /// assert_eq!(m.tensor("fc.weight").unwrap(), &array![0.0f32, -20.0].into_dyn());
+    /// # Ok(()) }
+    /// ```
+    fn trainable_mut(&mut self, path: &str) -> Option<ArrayViewMutD<'_, T>> {
+        let (module, name) = split_path(path);
+        self.store_at_mut(module)?.trainable_mut(name)
+    }
+
+    /// Changes the trainable tensor at a dotted path with `update` (given a
+    /// view of fixed shape, as [`Module::trainable_mut`]), then recomputes
+    /// the pruned tensor if there is one: after the call, `X` is
+    /// `X_orig * X_mask` again. Fails, calling nothing, if the path names
+    /// no parameter or pruned tensor.
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// use ndarray::array;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut m = Sequential::new().with_child("fc", Layer::new().with_parameter("weight", array![1.0f32, -2.0].into_dyn())?)?;
+    /// let grad = array![0.5f32, 0.5].into_dyn();
+    /// for prune_first in [false, true] {
+    ///     if prune_first {
+    ///         prune::l1_unstructured(&mut m, "fc.weight", Amount::Count(1), None)?;
+    ///     }
+    ///     // The same training step whether or not `fc.weight` is pruned.
+    ///     m.update_trainable("fc.weight", |mut w| w.scaled_add(-0.1, &grad))?;
+    /// }
+    /// assert_eq!(m.tensor("fc.weight").unwrap(), &array![0.0f32, -2.1].into_dyn());
+    /// assert!(m.update_trainable("fc.bias", |_| ()).is_err());
+    /// # Ok(()) }
+    /// ```
+    fn update_trainable<F>(&mut self, path: &str, update: F) -> Result<(), PruneError>
+    where
+        Self: Sized,
+        F: FnOnce(ArrayViewMutD<'_, T>),
+    {
+        let (store, name) = resolve_mut(self, path)?;
+        let view = store
+            .trainable_mut(name)
+            .ok_or_else(|| PruneError::new(path, PruneErrorKind::NoSuchTensor))?;
+        update(view);
+        store.recompute_one(name);
+        Ok(())
+    }
+
+    /// The pruning history of the tensor at a dotted path, if it is pruned
+    /// (see [`TensorStore::pruning_history`]).
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// # fn main() -> Result<(), PruneError> {
+    /// let mut m = Sequential::new().push(Layer::<f32>::new().with_parameter("w", ndarray::ArrayD::ones(vec![4]))?);
+    /// prune::l1_unstructured(&mut m, "0.w", Amount::Count(1), None)?;
+    /// prune::l1_unstructured(&mut m, "0.w", Amount::Count(1), None)?;
+    /// assert_eq!(m.pruning_history("0.w").map(|h| h.len()), Some(2));
+    /// assert_eq!(m.pruning_history("0.nothing"), None);
+    /// # Ok(()) }
+    /// ```
+    fn pruning_history(&self, path: &str) -> Option<&[PruningStep]> {
+        let (module, name) = split_path(path);
+        self.store_at(module)?.pruning_history(name)
+    }
+
     /// The buffer at a dotted path.
     ///
     /// ```
@@ -261,6 +359,81 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
             s.parameters().chain(s.buffers()).collect()
         });
         out
+    }
+
+    /// Loads a state dict (dotted names to tensors, as
+    /// [`Module::state_dict`] gives them or a checkpoint holds them) into
+    /// this module, in the spirit of PyTorch's
+    /// `load_state_dict(state_dict, strict)`:
+    ///
+    /// - a key of the module's `state_dict` gets the tensor's values (a
+    ///   parameter, a buffer, or `X_orig` / `X_mask` of a tensor pruned in
+    ///   the module: then `X` is recomputed, and a loaded mask restarts
+    ///   the history as [`PruningStep::Loaded`]);
+    /// - `X_orig` with `X_mask`, where the module has a plain parameter
+    ///   `X` (and the state dict no plain `X` besides), prune `X`: it
+    ///   becomes `X_orig * X_mask`, as if pruned, with those parts (listed
+    ///   in [`LoadReport::newly_pruned`](crate::LoadReport));
+    /// - a plain `X` where the module's `X` is pruned is *unexpected*, and
+    ///   `X_orig`, `X_mask` are *missing* (as in PyTorch; call
+    ///   [`prune::remove`](crate::prune::remove) first to load a plain
+    ///   tensor there).
+    ///
+    /// With `strict`, a missing key (in the module's `state_dict`, not in
+    /// `state`) or an unexpected one (in `state`, with no place in the
+    /// module) is an error; without, they are reported in the
+    /// [`LoadReport`](crate::LoadReport) and left alone. Always an error:
+    /// a tensor whose shape differs from the module's, a key given twice,
+    /// a mask holding values other than 0 and 1. All problems are found
+    /// before anything changes: on error the module is as it was, and the
+    /// error ([`PruneErrorKind::LoadStateDict`]) lists every missing,
+    /// unexpected, misshapen and repeated key (a bad mask gives
+    /// [`PruneErrorKind::InvalidMask`] for its key). Whether a tensor is a
+    /// parameter or a buffer is the module's to say; the state dict only
+    /// gives values.
+    ///
+    /// ```
+    /// use ndprune::prelude::*;
+    /// use ndarray::{array, ArrayD};
+    ///
+    /// /// A user's own model.
+    /// #[derive(Debug, Clone)]
+    /// struct Net { own: TensorStore<f32>, fc: Layer<f32> }
+    /// impl Module<f32> for Net {
+    ///     fn store(&self) -> &TensorStore<f32> { &self.own }
+    ///     fn store_mut(&mut self) -> &mut TensorStore<f32> { &mut self.own }
+    ///     fn children(&self) -> Vec<(&str, &dyn Module<f32>)> { vec![("fc", &self.fc)] }
+    ///     fn children_mut(&mut self) -> Vec<(&str, &mut dyn Module<f32>)> { vec![("fc", &mut self.fc)] }
+    /// }
+    ///
+    /// # fn main() -> Result<(), PruneError> {
+    /// let new_net = || -> Result<Net, PruneError> {
+    ///     Ok(Net { own: TensorStore::new(), fc: Layer::new().with_parameter("weight", ArrayD::zeros(vec![2]))? })
+    /// };
+    /// let mut net = new_net()?;
+    /// // A state dict in which fc.weight was pruned.
+    /// let state = vec![
+    ///     ("fc.weight_orig".to_string(), array![3.0f32, 4.0].into_dyn()),
+    ///     ("fc.weight_mask".to_string(), array![0.0f32, 1.0].into_dyn()),
+    /// ];
+    /// let report = net.load_state_dict(state, true)?;
+    /// assert_eq!(report.newly_pruned, ["fc.weight"]);
+    /// assert_eq!(net.tensor("fc.weight").unwrap(), &array![0.0f32, 4.0].into_dyn());
+    ///
+    /// // Strict: a missing key is an error, and nothing changes.
+    /// let mut other = new_net()?;
+    /// let err = other.load_state_dict(vec![("fc.bias".to_string(), ArrayD::zeros(vec![2]))], true).unwrap_err();
+    /// assert!(matches!(err.kind(), PruneErrorKind::LoadStateDict { missing, unexpected, .. }
+    ///     if missing == &["fc.weight"] && unexpected == &["fc.bias"]));
+    /// assert_eq!(other.parameter("fc.weight").unwrap(), &ArrayD::<f32>::zeros(vec![2]));
+    /// # Ok(()) }
+    /// ```
+    fn load_state_dict(
+        &mut self,
+        state: Vec<(String, ArrayD<T>)>,
+        strict: bool,
+    ) -> Result<crate::LoadReport, PruneError> {
+        super::state::load(self, state, strict)
     }
 
     /// Recomputes every pruned tensor in the tree as `orig * mask`: what

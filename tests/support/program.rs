@@ -226,7 +226,11 @@ fn state(m: &Sequential<f32>) -> (State, State, State, Vec<usize>) {
     let mut history = Vec::new();
     m.visit_stores("", &mut |_, s| {
         for (name, _) in s.pruned_tensors() {
-            history.push(s.pruning_history(name).len());
+            history.push(
+                s.pruning_history(name)
+                    .expect("a pruned tensor has a history")
+                    .len(),
+            );
         }
     });
     (
