@@ -1043,11 +1043,17 @@ fn inspect_into_a_closed_pipe_ends_quietly() {
 /// tensor: never all in memory).
 #[cfg(target_os = "linux")]
 fn big_file(path: &Path, n: usize, len: usize) {
+    big_file_named(path, "layers", n, len)
+}
+
+/// [`big_file`] with tensors named `PREFIX.NNN.weight`.
+#[cfg(target_os = "linux")]
+fn big_file_named(path: &Path, prefix: &str, n: usize, len: usize) {
     use ndprune::io::{SafetensorsWriter, TensorSpec};
     let specs = (0..n)
         .map(|i| {
             TensorSpec::new(
-                format!("layers.{i:03}.weight"),
+                format!("{prefix}.{i:03}.weight"),
                 Dtype::F32,
                 vec![len / 64, 64],
             )
@@ -1058,7 +1064,7 @@ fn big_file(path: &Path, n: usize, len: usize) {
         .flat_map(|j| ((j * 7919 % 1000) as f32 - 500.0).to_le_bytes())
         .collect();
     for i in 0..n {
-        w.write_tensor_bytes(&format!("layers.{i:03}.weight"), &data)
+        w.write_tensor_bytes(&format!("{prefix}.{i:03}.weight"), &data)
             .unwrap();
     }
     w.commit().unwrap();
@@ -1130,6 +1136,74 @@ fn a_signal_mid_write_leaves_no_partial_out_and_no_temporary() {
         assert_eq!(temporaries(&d), Vec::<String>::new(), "signal {sig}");
     }
     assert_eq!(std::fs::read(&input).unwrap(), before);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_signal_mid_write_of_a_sharded_output_leaves_nothing_behind() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let d = dir("signals-sharded");
+    let input = d.join("in");
+    std::fs::create_dir(&input).unwrap();
+    let mut map = serde_json::Map::new();
+    let shards = [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ];
+    for (shard, prefix) in shards.iter().zip(["a", "b"]) {
+        big_file_named(&input.join(shard), prefix, 24, 1 << 18);
+        for i in 0..24 {
+            map.insert(format!("{prefix}.{i:03}.weight"), (*shard).into());
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": map });
+    std::fs::write(
+        input.join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    std::fs::write(input.join("config.json"), b"{}").unwrap();
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let output = d.join("out");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ndprune"))
+            .args(prune_args(s(&input), s(&output), &[L1, &["-q"]].concat()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once the temporary directory holds a finished shard and the
+        // next one is being written: the cleanup has files to remove.
+        let start = std::time::Instant::now();
+        loop {
+            let done = temporaries(&d)
+                .iter()
+                .any(|t| child_names(&d.join(t)).iter().any(|n| n == shards[0]));
+            if done {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "finished before its output was interrupted: make the input larger"
+            );
+            assert!(
+                start.elapsed().as_secs() < 60,
+                "no temporary directory appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(sig),
+            "ended by the signal: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!output.exists(), "no partial OUT");
+        assert_eq!(child_names(&d), ["in"], "signal {sig}: nothing left behind");
+    }
 }
 
 #[cfg(target_os = "linux")]
