@@ -478,3 +478,55 @@ fn the_command_line_takes_a_directory_or_an_index_and_refuses_a_shard() {
         before
     );
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn special_files_in_a_checkpoint_directory_never_hang_or_get_copied() {
+    let fifo = |p: &Path| {
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    };
+    // A FIFO beside the shards is no file to copy: it is left out.
+    let d = copy_fixture("fifo-beside");
+    fifo(&d.join("events.pipe"));
+    let files = CheckpointFiles::open(&d).unwrap();
+    assert!(files
+        .other_files()
+        .iter()
+        .all(|p| p.file_name().unwrap() != "events.pipe"));
+    let out = d.parent().unwrap().join("out");
+    FilePruner::new(StreamMethod::L1Unstructured, Amount::Count(1))
+        .run(&files, &Output::Directory(out.clone()), &mut ())
+        .unwrap();
+    assert!(!out.join("events.pipe").exists());
+    // A shard that is a FIFO, or a directory: refused at once.
+    for (name, make) in [
+        ("fifo-shard", &fifo as &dyn Fn(&Path)),
+        ("dir-shard", &|p: &Path| std::fs::create_dir(p).unwrap()),
+    ] {
+        let d = copy_fixture(name);
+        let shard = d.join("model-00002-of-00003.safetensors");
+        std::fs::remove_file(&shard).unwrap();
+        make(&shard);
+        let err = CheckpointFiles::open(&d).unwrap_err();
+        assert!(
+            matches!(&err, CheckpointError::BadIndex { reason, .. } if reason.contains("model-00002-of-00003.safetensors")),
+            "{name}: {err}"
+        );
+    }
+    // An index that is a FIFO: refused, whether opened or found beside a
+    // file opened alone.
+    let d = copy_fixture("fifo-index");
+    let index = d.join("model.safetensors.index.json");
+    std::fs::remove_file(&index).unwrap();
+    fifo(&index);
+    assert!(matches!(
+        CheckpointFiles::open(&index).unwrap_err(),
+        CheckpointError::BadIndex { .. }
+    ));
+    assert!(
+        !CheckpointFiles::open(d.join("model-00001-of-00003.safetensors"))
+            .unwrap()
+            .is_sharded()
+    );
+}
