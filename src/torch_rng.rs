@@ -60,6 +60,28 @@ impl TorchGenerator {
         }
     }
 
+    /// A new generator at this one's state, going on independently (a
+    /// clone shares the stream; this copies it, as
+    /// `g2 = torch.Generator(); g2.set_state(g.get_state())` does).
+    ///
+    /// ```
+    /// use ndprune::TorchGenerator;
+    /// let gen = TorchGenerator::manual_seed(5);
+    /// let copy = gen.snapshot();
+    /// assert_eq!(gen.rand::<f32>(3), copy.rand::<f32>(3));
+    /// assert!(!gen.same_stream(&copy));
+    /// ```
+    pub fn snapshot(&self) -> TorchGenerator {
+        let engine = self
+            .engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        TorchGenerator {
+            engine: Arc::new(Mutex::new(engine)),
+        }
+    }
+
     /// `n` values uniform in `[0, 1)`, as `torch.rand(n, dtype=T)` on the
     /// CPU draws them.
     ///

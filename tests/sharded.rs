@@ -108,6 +108,8 @@ fn index_of(dir: &Path) -> serde_json::Value {
 
 #[test]
 fn a_sharded_checkpoint_prunes_to_pytorchs_masks_in_every_dtype() {
+    // (The random cases follow PyTorch's stream through the tensors in
+    // the order of their names, whatever order they are written in.)
     let input = fixture();
     let files = CheckpointFiles::open(&input).unwrap();
     assert!(files.is_sharded());
@@ -120,6 +122,19 @@ fn a_sharded_checkpoint_prunes_to_pytorchs_masks_in_every_dtype() {
             StreamMethod::LnStructured {
                 norm: Norm::L(2.0),
                 dim: Dim(0),
+            },
+            Amount::Fraction(0.5),
+        ),
+        (
+            "rand",
+            StreamMethod::TorchRandomUnstructured { seed: 7 },
+            Amount::Fraction(0.3),
+        ),
+        (
+            "rands",
+            StreamMethod::TorchRandomStructured {
+                dim: Dim(0),
+                seed: 8,
             },
             Amount::Fraction(0.5),
         ),
@@ -433,6 +448,25 @@ fn the_command_line_takes_a_directory_or_an_index_and_refuses_a_shard() {
         for (name, (_, _, bytes)) in &want {
             assert!(got[&format!("{name}_mask")].2 == *bytes, "{name}");
         }
+    }
+    // PyTorch's stream: the same entries as PyTorch prunes.
+    let out = d.join("rand");
+    let r = ndprune(&[
+        "prune",
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--method",
+        "random_unstructured",
+        "--amount",
+        "0.3",
+        "--torch-seed",
+        "7",
+        "--quiet",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let got = tensors(&out);
+    for (name, (_, _, bytes)) in &expected("rand") {
+        assert!(got[&format!("{name}_mask")].2 == *bytes, "{name}");
     }
     // One shard: an error naming the index, nothing written.
     let out = d.join("one.safetensors");

@@ -17,6 +17,10 @@ The expected masks, one tensor per (case, name) as "CASE/NAME":
 - l1/NAME: prune.l1_unstructured(amount=0.25) of each such tensor, in its
   own dtype.
 - ln/NAME: prune.ln_structured(amount=0.5, n=2, dim=0) of each.
+- rand/NAME: torch.manual_seed(7), then prune.random_unstructured(amount=0.3)
+  of each, in the order of their names.
+- rands/NAME: torch.manual_seed(8), then prune.random_structured(amount=0.5,
+  dim=0) of each, in the order of their names.
 
     ~/torchenv/bin/python tools/make_sharded_fixture.py
 
@@ -129,6 +133,16 @@ def global_masks(model):
     return {name: getattr(m, l + "_mask") for name, m, l in ts}
 
 
+def seeded(seed, model, method):
+    """torch.manual_seed(seed), then `method` on each target in name order."""
+    torch.manual_seed(seed)
+    out = {}
+    for n, m, l in targets(model):
+        method(m, l)
+        out[n] = getattr(m, l + "_mask")
+    return out
+
+
 def expected():
     out = {}
     for case, run in [
@@ -137,6 +151,8 @@ def expected():
                               for n, m, l in targets(model)}),
         ("ln", lambda model: {n: prune.ln_structured(m, l, amount=0.5, n=2, dim=0) and getattr(m, l + "_mask")
                               for n, m, l in targets(model)}),
+        ("rand", lambda model: seeded(7, model, lambda m, l: prune.random_unstructured(m, l, amount=0.3))),
+        ("rands", lambda model: seeded(8, model, lambda m, l: prune.random_structured(m, l, amount=0.5, dim=0))),
     ]:
         for name, mask in run(build()).items():
             out[f"{case}/{name}"] = mask.contiguous()

@@ -91,6 +91,21 @@ pub enum StreamMethod {
         /// The seed.
         seed: u64,
     },
+    /// `random_unstructured` of each tensor on PyTorch's stream:
+    /// `torch.manual_seed(seed)`, then each selected tensor in the order of
+    /// their names, so the same entries as PyTorch prunes that way.
+    TorchRandomUnstructured {
+        /// The seed of `torch.manual_seed`.
+        seed: u64,
+    },
+    /// `random_structured` of each tensor on PyTorch's stream, as
+    /// [`StreamMethod::TorchRandomUnstructured`].
+    TorchRandomStructured {
+        /// The channel dim.
+        dim: Dim,
+        /// The seed of `torch.manual_seed`.
+        seed: u64,
+    },
     /// `global_unstructured` with L1 over all selected tensors together.
     /// Ties at the cut go lowest index first in the order the tensors are
     /// written, or in PyTorch's order (see [`StreamTies`]).
@@ -108,8 +123,11 @@ impl StreamMethod {
         match self {
             StreamMethod::L1Unstructured => "l1_unstructured",
             StreamMethod::LnStructured { .. } => "ln_structured",
-            StreamMethod::RandomUnstructured { .. } => "random_unstructured",
-            StreamMethod::RandomStructured { .. } => "random_structured",
+            StreamMethod::RandomUnstructured { .. }
+            | StreamMethod::TorchRandomUnstructured { .. } => "random_unstructured",
+            StreamMethod::RandomStructured { .. } | StreamMethod::TorchRandomStructured { .. } => {
+                "random_structured"
+            }
             StreamMethod::Global => "global",
         }
     }
@@ -656,6 +674,7 @@ impl<'s> FilePruner<'s> {
             .map(|(spec, _)| spec.byte_len())
             .sum();
         progress.start(plan.files.iter().map(Vec::len).sum(), bytes);
+        let gens = self.torch_generators(entries, input, view, &plan.groups)?;
         let ties = global.as_ref().map_or(TieOrder::NoTies, |g| g.order);
         let mut reports: Vec<Option<TensorReport>> = vec![None; plan.groups.len()];
         let mut write_file = |out: &mut SafetensorsWriter<PendingFile>,
@@ -672,8 +691,9 @@ impl<'s> FilePruner<'s> {
                         let group = &plan.groups[g];
                         let remove = matches!(source, Source::Removed(_));
                         let file = input.files()[view.shard_of(group.orig())].path();
+                        let gen = gens.get(g);
                         let report = with_float!(group.dtype, T => self.write_pruned::<T>(
-                            entries, group, g, file, global.as_mut(), out, spec.name(), remove
+                            entries, group, g, file, global.as_mut(), gen, out, spec.name(), remove
                         ))?;
                         reports[g] = Some(report);
                     }
@@ -765,6 +785,71 @@ impl<'s> FilePruner<'s> {
         })
     }
 
+    /// For the methods on PyTorch's stream, the generator each group's
+    /// pruning starts from: `torch.manual_seed(seed)`, then each group's
+    /// pruning in the order of their names, run once here to advance the
+    /// stream (the groups are written in another order). Empty otherwise.
+    fn torch_generators(
+        &self,
+        entries: &[TensorEntry<'_>],
+        input: &CheckpointFiles,
+        view: &ModelView<'_>,
+        groups: &[Group],
+    ) -> Result<Vec<TorchGenerator>, CheckpointError> {
+        let seed = match self.method {
+            StreamMethod::TorchRandomUnstructured { seed }
+            | StreamMethod::TorchRandomStructured { seed, .. } => seed,
+            _ => return Ok(Vec::new()),
+        };
+        let gen = TorchGenerator::manual_seed(seed);
+        let mut gens = Vec::with_capacity(groups.len());
+        for group in groups {
+            gens.push(gen.snapshot());
+            let file = input.files()[view.shard_of(group.orig())].path();
+            with_float!(group.dtype, T => {
+                let (mut single, _) = single_of::<T>(entries, group, file)?;
+                self.prune_single(&mut single, group, Some(&gen))
+                    .map_err(pruning(file, &group.name))?;
+            });
+        }
+        Ok(gens)
+    }
+
+    /// Prunes the one tensor of `single` by the per-tensor method.
+    fn prune_single<T: CheckpointFloat>(
+        &self,
+        single: &mut Single<T>,
+        group: &Group,
+        gen: Option<&TorchGenerator>,
+    ) -> Result<(), PruneError> {
+        let path = group.name.as_str();
+        let amount = self.amount;
+        let gen = || gen.expect("torch_generators made one per group");
+        match self.method {
+            StreamMethod::L1Unstructured => prune::l1_unstructured(single, path, amount, None),
+            StreamMethod::LnStructured { norm, dim } => {
+                prune::ln_structured(single, path, amount, norm, dim, None)
+            }
+            StreamMethod::RandomUnstructured { seed } => {
+                RandomUnstructured::new(amount, seed_for(seed, &group.name))
+                    .and_then(|m| prune::apply(single, path, &m, None))
+            }
+            StreamMethod::RandomStructured { dim, seed } => {
+                RandomStructured::new(amount, dim, seed_for(seed, &group.name))
+                    .and_then(|m| prune::apply(single, path, &m, None))
+            }
+            StreamMethod::TorchRandomUnstructured { .. } => {
+                RandomUnstructured::with_torch_generator(amount, gen())
+                    .and_then(|m| prune::apply(single, path, &m, None))
+            }
+            StreamMethod::TorchRandomStructured { dim, .. } => {
+                RandomStructured::with_torch_generator(amount, dim, gen())
+                    .and_then(|m| prune::apply(single, path, &m, None))
+            }
+            StreamMethod::Global => unreachable!("global pruning has its masks computed"),
+        }
+    }
+
     /// Computes group `g`'s mask (or, with `remove`, its pruned values) in
     /// its own dtype `T` and writes it as the next output tensor (a mask in
     /// the dtype of the mask it replaces: each tensor of a pair keeps its
@@ -777,6 +862,7 @@ impl<'s> FilePruner<'s> {
         g: usize,
         file: &Path,
         global: Option<&mut Global>,
+        gen: Option<&TorchGenerator>,
         out: &mut SafetensorsWriter<PendingFile>,
         name: &str,
         remove: bool,
@@ -795,25 +881,7 @@ impl<'s> FilePruner<'s> {
         } else {
             let (mut single, before) = single_of::<T>(entries, group, file)?;
             let path = group.name.as_str();
-            let amount = self.amount;
-            match self.method {
-                StreamMethod::L1Unstructured => {
-                    prune::l1_unstructured(&mut single, path, amount, None)
-                }
-                StreamMethod::LnStructured { norm, dim } => {
-                    prune::ln_structured(&mut single, path, amount, norm, dim, None)
-                }
-                StreamMethod::RandomUnstructured { seed } => {
-                    RandomUnstructured::new(amount, seed_for(seed, &group.name))
-                        .and_then(|m| prune::apply(&mut single, path, &m, None))
-                }
-                StreamMethod::RandomStructured { dim, seed } => {
-                    RandomStructured::new(amount, dim, seed_for(seed, &group.name))
-                        .and_then(|m| prune::apply(&mut single, path, &m, None))
-                }
-                StreamMethod::Global => unreachable!("global pruning has its masks computed"),
-            }
-            .map_err(&err)?;
+            self.prune_single(&mut single, group, gen).map_err(&err)?;
             let mask = single.mask().clone();
             let removed = if remove {
                 prune::remove(&mut single, path).map_err(&err)?;

@@ -104,6 +104,11 @@ pub struct PruneArgs {
     /// Seed of the random methods [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Seed of the random methods on PyTorch's stream: the same entries as
+    /// `torch.manual_seed(S)` followed by PyTorch's method on each selected
+    /// tensor in the order of their names (instead of --seed).
+    #[arg(long, value_name = "S", conflicts_with = "seed")]
+    pub torch_seed: Option<u64>,
     /// Prune the tensors whose name matches this glob (repeatable; `*`
     /// matches dots too). Default: every float parameter with 2 or more
     /// dims. A pruned X_orig/X_mask pair is named X.
@@ -152,6 +157,7 @@ pub struct PruneJob {
     pub norm: Option<Norm>,
     pub dim: Option<Dim>,
     pub seed: u64,
+    pub torch_seed: Option<u64>,
     pub include: Option<GlobSet>,
     pub exclude: GlobSet,
     pub remove: bool,
@@ -257,8 +263,8 @@ pub fn check(args: PruneArgs) -> PruneJob {
         (false, Some(_)) => usage(ErrorKind::ArgumentConflict, format!("{m} takes no --dim")),
         _ => {}
     }
-    if !random && args.seed.is_some() {
-        usage(ErrorKind::ArgumentConflict, format!("{m} takes no --seed"));
+    if !random && (args.seed.is_some() || args.torch_seed.is_some()) {
+        usage(ErrorKind::ArgumentConflict, format!("{m} takes no seed"));
     }
     let include = if args.include.is_empty() {
         None
@@ -299,6 +305,7 @@ pub fn check(args: PruneArgs) -> PruneJob {
         norm: args.n,
         dim: args.dim.map(Dim),
         seed: args.seed.unwrap_or(0),
+        torch_seed: args.torch_seed,
         include,
         exclude,
         remove: args.remove,

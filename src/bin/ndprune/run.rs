@@ -70,13 +70,22 @@ fn method(job: &PruneJob) -> StreamMethod {
                 .dim
                 .expect("args::check requires --dim for ln_structured"),
         },
-        Method::RandomUnstructured => StreamMethod::RandomUnstructured { seed: job.seed },
-        Method::RandomStructured => StreamMethod::RandomStructured {
-            dim: job
-                .dim
-                .expect("args::check requires --dim for random_structured"),
-            seed: job.seed,
+        Method::RandomUnstructured => match job.torch_seed {
+            Some(seed) => StreamMethod::TorchRandomUnstructured { seed },
+            None => StreamMethod::RandomUnstructured { seed: job.seed },
         },
+        Method::RandomStructured => {
+            let dim = job
+                .dim
+                .expect("args::check requires --dim for random_structured");
+            match job.torch_seed {
+                Some(seed) => StreamMethod::TorchRandomStructured { dim, seed },
+                None => StreamMethod::RandomStructured {
+                    dim,
+                    seed: job.seed,
+                },
+            }
+        }
         Method::Global => StreamMethod::Global,
     }
 }
