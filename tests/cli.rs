@@ -590,6 +590,12 @@ fn inspect_lists_tensors() {
         .unwrap();
     assert_eq!(tokens["zeros"], 1);
     assert_eq!(tokens["dtype"], "U8");
+    // Zeros of an integer tensor are no sparsity.
+    assert!(tokens["sparsity"].is_null());
+    let text = String::from_utf8(ndprune(&["inspect", s(&input)]).stdout).unwrap();
+    let line = text.lines().find(|l| l.starts_with("tokens ")).unwrap();
+    assert!(line.trim_end().ends_with('-'), "{line}");
+    assert!(text.contains("float entries:"), "{text}");
 }
 
 /// Global pruning streams its passes; a second run on a file that PyTorch's

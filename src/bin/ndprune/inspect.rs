@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use ndprune::io::{CheckpointError, CheckpointFiles, Dtype, TensorEntry};
+use ndprune::io::{is_prunable, CheckpointError, CheckpointFiles, Dtype, TensorEntry};
 use serde_json::json;
 
 use crate::run::Failure;
@@ -96,7 +96,9 @@ pub fn inspect(out: &mut impl Write, path: &std::path::Path, as_json: bool) -> R
                     "numel": e.len(),
                     "bytes": e.data().len(),
                     "zeros": z,
-                    "sparsity": z.map(|z| percent(z, e.len()) / 100.0),
+                    // Zeros of an integer tensor (a step counter, token
+                    // ids) are values, not pruning: no sparsity for them.
+                    "sparsity": z.filter(|_| is_prunable(e.dtype())).map(|z| percent(z, e.len()) / 100.0),
                 })
             })
             .collect();
@@ -131,10 +133,17 @@ pub fn inspect(out: &mut impl Write, path: &std::path::Path, as_json: bool) -> R
     )
     .map_err(print)?;
     let (mut total, mut bytes) = (0usize, 0usize);
+    let (mut float_entries, mut float_zeros) = (0usize, 0usize);
     for (e, z) in &rows {
         total = total.saturating_add(e.len());
         bytes += e.data().len();
         let shape = format!("{:?}", e.shape());
+        // Zeros of an integer tensor are values, not pruning: not shown.
+        let z = z.filter(|_| is_prunable(e.dtype()));
+        if let Some(z) = z {
+            float_entries = float_entries.saturating_add(e.len());
+            float_zeros += z;
+        }
         let zeros = z.map_or_else(
             || "-".to_string(),
             |z| format!("{:.1}%", percent(z, e.len())),
@@ -152,8 +161,9 @@ pub fn inspect(out: &mut impl Write, path: &std::path::Path, as_json: bool) -> R
     }
     writeln!(
         out,
-        "{} tensors, {total} entries, {bytes} bytes of data",
-        rows.len()
+        "{} tensors, {total} entries, {bytes} bytes of data; float entries: {float_zeros} of {float_entries} zero ({:.1}%)",
+        rows.len(),
+        percent(float_zeros, float_entries)
     )
     .map_err(print)?;
     for (base, _, m) in pairs {
