@@ -511,7 +511,7 @@ impl<'a> ModelView<'a> {
     /// The shard (position in [`CheckpointFiles::files`]) of entry `i`.
     ///
     /// ```
-    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # use ndprune::io::CheckpointFiles;
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let path = std::env::temp_dir().join("ndprune-doc-mv-shard.safetensors");
     /// # let layer = ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f32>::zeros(vec![2]))?;
@@ -541,7 +541,7 @@ impl<'a> ModelView<'a> {
     /// The index in [`ModelView::entries`] of the tensor of that name.
     ///
     /// ```
-    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # use ndprune::io::CheckpointFiles;
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let path = std::env::temp_dir().join("ndprune-doc-mv-pos.safetensors");
     /// # let layer = ndprune::Layer::new().with_parameter("bias", ndarray::ArrayD::<f32>::zeros(vec![2]))?;
