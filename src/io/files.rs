@@ -72,6 +72,10 @@ pub struct CheckpointFiles {
     /// (`config.json`, tokenizer files), for a checkpoint opened as an
     /// index or a directory.
     others: Vec<PathBuf>,
+    /// The temporary directory holding the safetensors conversion of a
+    /// PyTorch file (feature `pth`), removed on drop (after the maps).
+    #[cfg(feature = "pth")]
+    converted: Option<tempfile::TempDir>,
 }
 
 impl CheckpointFiles {
@@ -92,6 +96,10 @@ impl CheckpointFiles {
         }
         if is_index_name(path) {
             return Self::open_index(path, path);
+        }
+        #[cfg(feature = "pth")]
+        if meta.is_file() && is_torch_file(path)? {
+            return Self::open_pth(path);
         }
         if let Some(index) = index_listing(path)? {
             return Err(CheckpointError::OneShard {
@@ -123,7 +131,43 @@ impl CheckpointFiles {
             names: vec![name],
             weight_map: BTreeMap::new(),
             others: Vec::new(),
+            #[cfg(feature = "pth")]
+            converted: None,
         })
+    }
+
+    /// Converts a PyTorch file to safetensors in a temporary directory
+    /// (under the system's, `TMPDIR` on Unix) and opens that.
+    #[cfg(feature = "pth")]
+    fn open_pth(path: &Path) -> Result<Self, CheckpointError> {
+        let (dir, converted) = super::pth::convert_to_temp(path)?;
+        let mut files = Self::open_file(&converted)?;
+        files.origin = path.to_path_buf();
+        files.names = vec![path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model.safetensors".to_string())];
+        files.converted = Some(dir);
+        Ok(files)
+    }
+
+    /// Whether the checkpoint was read from a PyTorch file (`.pth`, `.pt`,
+    /// `.bin`) and converted to a temporary safetensors file (feature
+    /// `pth`), which is then [`files`](Self::files)`()[0]`.
+    ///
+    /// ```
+    /// use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// use ndprune::prelude::*;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-converted.safetensors");
+    /// let layer = Layer::new().with_parameter("weight", ndarray::ArrayD::<f32>::ones(vec![2]))?;
+    /// Checkpoint::new(Sequential::new().with_child("fc", layer)?).save(&path)?;
+    /// assert!(!CheckpointFiles::open(&path)?.is_converted());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "pth")]
+    pub fn is_converted(&self) -> bool {
+        self.converted.is_some()
     }
 
     fn open_dir(dir: &Path) -> Result<Self, CheckpointError> {
@@ -219,6 +263,8 @@ impl CheckpointFiles {
             names,
             weight_map,
             others,
+            #[cfg(feature = "pth")]
+            converted: None,
         };
         // Checked now, so that no later reader meets a disagreement.
         files.view()?;
@@ -599,6 +645,17 @@ impl<'a> ModelView<'a> {
 }
 
 /// Whether the path's file name ends in `.safetensors.index.json`.
+/// Whether a regular file starts as a file `torch.save` writes.
+#[cfg(feature = "pth")]
+fn is_torch_file(path: &Path) -> Result<bool, CheckpointError> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4);
+    fs::File::open(path)
+        .and_then(|f| f.take(4).read_to_end(&mut head))
+        .map_err(|e| CheckpointError::io(path, "reading", e))?;
+    Ok(super::pth::looks_like_torch(&head))
+}
+
 fn is_index_name(path: &Path) -> bool {
     path.file_name()
         .and_then(OsStr::to_str)
