@@ -97,17 +97,25 @@ impl CheckpointFiles {
         if is_index_name(path) {
             return Self::open_index(path, path);
         }
-        #[cfg(feature = "pth")]
-        if meta.is_file() && is_torch_file(path)? {
-            return Self::open_pth(path);
-        }
         if let Some(index) = index_listing(path)? {
             return Err(CheckpointError::OneShard {
                 path: path.to_path_buf(),
                 index,
             });
         }
-        Self::open_file(path)
+        let files = Self::open_file(path)?;
+        // Not safetensors but what torch.save writes: converted. (Any
+        // other error of the header is left to `view`, as without `pth`.)
+        #[cfg(feature = "pth")]
+        if let Err(CheckpointError::NotSafetensors {
+            format: super::ForeignFormat::TorchZip | super::ForeignFormat::TorchPickle,
+            ..
+        }) = files.view()
+        {
+            drop(files);
+            return Self::open_pth(path);
+        }
+        Ok(files)
     }
 
     /// Opens one safetensors file as a whole checkpoint, whether or not an
@@ -136,7 +144,9 @@ impl CheckpointFiles {
         })
     }
 
-    /// Converts a PyTorch file to safetensors in a temporary directory
+    /// Converts a PyTorch file (one that failed to parse as safetensors
+    /// and starts as a zip archive or a pickle) to safetensors in a
+    /// temporary directory
     /// (under the system's, `TMPDIR` on Unix) and opens that.
     #[cfg(feature = "pth")]
     fn open_pth(path: &Path) -> Result<Self, CheckpointError> {
@@ -645,17 +655,6 @@ impl<'a> ModelView<'a> {
 }
 
 /// Whether the path's file name ends in `.safetensors.index.json`.
-/// Whether a regular file starts as a file `torch.save` writes.
-#[cfg(feature = "pth")]
-fn is_torch_file(path: &Path) -> Result<bool, CheckpointError> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(4);
-    fs::File::open(path)
-        .and_then(|f| f.take(4).read_to_end(&mut head))
-        .map_err(|e| CheckpointError::io(path, "reading", e))?;
-    Ok(super::pth::looks_like_torch(&head))
-}
-
 fn is_index_name(path: &Path) -> bool {
     path.file_name()
         .and_then(OsStr::to_str)

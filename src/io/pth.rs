@@ -30,7 +30,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use ndprune::io::{pth, CheckpointError, Dtype};
+//! use ndprune::io::{pth, CheckpointError};
 //!
 //! let path = std::env::temp_dir().join("ndprune-doc-pth-mod.pth");
 //! std::fs::write(&path, b"PK\x03\x04 not a whole zip archive")?;
@@ -53,6 +53,10 @@ pub const STATE_DICT_KEYS: [&str; 3] = ["state_dict", "model_state_dict", "model
 /// Whether the first bytes of a file are those of a file `torch.save`
 /// writes: a zip archive (`PK\x03\x04`, PyTorch 1.6 and later) or a pickle
 /// (`\x80` and a protocol 2 to 5, before it).
+///
+/// Only a hint: a safetensors file whose header is 640 to 1535 bytes long
+/// starts as a pickle does. [`CheckpointFiles::open`](super::CheckpointFiles::open)
+/// converts a file only once it failed to parse as safetensors.
 ///
 /// ```
 /// use ndprune::io::pth::looks_like_torch;
