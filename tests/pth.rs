@@ -140,7 +140,7 @@ fn pruning_a_pth_gives_the_masks_of_its_twin() {
                 dir.join(format!("{input}-{case}.safetensors")),
                 dir.join(format!("twin-{case}.safetensors")),
             );
-            let pruner = FilePruner::new(method.clone(), *amount);
+            let pruner = FilePruner::new(*method, *amount);
             let ra = pruner
                 .run(&files, &Output::File(a.clone()), &mut ())
                 .unwrap();
