@@ -48,6 +48,10 @@ use super::{CheckpointError, Dtype, RawTensor, SafetensorsWriter, TensorSpec};
 
 /// The keys under which a training checkpoint keeps its weights, tried in
 /// this order.
+///
+/// ```
+/// assert_eq!(ndprune::io::pth::STATE_DICT_KEYS[0], "state_dict");
+/// ```
 pub const STATE_DICT_KEYS: [&str; 3] = ["state_dict", "model_state_dict", "model"];
 
 /// Whether the first bytes of a file are those of a file `torch.save`
@@ -170,12 +174,13 @@ fn read_bytes(path: &Path, tensor: &Tensor) -> Result<Vec<u8>, CheckpointError> 
 /// Every tensor is in memory at once; [`convert_to_safetensors`] holds one
 /// at a time.
 ///
-/// ```no_run
+/// ```
 /// # fn main() -> Result<(), ndprune::io::CheckpointError> {
-/// use ndprune::io::pth;
-/// for t in pth::read_state_dict("model.pth")? {
-///     println!("{} {:?} {:?}", t.name(), t.dtype(), t.shape());
-/// }
+/// use ndprune::io::{pth, Dtype};
+/// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pth/model.pth");
+/// let tensors = pth::read_state_dict(path)?; // torch.save(model.state_dict(), path)
+/// let counter = tensors.iter().find(|t| t.name() == "1.num_batches_tracked").unwrap();
+/// assert_eq!((counter.dtype(), counter.shape()), (Dtype::I64, &[][..]));
 /// # Ok(()) }
 /// ```
 ///
@@ -212,11 +217,16 @@ pub fn read_state_dict(path: impl AsRef<Path>) -> Result<Vec<RawTensor>, Checkpo
 /// A checkpoint's weights read from under a key (`"state_dict"`, …) keep
 /// it in the safetensors metadata as `pth_key`.
 ///
-/// ```no_run
+/// ```
 /// # fn main() -> Result<(), ndprune::io::CheckpointError> {
-/// use ndprune::io::pth;
-/// let n = pth::convert_to_safetensors("model.pth", "model.safetensors")?;
-/// println!("{n} tensors");
+/// use ndprune::io::{pth, CheckpointFiles};
+/// # let pth_path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pth/nested.pth");
+/// let out = std::env::temp_dir().join("ndprune-doc-convert.safetensors");
+/// // torch.save({"state_dict": model.state_dict(), "epoch": 3}, pth_path)
+/// let n = pth::convert_to_safetensors(pth_path, &out)?;
+/// let files = CheckpointFiles::open(&out)?;
+/// assert_eq!(files.view()?.entries().len(), n);
+/// assert_eq!(files.view()?.metadata(0).unwrap()["pth_key"], "state_dict");
 /// # Ok(()) }
 /// ```
 ///
