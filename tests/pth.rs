@@ -240,4 +240,17 @@ fn damaged_and_hostile_files_fail_with_typed_errors() {
 fn a_safetensors_file_is_not_converted() {
     let files = CheckpointFiles::open(fixture("model.safetensors")).unwrap();
     assert!(!files.is_converted());
+    // Nor one whose header is 896 (0x380) bytes long: it starts as a
+    // protocol-3 pickle does.
+    let header = r#"{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#;
+    let header = format!("{header:<896}");
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.push(7);
+    assert!(pth::looks_like_torch(&bytes));
+    let path = scratch("not-converted").join("m.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let files = CheckpointFiles::open(&path).unwrap();
+    assert!(!files.is_converted());
+    assert_eq!(files.view().unwrap().get("w").unwrap().data(), [7]);
 }
