@@ -651,6 +651,35 @@ fn global_again_on_a_pruned_file_matches_the_library() {
 #[path = "support/child.rs"]
 mod child;
 
+/// A `.pth` written by `torch.save(model.state_dict())` (feature `pth`,
+/// which `cli` turns on) prunes to what its safetensors twin prunes to.
+#[test]
+fn a_pth_file_prunes_to_what_its_safetensors_twin_prunes_to() {
+    let d = dir("pth");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth");
+    let (a, b) = (
+        d.join("from-pth.safetensors"),
+        d.join("from-twin.safetensors"),
+    );
+    for (input, out) in [("nested.pth", &a), ("model.safetensors", &b)] {
+        let r = ndprune(&prune_args(s(&fixtures.join(input)), s(out), L1));
+        assert!(r.status.success(), "{input}: {}", stderr(&r));
+    }
+    let (a, b) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let masks = |bytes: &[u8]| -> Vec<(String, Vec<u8>)> {
+        let view = ndprune::io::SafetensorsView::parse(bytes).unwrap();
+        view.entries()
+            .iter()
+            .map(|e| (e.name().to_string(), e.data().to_vec()))
+            .collect()
+    };
+    let (ma, mb) = (masks(&a), masks(&b));
+    assert!(ma.iter().filter(|(n, _)| n.ends_with("_mask")).count() >= 4);
+    assert_eq!(ma, mb);
+    let r = ndprune(&["inspect", s(&fixtures.join("model.pth"))]);
+    assert!(r.status.success(), "{}", stderr(&r));
+}
+
 fn prune_args<'a>(input: &'a str, output: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec!["prune", input, output];
     v.extend_from_slice(rest);
@@ -749,7 +778,7 @@ fn inputs_a_user_will_try_get_a_hint_and_never_hang() {
     std::fs::create_dir(&model_dir).unwrap();
     let cases = [
         (&fifo, "FIFO"),
-        (&zip, "safetensors.torch.save_file"),
+        (&zip, "cannot read it as a PyTorch checkpoint"),
         (&index, "model-00001-of-00002.safetensors"),
         (&model_dir, "directory"),
     ];

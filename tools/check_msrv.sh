@@ -24,7 +24,8 @@ LIB_MSRV=1.85
 BUILDS=(
   "library, every feature but nuc and cli|--no-default-features --features rayon,safetensors,half|1.85"
   "library, default features (nuc: nalgebra)|--features default|1.89"
-  "command line (cli), without nuc|--no-default-features --features cli,rayon|1.88"
+  "library with pth, without nuc (pytorch-reader: zip 9.8)|--no-default-features --features rayon,safetensors,pth|1.89"
+  "command line (cli, which turns pth on), without nuc|--no-default-features --features cli,rayon|1.89"
   "everything (--all-features)|--all-features|1.89"
 )
 

@@ -284,6 +284,17 @@ pub enum CheckpointError {
         /// How many tensors were selected.
         tensors: usize,
     },
+    /// A PyTorch file (`.pth`, `.pt`, `.bin`; feature `pth`) cannot be
+    /// read: damaged or truncated, its root no dictionary, a tensor of a
+    /// kind safetensors cannot hold (sparse, quantized, complex). Only the
+    /// feature `pth` gives this error.
+    #[error("{}: cannot read it as a PyTorch checkpoint: {reason}", Shown(path))]
+    Pth {
+        /// The file.
+        path: PathBuf,
+        /// What the reader found wrong.
+        reason: String,
+    },
     /// A file cannot be written at the path: its directory is missing, its
     /// name too long, or something other than a regular file is there.
     /// (Found before anything is written.)
@@ -434,7 +445,9 @@ impl ForeignFormat {
     fn hint(self) -> &'static str {
         match self {
             ForeignFormat::TorchZip | ForeignFormat::TorchPickle => {
-                "convert it in Python first: safetensors.torch.save_file(torch.load(IN), OUT) \
+                "build ndprune with the feature `pth` to read it (CheckpointFiles::open and the \
+                 command line then convert it), or convert it in Python first: \
+                 safetensors.torch.save_file(torch.load(IN), OUT) \
                  (for a state_dict; a whole pickled model needs model.state_dict())"
             }
             ForeignFormat::ShardIndex => "give the shards its weight_map lists, one file at a time",
@@ -591,7 +604,8 @@ macro_rules! path_of {
             | CheckpointError::OneShard { path, .. }
             | CheckpointError::NoCheckpoint { path, .. }
             | CheckpointError::Prune { path, .. }
-            | CheckpointError::GlobalAmount { path, .. } => path,
+            | CheckpointError::GlobalAmount { path, .. }
+            | CheckpointError::Pth { path, .. } => path,
         }
     };
 }

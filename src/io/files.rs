@@ -72,6 +72,10 @@ pub struct CheckpointFiles {
     /// (`config.json`, tokenizer files), for a checkpoint opened as an
     /// index or a directory.
     others: Vec<PathBuf>,
+    /// The temporary directory holding the safetensors conversion of a
+    /// PyTorch file (feature `pth`), removed on drop (after the maps).
+    #[cfg(feature = "pth")]
+    converted: Option<tempfile::TempDir>,
 }
 
 impl CheckpointFiles {
@@ -99,7 +103,19 @@ impl CheckpointFiles {
                 index,
             });
         }
-        Self::open_file(path)
+        let files = Self::open_file(path)?;
+        // Not safetensors but what torch.save writes: converted. (Any
+        // other error of the header is left to `view`, as without `pth`.)
+        #[cfg(feature = "pth")]
+        if let Err(CheckpointError::NotSafetensors {
+            format: super::ForeignFormat::TorchZip | super::ForeignFormat::TorchPickle,
+            ..
+        }) = files.view()
+        {
+            drop(files);
+            return Self::open_pth(path);
+        }
+        Ok(files)
     }
 
     /// Opens one safetensors file as a whole checkpoint, whether or not an
@@ -123,7 +139,45 @@ impl CheckpointFiles {
             names: vec![name],
             weight_map: BTreeMap::new(),
             others: Vec::new(),
+            #[cfg(feature = "pth")]
+            converted: None,
         })
+    }
+
+    /// Converts a PyTorch file (one that failed to parse as safetensors
+    /// and starts as a zip archive or a pickle) to safetensors in a
+    /// temporary directory
+    /// (under the system's, `TMPDIR` on Unix) and opens that.
+    #[cfg(feature = "pth")]
+    fn open_pth(path: &Path) -> Result<Self, CheckpointError> {
+        let (dir, converted) = super::pth::convert_to_temp(path)?;
+        let mut files = Self::open_file(&converted)?;
+        files.origin = path.to_path_buf();
+        files.names = vec![path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model.safetensors".to_string())];
+        files.converted = Some(dir);
+        Ok(files)
+    }
+
+    /// Whether the checkpoint was read from a PyTorch file (`.pth`, `.pt`,
+    /// `.bin`) and converted to a temporary safetensors file (feature
+    /// `pth`), which is then [`files`](Self::files)`()[0]`.
+    ///
+    /// ```
+    /// use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// use ndprune::prelude::*;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-converted.safetensors");
+    /// let layer = Layer::new().with_parameter("weight", ndarray::ArrayD::<f32>::ones(vec![2]))?;
+    /// Checkpoint::new(Sequential::new().with_child("fc", layer)?).save(&path)?;
+    /// assert!(!CheckpointFiles::open(&path)?.is_converted());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "pth")]
+    pub fn is_converted(&self) -> bool {
+        self.converted.is_some()
     }
 
     fn open_dir(dir: &Path) -> Result<Self, CheckpointError> {
@@ -219,6 +273,8 @@ impl CheckpointFiles {
             names,
             weight_map,
             others,
+            #[cfg(feature = "pth")]
+            converted: None,
         };
         // Checked now, so that no later reader meets a disagreement.
         files.view()?;

@@ -40,6 +40,8 @@ mod checkpoint;
 mod dtype;
 mod error;
 mod files;
+#[cfg(feature = "pth")]
+pub mod pth;
 mod raw;
 mod reader;
 mod spec;
