@@ -42,6 +42,7 @@ mod error;
 mod files;
 mod raw;
 mod reader;
+mod recipe;
 mod spec;
 mod stream;
 mod tree;
@@ -54,6 +55,7 @@ pub use error::{CheckpointError, FileKind, ForeignFormat, PairProblem, TargetPro
 pub use files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
 pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
+pub use recipe::{Recipe, RecipeError, RecipeStep};
 pub use spec::TensorSpec;
 pub use stream::{
     is_prunable, FilePruner, Output, Progress, StreamMethod, StreamReport, StreamTies,
