@@ -88,12 +88,16 @@ pub struct PruneArgs {
     #[arg(value_name = "OUT")]
     pub output: PathBuf,
     /// How to choose what to prune.
-    #[arg(long, value_enum)]
-    pub method: Method,
+    #[arg(long, value_enum, required_unless_present = "recipe")]
+    pub method: Option<Method>,
     /// How much: a count of entries or channels ("5"), or a fraction of what
     /// is left ("0.3"), as PyTorch reads an int or a float.
-    #[arg(long, value_parser = parse_amount, allow_negative_numbers = true)]
-    pub amount: Amount,
+    #[arg(long, value_parser = parse_amount, allow_negative_numbers = true, required_unless_present = "recipe")]
+    pub amount: Option<Amount>,
+    /// A recipe file (JSON): ordered steps run in one pass (see the
+    /// README). Its globs are segment-aware: `*` never crosses a dot.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "amount", "n", "dim", "seed", "torch_seed", "include", "exclude"])]
+    pub recipe: Option<PathBuf>,
     /// The norm of ln_structured: a number p, "inf", "-inf", "fro" or "nuc".
     #[arg(long, value_parser = parse_norm, allow_negative_numbers = true)]
     pub n: Option<Norm>,
@@ -154,6 +158,8 @@ pub struct PruneJob {
     pub output: Output,
     pub method: Method,
     pub amount: Amount,
+    /// A recipe instead of method and amount.
+    pub recipe: Option<ndprune::io::Recipe>,
     pub norm: Option<Norm>,
     pub dim: Option<Dim>,
     pub seed: u64,
@@ -239,15 +245,40 @@ pub fn usage_error(msg: String) -> ! {
 }
 
 /// Exits with a usage error (status 2) unless the arguments make sense.
-pub fn check(args: PruneArgs) -> PruneJob {
+pub fn check(mut args: PruneArgs) -> PruneJob {
     let usage = |kind: ErrorKind, msg: String| -> ! { Cli::command().error(kind, msg).exit() };
-    let m = args.method.name();
-    let needs_dim = matches!(args.method, Method::LnStructured | Method::RandomStructured);
+    let recipe = args.recipe.as_ref().map(|path| {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+            usage(
+                ErrorKind::InvalidValue,
+                format!("--recipe {}: {e}", path.display()),
+            )
+        });
+        ndprune::io::Recipe::from_json(&text).unwrap_or_else(|e| {
+            usage(
+                ErrorKind::InvalidValue,
+                format!("--recipe {}: {e}", path.display()),
+            )
+        })
+    });
+    if recipe.is_some() {
+        // Placeholders: the recipe's steps say what to do.
+        args.method = Some(Method::Global);
+        args.amount = Some(Amount::Count(0));
+    }
+    let (Some(method), Some(amount)) = (args.method, args.amount) else {
+        usage(
+            ErrorKind::MissingRequiredArgument,
+            "--method and --amount (or --recipe) are needed".into(),
+        )
+    };
+    let m = method.name();
+    let needs_dim = matches!(method, Method::LnStructured | Method::RandomStructured);
     let random = matches!(
-        args.method,
+        method,
         Method::RandomUnstructured | Method::RandomStructured
     );
-    match (args.method, args.n) {
+    match (method, args.n) {
         (Method::LnStructured, None) => usage(
             ErrorKind::MissingRequiredArgument,
             "ln_structured needs --n".into(),
@@ -300,8 +331,9 @@ pub fn check(args: PruneArgs) -> PruneJob {
     PruneJob {
         input: args.input,
         output,
-        method: args.method,
-        amount: args.amount,
+        method,
+        amount,
+        recipe,
         norm: args.n,
         dim: args.dim.map(Dim),
         seed: args.seed.unwrap_or(0),

@@ -58,8 +58,8 @@ fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Re
         let doc = json!({
             "input": job.input.display().to_string(),
             "output": job.output.path().display().to_string(),
-            "method": job.method.name(),
-            "amount": job.amount.to_string(),
+            "method": if job.recipe.is_some() { "recipe" } else { job.method.name() },
+            "amount": if job.recipe.is_some() { String::new() } else { job.amount.to_string() },
             "removed": job.remove,
             "ties": format!("{:?}", report.ties),
             "tensors": tensors,
@@ -80,13 +80,15 @@ fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Re
         .max()
         .unwrap_or(6)
         .clamp(6, NAME_COLUMN);
+    let what = match &job.recipe {
+        Some(r) => format!("recipe of {} steps", r.steps().len()),
+        None => format!("{} amount {}", job.method.name(), job.amount),
+    };
     writeln!(
         out,
-        "{} -> {} ({} amount {}{})",
+        "{} -> {} ({what}{})",
         job.input.display(),
         job.output.path().display(),
-        job.method.name(),
-        job.amount,
         if job.remove { ", removed" } else { "" }
     )?;
     writeln!(

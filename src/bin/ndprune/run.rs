@@ -93,6 +93,19 @@ fn method(job: &PruneJob) -> StreamMethod {
 /// Prunes the opened input into `job.output`. On error nothing is written
 /// and nothing is left behind (see `cleanup` for signals).
 pub fn run(job: &PruneJob, input: &CheckpointFiles) -> Result<StreamReport, Failure> {
+    let mut shown = Shown {
+        bar: ProgressBar::hidden(),
+        quiet: job.quiet,
+    };
+    if let Some(recipe) = &job.recipe {
+        // A recipe naming no tensor of IN is a usage error: nothing written.
+        let pruner = recipe
+            .pruner(input)
+            .unwrap_or_else(|e| crate::args::usage_error(format!("--recipe: {e}")))
+            .remove(job.remove)
+            .ties(job.ties);
+        return pruner.run(input, &job.output, &mut shown);
+    }
     let pruner = FilePruner::new(method(job), job.amount)
         .remove(job.remove)
         .ties(job.ties)
@@ -103,9 +116,5 @@ pub fn run(job: &PruneJob, input: &CheckpointFiles) -> Result<StreamReport, Fail
             };
             included && !job.exclude.is_match(spec.name())
         });
-    let mut shown = Shown {
-        bar: ProgressBar::hidden(),
-        quiet: job.quiet,
-    };
     pruner.run(input, &job.output, &mut shown)
 }
