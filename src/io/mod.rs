@@ -58,7 +58,7 @@ pub use reader::{MappedFile, SafetensorsView, TensorEntry};
 pub use recipe::{Recipe, RecipeError, RecipeStep};
 pub use spec::TensorSpec;
 pub use stream::{
-    is_prunable, FilePruner, Output, Progress, StreamMethod, StreamReport, StreamTies,
+    is_prunable, FilePruner, Output, Progress, StreamMethod, StreamReport, StreamTies, TensorPlan,
     TensorReport, TieOrder,
 };
 pub use writer::{alignment_rank, SafetensorsWriter};

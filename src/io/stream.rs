@@ -320,6 +320,48 @@ impl TensorReport {
     }
 }
 
+/// What a [`FilePruner`] would do to one tensor ([`FilePruner::dry_run`]).
+///
+/// ```
+/// use ndprune::io::{Dtype, TensorPlan};
+/// let t = TensorPlan { name: "w".into(), dtype: Dtype::F32, shape: vec![4], numel: 4, steps: vec![0, 1], before: 0, after: vec![1, 2] };
+/// assert_eq!(t.sparsity(), 0.5);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorPlan {
+    /// The tensor's name (`X` for a pair `X_orig`/`X_mask`).
+    pub name: String,
+    /// The dtype of its values.
+    pub dtype: Dtype,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its number of entries.
+    pub numel: usize,
+    /// The steps (from 0) that select it.
+    pub steps: Vec<usize>,
+    /// Entries pruned before any step.
+    pub before: usize,
+    /// Entries pruned after each step (every step, selecting it or not).
+    pub after: Vec<usize>,
+}
+
+impl TensorPlan {
+    /// The fraction of entries pruned after the last step.
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, TensorPlan};
+    /// let t = TensorPlan { name: "w".into(), dtype: Dtype::F32, shape: vec![2], numel: 2, steps: vec![], before: 1, after: vec![] };
+    /// assert_eq!(t.sparsity(), 0.5);
+    /// ```
+    pub fn sparsity(&self) -> f64 {
+        if self.numel == 0 {
+            0.0
+        } else {
+            self.after.last().copied().unwrap_or(self.before) as f64 / self.numel as f64
+        }
+    }
+}
+
 /// What a [`FilePruner::run`] did.
 ///
 /// ```
@@ -461,6 +503,35 @@ impl<'s> FilePruner<'s> {
         }
     }
 
+    /// Makes pruning permanent: every pruned pair `X_orig`/`X_mask` of the
+    /// input is written as `X = X_orig * X_mask` (as [`prune::remove`]
+    /// does); everything else is copied byte for byte.
+    ///
+    /// ```
+    /// use ndprune::io::{Checkpoint, CheckpointFiles, FilePruner, Output, StreamMethod};
+    /// use ndprune::prelude::*;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir();
+    /// let (a, b, c) = (dir.join("ndprune-doc-rm-a.safetensors"), dir.join("ndprune-doc-rm-b.safetensors"), dir.join("ndprune-doc-rm-c.safetensors"));
+    /// let w = ndarray::array![[1.0f32, -2.0], [3.0, -0.5]].into_dyn();
+    /// Checkpoint::new(Sequential::new().with_child("fc", Layer::new().with_parameter("weight", w)?)?).save(&a)?;
+    /// FilePruner::new(StreamMethod::L1Unstructured, Amount::Count(2)).run(&CheckpointFiles::open(&a)?, &Output::File(b.clone()), &mut ())?;
+    /// let report = FilePruner::remove_pruning().run(&CheckpointFiles::open(&b)?, &Output::File(c.clone()), &mut ())?;
+    /// assert_eq!(report.tensors[0].after, 2);
+    /// let done = Checkpoint::<f32>::load(&c)?;
+    /// assert_eq!(done.tensor("fc.weight").unwrap(), &ndarray::array![[0.0f32, -2.0], [3.0, 0.0]].into_dyn());
+    /// assert!(done.raw_tensor("fc.weight_mask").is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn remove_pruning() -> Self {
+        FilePruner {
+            stages: Vec::new(),
+            remove: true,
+            ties: StreamTies::default(),
+            cap: None,
+        }
+    }
+
     /// A pruner running `stages` in order on each tensor, no tensor's
     /// fraction of pruned entries going past `cap` (recipes).
     pub(crate) fn from_stages(stages: Vec<Stage<'s>>, cap: Option<f64>) -> Self {
@@ -547,6 +618,51 @@ impl<'s> FilePruner<'s> {
         result
     }
 
+    /// What [`FilePruner::run`] would do, without writing anything: for
+    /// each tensor it would prune (by name), the entries pruned before and
+    /// after each step. The same computation as `run`, masks included.
+    ///
+    /// ```
+    /// use ndprune::io::{Checkpoint, CheckpointFiles, FilePruner, StreamMethod};
+    /// use ndprune::prelude::*;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let input = std::env::temp_dir().join("ndprune-doc-fp-dry.safetensors");
+    /// let w = ndarray::array![[1.0f32, -2.0], [3.0, -0.5]].into_dyn();
+    /// Checkpoint::new(Sequential::new().with_child("fc", Layer::new().with_parameter("weight", w)?)?).save(&input)?;
+    /// let plan = FilePruner::new(StreamMethod::L1Unstructured, Amount::Count(2)).dry_run(&CheckpointFiles::open(&input)?)?;
+    /// assert_eq!((plan[0].name.as_str(), plan[0].before, plan[0].after.as_slice()), ("fc.weight", 0, &[2][..]));
+    /// # Ok(()) }
+    /// ```
+    pub fn dry_run(&self, input: &CheckpointFiles) -> Result<Vec<TensorPlan>, CheckpointError> {
+        let view = input.view()?;
+        // The layout of a directory output: the same groups and order.
+        let plan = self.plan(input, &view, &Output::Directory(PathBuf::new()));
+        let entries = view.entries();
+        let (gens, globals) = self.prepare(input, &view, &plan)?;
+        let mut out = Vec::with_capacity(plan.groups.len());
+        for (g, group) in plan.groups.iter().enumerate() {
+            let file = input.files()[view.shard_of(group.orig())].path();
+            let (before, after) = with_float!(group.dtype, T => {
+                let (_, before, after) = self.state::<T>(
+                    entries, &plan, g, file, self.stages.len(), &globals, gens.get(g),
+                )?;
+                (before, after)
+            });
+            out.push(TensorPlan {
+                name: group.name.clone(),
+                dtype: group.dtype,
+                shape: group.shape.clone(),
+                numel: group.shape.iter().product(),
+                steps: (0..self.stages.len())
+                    .filter(|&s| plan.members[s][g])
+                    .collect(),
+                before,
+                after,
+            });
+        }
+        Ok(out)
+    }
+
     /// Selects the tensors to prune and lays out the output files.
     fn plan(&self, input: &CheckpointFiles, view: &ModelView<'_>, output: &Output) -> Plan {
         let entries = view.entries();
@@ -600,7 +716,8 @@ impl<'s> FilePruner<'s> {
             .filter_map(|g| {
                 let spec = TensorSpec::new(g.name.clone(), g.dtype, g.shape.clone());
                 let by: Vec<bool> = self.stages.iter().map(|s| s.selects(&spec)).collect();
-                by.contains(&true).then_some((g, by))
+                let pair = matches!(g.target, Target::Pair { .. });
+                (by.contains(&true) || (self.stages.is_empty() && pair)).then_some((g, by))
             })
             .collect();
         groups.sort_by(|a, b| a.0.name.cmp(&b.0.name));
@@ -695,49 +812,7 @@ impl<'s> FilePruner<'s> {
         progress: &mut dyn Progress,
     ) -> Result<StreamReport, CheckpointError> {
         let entries = view.entries();
-        let origin = input.origin();
-        // The groups in the order their outputs are written.
-        let order: Vec<usize> = plan
-            .files
-            .iter()
-            .flatten()
-            .filter_map(|(_, source)| match *source {
-                Source::Mask(g) | Source::Removed(g) => Some(g),
-                _ => None,
-            })
-            .collect();
-        let gens = self.torch_generators(entries, input, view, &plan.groups)?;
-        // Each global step's cut, over what the steps before it leave.
-        let mut globals: Vec<Option<Global>> = Vec::with_capacity(self.stages.len());
-        for (s, stage) in self.stages.iter().enumerate() {
-            let members = &plan.members[s];
-            let global = match stage.method {
-                StreamMethod::Global if members.contains(&true) => {
-                    let order: Vec<usize> = order.iter().copied().filter(|&g| members[g]).collect();
-                    let prior = |g: usize| -> Result<Option<Vec<bool>>, CheckpointError> {
-                        let group = &plan.groups[g];
-                        let file = input.files()[view.shard_of(group.orig())].path();
-                        with_float!(group.dtype, T => {
-                            let (single, _, _) =
-                                self.state::<T>(entries, plan, g, file, s, &globals, gens.get(g))?;
-                            Ok(single.mask_bools())
-                        })
-                    };
-                    Some(Global::compute(
-                        entries,
-                        &plan.groups,
-                        members,
-                        &order,
-                        stage.amount,
-                        self.ties,
-                        origin,
-                        &prior,
-                    )?)
-                }
-                _ => None,
-            };
-            globals.push(global);
-        }
+        let (gens, globals) = self.prepare(input, view, plan)?;
         let bytes: u64 = plan
             .files
             .iter()
@@ -858,6 +933,62 @@ impl<'s> FilePruner<'s> {
             },
             ties,
         })
+    }
+
+    /// The generators of the methods on PyTorch's stream, and each global
+    /// step's cut, over what the steps before it leave.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+        input: &CheckpointFiles,
+        view: &ModelView<'_>,
+        plan: &Plan,
+    ) -> Result<(Vec<TorchGenerator>, Vec<Option<Global>>), CheckpointError> {
+        let entries = view.entries();
+        let origin = input.origin();
+        // The groups in the order their outputs are written.
+        let order: Vec<usize> = plan
+            .files
+            .iter()
+            .flatten()
+            .filter_map(|(_, source)| match *source {
+                Source::Mask(g) | Source::Removed(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        let gens = self.torch_generators(entries, input, view, &plan.groups)?;
+        // Each global step's cut, over what the steps before it leave.
+        let mut globals: Vec<Option<Global>> = Vec::with_capacity(self.stages.len());
+        for (s, stage) in self.stages.iter().enumerate() {
+            let members = &plan.members[s];
+            let global = match stage.method {
+                StreamMethod::Global if members.contains(&true) => {
+                    let order: Vec<usize> = order.iter().copied().filter(|&g| members[g]).collect();
+                    let prior = |g: usize| -> Result<Option<Vec<bool>>, CheckpointError> {
+                        let group = &plan.groups[g];
+                        let file = input.files()[view.shard_of(group.orig())].path();
+                        with_float!(group.dtype, T => {
+                            let (single, _, _) =
+                                self.state::<T>(entries, plan, g, file, s, &globals, gens.get(g))?;
+                            Ok(single.mask_bools())
+                        })
+                    };
+                    Some(Global::compute(
+                        entries,
+                        &plan.groups,
+                        members,
+                        &order,
+                        stage.amount,
+                        self.ties,
+                        origin,
+                        &prior,
+                    )?)
+                }
+                _ => None,
+            };
+            globals.push(global);
+        }
+        Ok((gens, globals))
     }
 
     /// For the methods on PyTorch's stream, the generator each group's

@@ -28,6 +28,9 @@ pub enum Command {
     /// in IN (X_orig with X_mask) is pruned further, with the amount measured
     /// on what is left.
     Prune(PruneArgs),
+    /// Make pruning permanent: every pruned pair X_orig/X_mask of IN
+    /// becomes X = X_orig * X_mask in OUT; everything else is copied.
+    Remove(RemoveArgs),
     /// List the tensors of a file: dtype, shape, number of zeros.
     Inspect(InspectArgs),
 }
@@ -98,6 +101,10 @@ pub struct PruneArgs {
     /// README). Its globs are segment-aware: `*` never crosses a dot.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "amount", "n", "dim", "seed", "torch_seed", "include", "exclude"])]
     pub recipe: Option<PathBuf>,
+    /// Print the plan (each step, the tensors it selects, the sparsity each
+    /// tensor would reach) and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// The norm of ln_structured: a number p, "inf", "-inf", "fro" or "nuc".
     #[arg(long, value_parser = parse_norm, allow_negative_numbers = true)]
     pub n: Option<Norm>,
@@ -142,6 +149,48 @@ pub struct PruneArgs {
     pub quiet: bool,
 }
 
+/// `ndprune remove IN OUT`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The pruned checkpoint: a safetensors file, an index or a directory.
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// Where to write (as for `prune`).
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print no report.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// The checked job of `ndprune remove`.
+pub fn check_remove(a: RemoveArgs) -> PruneJob {
+    let mut job = check(PruneArgs {
+        input: a.input,
+        output: a.output,
+        method: Some(Method::L1Unstructured),
+        amount: Some(Amount::Count(0)),
+        recipe: None,
+        dry_run: false,
+        n: None,
+        dim: None,
+        seed: None,
+        torch_seed: None,
+        include: Vec::new(),
+        exclude: Vec::new(),
+        ties: Ties::Torch,
+        tie_memory: 4096,
+        remove: true,
+        json: a.json,
+        quiet: a.quiet,
+    });
+    job.remove_only = true;
+    job
+}
+
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The safetensors file to read.
@@ -160,6 +209,8 @@ pub struct PruneJob {
     pub amount: Amount,
     /// A recipe instead of method and amount.
     pub recipe: Option<ndprune::io::Recipe>,
+    /// `ndprune remove`: every pair made permanent, nothing pruned.
+    pub remove_only: bool,
     pub norm: Option<Norm>,
     pub dim: Option<Dim>,
     pub seed: u64,
@@ -334,6 +385,7 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
         method,
         amount,
         recipe,
+        remove_only: false,
         norm: args.n,
         dim: args.dim.map(Dim),
         seed: args.seed.unwrap_or(0),
