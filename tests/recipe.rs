@@ -350,3 +350,124 @@ fn bad_recipes_are_errors_naming_the_step_and_field() {
         RecipeError::NoMatch { step: 1, ref field, .. } if field == "overrides"
     ));
 }
+
+#[cfg(feature = "cli")]
+fn ndprune(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ndprune"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn the_command_line_runs_a_recipe_dry_runs_it_and_removes_pruning() {
+    let dir = scratch("cli");
+    let recipe = dir.join("r.json");
+    std::fs::write(&recipe, THREE_STEPS).unwrap();
+    let (fx, r) = (fixture(), recipe.to_str().unwrap().to_string());
+    let fx = fx.to_str().unwrap();
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+
+    // --dry-run prints the plan and writes nothing.
+    let out = ndprune(&[
+        "prune",
+        fx,
+        &p("dry"),
+        "--recipe",
+        &r,
+        "--dry-run",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.join("dry").exists());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["steps"].as_array().unwrap().len(), 3);
+    let planned = plan["tensors"].as_array().unwrap();
+    assert_eq!(planned.len(), 16);
+
+    // The run reaches the sparsity the plan said, and equals the library's.
+    let out = ndprune(&["prune", fx, &p("cli"), "--recipe", &r, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (t, planned) in report["tensors"].as_array().unwrap().iter().zip(planned) {
+        assert_eq!(t["name"], planned["name"]);
+        assert_eq!(t["pruned_after"], planned["pruned_after_each_step"][2]);
+    }
+    run_recipe(THREE_STEPS, &fixture(), &dir.join("lib"));
+    assert_eq!(files_of(&dir.join("cli")), files_of(&dir.join("lib")));
+
+    // remove: every pair becomes X = X_orig * X_mask, nothing else changes.
+    let out = ndprune(&["remove", &p("cli"), &p("removed")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pruned = tensors(&dir.join("cli"));
+    let removed = tensors(&dir.join("removed"));
+    assert_eq!(removed.len(), pruned.len() - 16);
+    let orig = tensors(&fixture());
+    for (name, (dtype, shape, bytes)) in &removed {
+        if pruned.contains_key(name) {
+            assert_eq!(&pruned[name].2, bytes, "{name} copied");
+            continue;
+        }
+        let (o, m) = (
+            &pruned[&format!("{name}_orig")],
+            &pruned[&format!("{name}_mask")],
+        );
+        assert_eq!((&o.0, &o.1), (dtype, shape));
+        assert_eq!(o.2, orig[name].2);
+        let numel = shape.iter().product::<usize>();
+        let (width, mw) = (o.2.len() / numel, m.2.len() / numel);
+        for (i, chunk) in bytes.chunks(width).enumerate() {
+            let kept = m.2[i * mw..(i + 1) * mw].iter().any(|&b| b != 0);
+            let zero = chunk.iter().all(|&b| b == 0)
+                || (chunk.iter().take(width - 1).all(|&b| b == 0) && chunk[width - 1] == 0x80);
+            if kept {
+                assert_eq!(chunk, &o.2[i * width..(i + 1) * width], "{name}[{i}] kept");
+            } else {
+                assert!(zero, "{name}[{i}] pruned");
+            }
+        }
+    }
+
+    // Usage errors exit 2 and write nothing.
+    let out = ndprune(&["prune", fx, &p("x"), "--recipe", &r, "--method", "global"]);
+    assert_eq!(out.status.code(), Some(2));
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"steps": [{"method": "global", "amount": 0.2, "include": ["conv*.weight"]}]}"#,
+    )
+    .unwrap();
+    let out = ndprune(&["prune", fx, &p("x"), "--recipe", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matches no tensor"));
+    std::fs::write(
+        &bad,
+        r#"{"steps": [{"method": "global", "amount": 0.2, "n": 2}]}"#,
+    )
+    .unwrap();
+    let out = ndprune(&["prune", fx, &p("x"), "--recipe", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("step 1: `n`"));
+    // A global step past max_sparsity fails the run: status 1.
+    std::fs::write(
+        &bad,
+        r#"{"max_sparsity": 0.1, "steps": [{"method": "global", "amount": 0.5}]}"#,
+    )
+    .unwrap();
+    let out = ndprune(&["prune", fx, &p("x"), "--recipe", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dir.join("x").exists());
+}
