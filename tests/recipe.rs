@@ -119,7 +119,8 @@ fn a_three_step_recipe_in_one_call_equals_three_calls_and_pytorch() {
     );
 
     // And with FilePruner alone (the override as a call of its own).
-    let calls: Vec<(StreamMethod, Amount, fn(&str, usize) -> bool)> = vec![
+    type Call = (StreamMethod, Amount, fn(&str, usize) -> bool);
+    let calls: Vec<Call> = vec![
         (
             StreamMethod::LnStructured {
                 norm: Norm::L(2.0),

@@ -439,13 +439,16 @@ pub struct FilePruner<'s> {
 /// Which candidates a [`FilePruner`] prunes.
 type Selector<'s> = Box<dyn Fn(&TensorSpec) -> bool + 's>;
 
+/// A tensor's own amount, by its name.
+type AmountFor<'s> = Box<dyn Fn(&str) -> Option<Amount> + 's>;
+
 /// One pruning step of a [`FilePruner`].
 pub(crate) struct Stage<'s> {
     pub(crate) method: StreamMethod,
     pub(crate) amount: Amount,
     pub(crate) select: Option<Selector<'s>>,
     /// A tensor's own amount, where it has one (recipes' overrides).
-    pub(crate) amount_for: Option<Box<dyn Fn(&str) -> Option<Amount> + 's>>,
+    pub(crate) amount_for: Option<AmountFor<'s>>,
 }
 
 impl Stage<'_> {
