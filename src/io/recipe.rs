@@ -199,7 +199,7 @@ impl RecipeStep {
 /// let report = recipe.pruner(&files)?.run(&files, &Output::File(output.clone()), &mut ())?;
 /// assert_eq!(report.tensors[0].after, 3);
 /// let pruned = Checkpoint::<f32>::load(&output)?;
-/// assert_eq!(pruned.tensor("fc.weight").unwrap(), &ndarray::array![[0.0f32, 0.0, 0.0, 4.0], [0.0, 6.0, -7.0, 8.0]].into_dyn());
+/// assert_eq!(pruned.tensor("fc.weight").unwrap(), &ndarray::array![[0.0f32, 0.0, 3.0, 4.0], [0.0, 6.0, -7.0, 8.0]].into_dyn());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq)]

@@ -489,7 +489,7 @@ impl<'s> FilePruner<'s> {
     ///
     /// ```
     /// use ndprune::io::{FilePruner, StreamMethod};
-    /// let p = ndprune::io::FilePruner::new(StreamMethod::Global, ndprune::Amount::Fraction(0.5));
+    /// let p = FilePruner::new(StreamMethod::Global, ndprune::Amount::Fraction(0.5));
     /// # let _ = p;
     /// ```
     pub fn new(method: StreamMethod, amount: Amount) -> Self {
