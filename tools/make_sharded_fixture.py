@@ -133,6 +133,18 @@ def global_masks(model):
     return {name: getattr(m, l + "_mask") for name, m, l in ts}
 
 
+def recipe_masks(model):
+    """The three steps of tests/recipe.rs, one after the other."""
+    ts = targets(model)
+    for n, m, l in ts:
+        if n.endswith("_proj.weight"):
+            prune.ln_structured(m, l, amount=0.25, n=2, dim=0)
+    for n, m, l in ts:
+        prune.l1_unstructured(m, l, amount=0.1 if n == "lm_head.weight" else 0.3)
+    prune.global_unstructured([(m, l) for _, m, l in ts], pruning_method=prune.L1Unstructured, amount=0.2)
+    return {name: getattr(m, l + "_mask") for name, m, l in ts}
+
+
 def seeded(seed, model, method):
     """torch.manual_seed(seed), then `method` on each target in name order."""
     torch.manual_seed(seed)
@@ -147,6 +159,7 @@ def expected():
     out = {}
     for case, run in [
         ("global", global_masks),
+        ("recipe", recipe_masks),
         ("l1", lambda model: {n: prune.l1_unstructured(m, l, amount=0.25) and getattr(m, l + "_mask")
                               for n, m, l in targets(model)}),
         ("ln", lambda model: {n: prune.ln_structured(m, l, amount=0.5, n=2, dim=0) and getattr(m, l + "_mask")

@@ -295,6 +295,27 @@ pub enum CheckpointError {
         /// What the reader found wrong.
         reason: String,
     },
+    /// A recipe's global step would leave a tensor with more of its
+    /// entries pruned than the recipe's `max_sparsity` allows (a global
+    /// step is not clamped: that would change the cut for every tensor).
+    #[error(
+        "{}: step {} would prune {pruned} of the {numel} entries of `{tensor}`, past the recipe's max_sparsity {cap}",
+        Shown(path), step + 1
+    )]
+    SparsityCap {
+        /// The file holding the tensor.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// The step, counted from 0.
+        step: usize,
+        /// The entries it would have pruned in all.
+        pruned: usize,
+        /// Its entries.
+        numel: usize,
+        /// The cap.
+        cap: f64,
+    },
     /// A file cannot be written at the path: its directory is missing, its
     /// name too long, or something other than a regular file is there.
     /// (Found before anything is written.)
@@ -605,7 +626,8 @@ macro_rules! path_of {
             | CheckpointError::NoCheckpoint { path, .. }
             | CheckpointError::Prune { path, .. }
             | CheckpointError::GlobalAmount { path, .. }
-            | CheckpointError::Pth { path, .. } => path,
+            | CheckpointError::Pth { path, .. }
+            | CheckpointError::SparsityCap { path, .. } => path,
         }
     };
 }

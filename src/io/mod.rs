@@ -44,6 +44,7 @@ mod files;
 pub mod pth;
 mod raw;
 mod reader;
+mod recipe;
 mod spec;
 mod stream;
 mod tree;
@@ -56,9 +57,10 @@ pub use error::{CheckpointError, FileKind, ForeignFormat, PairProblem, TargetPro
 pub use files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
 pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
+pub use recipe::{Recipe, RecipeError, RecipeStep};
 pub use spec::TensorSpec;
 pub use stream::{
-    is_prunable, FilePruner, Output, Progress, StreamMethod, StreamReport, StreamTies,
+    is_prunable, FilePruner, Output, Progress, StreamMethod, StreamReport, StreamTies, TensorPlan,
     TensorReport, TieOrder,
 };
 pub use writer::{alignment_rank, SafetensorsWriter};

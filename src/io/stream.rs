@@ -320,6 +320,48 @@ impl TensorReport {
     }
 }
 
+/// What a [`FilePruner`] would do to one tensor ([`FilePruner::dry_run`]).
+///
+/// ```
+/// use ndprune::io::{Dtype, TensorPlan};
+/// let t = TensorPlan { name: "w".into(), dtype: Dtype::F32, shape: vec![4], numel: 4, steps: vec![0, 1], before: 0, after: vec![1, 2] };
+/// assert_eq!(t.sparsity(), 0.5);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorPlan {
+    /// The tensor's name (`X` for a pair `X_orig`/`X_mask`).
+    pub name: String,
+    /// The dtype of its values.
+    pub dtype: Dtype,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its number of entries.
+    pub numel: usize,
+    /// The steps (from 0) that select it.
+    pub steps: Vec<usize>,
+    /// Entries pruned before any step.
+    pub before: usize,
+    /// Entries pruned after each step (every step, selecting it or not).
+    pub after: Vec<usize>,
+}
+
+impl TensorPlan {
+    /// The fraction of entries pruned after the last step.
+    ///
+    /// ```
+    /// # use ndprune::io::{Dtype, TensorPlan};
+    /// let t = TensorPlan { name: "w".into(), dtype: Dtype::F32, shape: vec![2], numel: 2, steps: vec![], before: 1, after: vec![] };
+    /// assert_eq!(t.sparsity(), 0.5);
+    /// ```
+    pub fn sparsity(&self) -> f64 {
+        if self.numel == 0 {
+            0.0
+        } else {
+            self.after.last().copied().unwrap_or(self.before) as f64 / self.numel as f64
+        }
+    }
+}
+
 /// What a [`FilePruner::run`] did.
 ///
 /// ```
@@ -386,24 +428,57 @@ pub struct StreamReport {
 /// # Ok(()) }
 /// ```
 pub struct FilePruner<'s> {
-    method: StreamMethod,
-    amount: Amount,
+    /// The steps, in order: one, but for a recipe.
+    stages: Vec<Stage<'s>>,
     remove: bool,
     ties: StreamTies,
-    select: Option<Selector<'s>>,
+    /// The most any tensor's fraction of pruned entries may reach (recipes).
+    cap: Option<f64>,
 }
 
 /// Which candidates a [`FilePruner`] prunes.
 type Selector<'s> = Box<dyn Fn(&TensorSpec) -> bool + 's>;
 
+/// A tensor's own amount, by its name.
+type AmountFor<'s> = Box<dyn Fn(&str) -> Option<Amount> + 's>;
+
+/// One pruning step of a [`FilePruner`].
+pub(crate) struct Stage<'s> {
+    pub(crate) method: StreamMethod,
+    pub(crate) amount: Amount,
+    pub(crate) select: Option<Selector<'s>>,
+    /// A tensor's own amount, where it has one (recipes' overrides).
+    pub(crate) amount_for: Option<AmountFor<'s>>,
+}
+
+impl Stage<'_> {
+    fn selects(&self, spec: &TensorSpec) -> bool {
+        match &self.select {
+            Some(f) => f(spec),
+            None => spec.shape().len() >= 2,
+        }
+    }
+
+    fn amount_of(&self, name: &str) -> Amount {
+        self.amount_for
+            .as_ref()
+            .and_then(|f| f(name))
+            .unwrap_or(self.amount)
+    }
+}
+
 impl std::fmt::Debug for FilePruner<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stages: Vec<_> = self
+            .stages
+            .iter()
+            .map(|s| (s.method, s.amount, s.select.as_ref().map(|_| "<fn>")))
+            .collect();
         f.debug_struct("FilePruner")
-            .field("method", &self.method)
-            .field("amount", &self.amount)
+            .field("stages", &stages)
             .field("remove", &self.remove)
             .field("ties", &self.ties)
-            .field("select", &self.select.as_ref().map(|_| "<fn>"))
+            .field("cap", &self.cap)
             .finish()
     }
 }
@@ -419,11 +494,55 @@ impl<'s> FilePruner<'s> {
     /// ```
     pub fn new(method: StreamMethod, amount: Amount) -> Self {
         FilePruner {
-            method,
-            amount,
+            stages: vec![Stage {
+                method,
+                amount,
+                select: None,
+                amount_for: None,
+            }],
             remove: false,
             ties: StreamTies::default(),
-            select: None,
+            cap: None,
+        }
+    }
+
+    /// Makes pruning permanent: every pruned pair `X_orig`/`X_mask` of the
+    /// input is written as `X = X_orig * X_mask` (as [`prune::remove`]
+    /// does); everything else is copied byte for byte.
+    ///
+    /// ```
+    /// use ndprune::io::{Checkpoint, CheckpointFiles, FilePruner, Output, StreamMethod};
+    /// use ndprune::prelude::*;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir();
+    /// let (a, b, c) = (dir.join("ndprune-doc-rm-a.safetensors"), dir.join("ndprune-doc-rm-b.safetensors"), dir.join("ndprune-doc-rm-c.safetensors"));
+    /// let w = ndarray::array![[1.0f32, -2.0], [3.0, -0.5]].into_dyn();
+    /// Checkpoint::new(Sequential::new().with_child("fc", Layer::new().with_parameter("weight", w)?)?).save(&a)?;
+    /// FilePruner::new(StreamMethod::L1Unstructured, Amount::Count(2)).run(&CheckpointFiles::open(&a)?, &Output::File(b.clone()), &mut ())?;
+    /// let report = FilePruner::remove_pruning().run(&CheckpointFiles::open(&b)?, &Output::File(c.clone()), &mut ())?;
+    /// assert_eq!(report.tensors[0].after, 2);
+    /// let done = Checkpoint::<f32>::load(&c)?;
+    /// assert_eq!(done.tensor("fc.weight").unwrap(), &ndarray::array![[0.0f32, -2.0], [3.0, 0.0]].into_dyn());
+    /// assert!(done.raw_tensor("fc.weight_mask").is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn remove_pruning() -> Self {
+        FilePruner {
+            stages: Vec::new(),
+            remove: true,
+            ties: StreamTies::default(),
+            cap: None,
+        }
+    }
+
+    /// A pruner running `stages` in order on each tensor, no tensor's
+    /// fraction of pruned entries going past `cap` (recipes).
+    pub(crate) fn from_stages(stages: Vec<Stage<'s>>, cap: Option<f64>) -> Self {
+        FilePruner {
+            stages,
+            remove: false,
+            ties: StreamTies::default(),
+            cap,
         }
     }
 
@@ -463,15 +582,10 @@ impl<'s> FilePruner<'s> {
     /// # let _ = p;
     /// ```
     pub fn select(mut self, select: impl Fn(&TensorSpec) -> bool + 's) -> Self {
-        self.select = Some(Box::new(select));
-        self
-    }
-
-    fn selects(&self, spec: &TensorSpec) -> bool {
-        match &self.select {
-            Some(f) => f(spec),
-            None => spec.shape().len() >= 2,
+        if let Some(stage) = self.stages.first_mut() {
+            stage.select = Some(Box::new(select));
         }
+        self
     }
 
     /// Prunes `input` into `output`. On error nothing is written and no
@@ -505,6 +619,51 @@ impl<'s> FilePruner<'s> {
             input.check_unchanged()?;
         }
         result
+    }
+
+    /// What [`FilePruner::run`] would do, without writing anything: for
+    /// each tensor it would prune (by name), the entries pruned before and
+    /// after each step. The same computation as `run`, masks included.
+    ///
+    /// ```
+    /// use ndprune::io::{Checkpoint, CheckpointFiles, FilePruner, StreamMethod};
+    /// use ndprune::prelude::*;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let input = std::env::temp_dir().join("ndprune-doc-fp-dry.safetensors");
+    /// let w = ndarray::array![[1.0f32, -2.0], [3.0, -0.5]].into_dyn();
+    /// Checkpoint::new(Sequential::new().with_child("fc", Layer::new().with_parameter("weight", w)?)?).save(&input)?;
+    /// let plan = FilePruner::new(StreamMethod::L1Unstructured, Amount::Count(2)).dry_run(&CheckpointFiles::open(&input)?)?;
+    /// assert_eq!((plan[0].name.as_str(), plan[0].before, plan[0].after.as_slice()), ("fc.weight", 0, &[2][..]));
+    /// # Ok(()) }
+    /// ```
+    pub fn dry_run(&self, input: &CheckpointFiles) -> Result<Vec<TensorPlan>, CheckpointError> {
+        let view = input.view()?;
+        // The layout of a directory output: the same groups and order.
+        let plan = self.plan(input, &view, &Output::Directory(PathBuf::new()));
+        let entries = view.entries();
+        let (gens, globals) = self.prepare(input, &view, &plan)?;
+        let mut out = Vec::with_capacity(plan.groups.len());
+        for (g, group) in plan.groups.iter().enumerate() {
+            let file = input.files()[view.shard_of(group.orig())].path();
+            let (before, after) = with_float!(group.dtype, T => {
+                let (_, before, after) = self.state::<T>(
+                    entries, &plan, g, file, self.stages.len(), &globals, gens.get(g),
+                )?;
+                (before, after)
+            });
+            out.push(TensorPlan {
+                name: group.name.clone(),
+                dtype: group.dtype,
+                shape: group.shape.clone(),
+                numel: group.shape.iter().product(),
+                steps: (0..self.stages.len())
+                    .filter(|&s| plan.members[s][g])
+                    .collect(),
+                before,
+                after,
+            });
+        }
+        Ok(out)
     }
 
     /// Selects the tensors to prune and lays out the output files.
@@ -554,11 +713,21 @@ impl<'s> FilePruner<'s> {
         // work.) Nor is a tensor of empty name pruned: its `_orig` and
         // `_mask` would read back as two plain tensors of those names.
         candidates.retain(|g| !g.shape.contains(&0) && !g.name.is_empty());
-        let mut groups: Vec<Group> = candidates
+        // A tensor is pruned if any step selects it.
+        let mut groups: Vec<(Group, Vec<bool>)> = candidates
             .into_iter()
-            .filter(|g| self.selects(&TensorSpec::new(g.name.clone(), g.dtype, g.shape.clone())))
+            .filter_map(|g| {
+                let spec = TensorSpec::new(g.name.clone(), g.dtype, g.shape.clone());
+                let by: Vec<bool> = self.stages.iter().map(|s| s.selects(&spec)).collect();
+                let pair = matches!(g.target, Target::Pair { .. });
+                (by.contains(&true) || (self.stages.is_empty() && pair)).then_some((g, by))
+            })
             .collect();
-        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        groups.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        let (groups, by): (Vec<Group>, Vec<Vec<bool>>) = groups.into_iter().unzip();
+        let members = (0..self.stages.len())
+            .map(|s| by.iter().map(|b| b[s]).collect())
+            .collect();
 
         // One output file, or one per input file.
         let n_files = match output {
@@ -631,6 +800,7 @@ impl<'s> FilePruner<'s> {
         }
         Plan {
             groups,
+            members,
             files,
             copied,
         }
@@ -645,28 +815,7 @@ impl<'s> FilePruner<'s> {
         progress: &mut dyn Progress,
     ) -> Result<StreamReport, CheckpointError> {
         let entries = view.entries();
-        let origin = input.origin();
-        // The groups in the order their outputs are written.
-        let order: Vec<usize> = plan
-            .files
-            .iter()
-            .flatten()
-            .filter_map(|(_, source)| match *source {
-                Source::Mask(g) | Source::Removed(g) => Some(g),
-                _ => None,
-            })
-            .collect();
-        let mut global = match self.method {
-            StreamMethod::Global if !plan.groups.is_empty() => Some(Global::compute(
-                entries,
-                &plan.groups,
-                &order,
-                self.amount,
-                self.ties,
-                origin,
-            )?),
-            _ => None,
-        };
+        let (gens, globals) = self.prepare(input, view, plan)?;
         let bytes: u64 = plan
             .files
             .iter()
@@ -674,8 +823,12 @@ impl<'s> FilePruner<'s> {
             .map(|(spec, _)| spec.byte_len())
             .sum();
         progress.start(plan.files.iter().map(Vec::len).sum(), bytes);
-        let gens = self.torch_generators(entries, input, view, &plan.groups)?;
-        let ties = global.as_ref().map_or(TieOrder::NoTies, |g| g.order);
+        let ties = globals
+            .iter()
+            .flatten()
+            .map(|g| g.order)
+            .rfind(|o| *o != TieOrder::NoTies)
+            .unwrap_or_default();
         let mut reports: Vec<Option<TensorReport>> = vec![None; plan.groups.len()];
         let mut write_file = |out: &mut SafetensorsWriter<PendingFile>,
                               tensors: &[(TensorSpec, Source)],
@@ -693,7 +846,7 @@ impl<'s> FilePruner<'s> {
                         let file = input.files()[view.shard_of(group.orig())].path();
                         let gen = gens.get(g);
                         let report = with_float!(group.dtype, T => self.write_pruned::<T>(
-                            entries, group, g, file, global.as_mut(), gen, out, spec.name(), remove
+                            entries, plan, g, file, &globals, gen, out, spec.name(), remove
                         ))?;
                         reports[g] = Some(report);
                     }
@@ -785,6 +938,62 @@ impl<'s> FilePruner<'s> {
         })
     }
 
+    /// The generators of the methods on PyTorch's stream, and each global
+    /// step's cut, over what the steps before it leave.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+        input: &CheckpointFiles,
+        view: &ModelView<'_>,
+        plan: &Plan,
+    ) -> Result<(Vec<TorchGenerator>, Vec<Option<Global>>), CheckpointError> {
+        let entries = view.entries();
+        let origin = input.origin();
+        // The groups in the order their outputs are written.
+        let order: Vec<usize> = plan
+            .files
+            .iter()
+            .flatten()
+            .filter_map(|(_, source)| match *source {
+                Source::Mask(g) | Source::Removed(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        let gens = self.torch_generators(entries, input, view, &plan.groups)?;
+        // Each global step's cut, over what the steps before it leave.
+        let mut globals: Vec<Option<Global>> = Vec::with_capacity(self.stages.len());
+        for (s, stage) in self.stages.iter().enumerate() {
+            let members = &plan.members[s];
+            let global = match stage.method {
+                StreamMethod::Global if members.contains(&true) => {
+                    let order: Vec<usize> = order.iter().copied().filter(|&g| members[g]).collect();
+                    let prior = |g: usize| -> Result<Option<Vec<bool>>, CheckpointError> {
+                        let group = &plan.groups[g];
+                        let file = input.files()[view.shard_of(group.orig())].path();
+                        with_float!(group.dtype, T => {
+                            let (single, _, _) =
+                                self.state::<T>(entries, plan, g, file, s, &globals, gens.get(g))?;
+                            Ok(single.mask_bools())
+                        })
+                    };
+                    Some(Global::compute(
+                        entries,
+                        &plan.groups,
+                        members,
+                        &order,
+                        stage.amount,
+                        self.ties,
+                        origin,
+                        &prior,
+                    )?)
+                }
+                _ => None,
+            };
+            globals.push(global);
+        }
+        Ok((gens, globals))
+    }
+
     /// For the methods on PyTorch's stream, the generator each group's
     /// pruning starts from: `torch.manual_seed(seed)`, then each group's
     /// pruning in the order of their names, run once here to advance the
@@ -796,7 +1005,11 @@ impl<'s> FilePruner<'s> {
         view: &ModelView<'_>,
         groups: &[Group],
     ) -> Result<Vec<TorchGenerator>, CheckpointError> {
-        let seed = match self.method {
+        let stage = match self.stages.as_slice() {
+            [stage] => stage,
+            _ => return Ok(Vec::new()),
+        };
+        let seed = match stage.method {
             StreamMethod::TorchRandomUnstructured { seed }
             | StreamMethod::TorchRandomStructured { seed, .. } => seed,
             _ => return Ok(Vec::new()),
@@ -808,7 +1021,7 @@ impl<'s> FilePruner<'s> {
             let file = input.files()[view.shard_of(group.orig())].path();
             with_float!(group.dtype, T => {
                 let (mut single, _) = single_of::<T>(entries, group, file)?;
-                self.prune_single(&mut single, group, Some(&gen))
+                self.prune_single(&mut single, stage, group, stage.amount, Some(&gen))
                     .map_err(pruning(file, &group.name))?;
             });
         }
@@ -819,13 +1032,14 @@ impl<'s> FilePruner<'s> {
     fn prune_single<T: CheckpointFloat>(
         &self,
         single: &mut Single<T>,
+        stage: &Stage<'_>,
         group: &Group,
+        amount: Amount,
         gen: Option<&TorchGenerator>,
     ) -> Result<(), PruneError> {
         let path = group.name.as_str();
-        let amount = self.amount;
         let gen = || gen.expect("torch_generators made one per group");
-        match self.method {
+        match stage.method {
             StreamMethod::L1Unstructured => prune::l1_unstructured(single, path, amount, None),
             StreamMethod::LnStructured { norm, dim } => {
                 prune::ln_structured(single, path, amount, norm, dim, None)
@@ -850,53 +1064,159 @@ impl<'s> FilePruner<'s> {
         }
     }
 
+    /// Group `g`'s one-tensor module after the steps before `upto` (each
+    /// that selects it, in order; a global step's mask from its cut), how
+    /// many entries it had pruned before them, and how many after each.
+    #[allow(clippy::too_many_arguments)]
+    fn state<T: CheckpointFloat>(
+        &self,
+        entries: &[TensorEntry<'_>],
+        plan: &Plan,
+        g: usize,
+        file: &Path,
+        upto: usize,
+        globals: &[Option<Global>],
+        gen: Option<&TorchGenerator>,
+    ) -> Result<(Single<T>, usize, Vec<usize>), CheckpointError> {
+        let group = &plan.groups[g];
+        let (mut single, before) = single_of::<T>(entries, group, file)?;
+        let err = pruning(file, &group.name);
+        let numel: usize = group.shape.iter().product();
+        let mut afters = Vec::with_capacity(upto);
+        for (s, stage) in self.stages[..upto].iter().enumerate() {
+            if plan.members[s][g] {
+                match stage.method {
+                    StreamMethod::Global => {
+                        let global = globals[s]
+                            .as_ref()
+                            .expect("a global step's cut is computed before it is used");
+                        let prior = single.mask_bools();
+                        let mask = global.mask::<T>(entries, group, g, prior.as_deref())?;
+                        if let Some(cap) = self.cap {
+                            let pruned = zeros(&mask);
+                            if pruned > cap_limit(cap, numel) {
+                                return Err(CheckpointError::SparsityCap {
+                                    path: file.to_path_buf(),
+                                    tensor: group.name.clone(),
+                                    step: s,
+                                    pruned,
+                                    numel,
+                                    cap,
+                                });
+                            }
+                        }
+                        prune::custom_from_mask(&mut single, &group.name, mask.view())
+                            .map_err(&err)?;
+                    }
+                    _ => self.prune_capped(&mut single, stage, group, numel, gen, file)?,
+                }
+            }
+            afters.push(single.pruned().unwrap_or(before));
+        }
+        Ok((single, before, afters))
+    }
+
+    /// Prunes `single` by the per-tensor `stage`; with a cap, by the
+    /// largest count (of entries or of channels) that keeps the tensor
+    /// within it when the stage's own amount would not.
+    fn prune_capped<T: CheckpointFloat>(
+        &self,
+        single: &mut Single<T>,
+        stage: &Stage<'_>,
+        group: &Group,
+        numel: usize,
+        gen: Option<&TorchGenerator>,
+        file: &Path,
+    ) -> Result<(), CheckpointError> {
+        let err = pruning(file, &group.name);
+        let amount = stage.amount_of(&group.name);
+        let Some(cap) = self.cap else {
+            return self
+                .prune_single(single, stage, group, amount, gen)
+                .map_err(&err);
+        };
+        let limit = cap_limit(cap, numel);
+        let mut trial = single.clone();
+        self.prune_single(&mut trial, stage, group, amount, gen)
+            .map_err(&err)?;
+        if trial.pruned().unwrap_or(0) <= limit {
+            *single = trial;
+            return Ok(());
+        }
+        // Pruning more units never prunes fewer entries: bisect on the
+        // count. `lo` always fits (0 prunes nothing new), `hi` never does.
+        let units = match stage.method {
+            StreamMethod::LnStructured { dim, .. } | StreamMethod::RandomStructured { dim, .. } => {
+                dim.resolve(group.shape.len())
+                    .map(|d| group.shape[d])
+                    .unwrap_or(0)
+            }
+            _ => numel,
+        };
+        let (mut lo, mut hi) = (0usize, units + 1);
+        let mut best: Option<Single<T>> = None;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            let mut t = single.clone();
+            let fits = self
+                .prune_single(&mut t, stage, group, Amount::Count(mid), gen)
+                .is_ok()
+                && t.pruned().unwrap_or(0) <= limit;
+            if fits {
+                lo = mid;
+                best = Some(t);
+            } else {
+                hi = mid;
+            }
+        }
+        match best {
+            Some(t) => *single = t,
+            None => self
+                .prune_single(single, stage, group, Amount::Count(0), gen)
+                .map_err(&err)?,
+        }
+        Ok(())
+    }
+
     /// Computes group `g`'s mask (or, with `remove`, its pruned values) in
-    /// its own dtype `T` and writes it as the next output tensor (a mask in
-    /// the dtype of the mask it replaces: each tensor of a pair keeps its
-    /// dtype).
+    /// its own dtype `T`, after every step, and writes it as the next
+    /// output tensor (a mask in the dtype of the mask it replaces: each
+    /// tensor of a pair keeps its dtype).
     #[allow(clippy::too_many_arguments)]
     fn write_pruned<T: CheckpointFloat>(
         &self,
         entries: &[TensorEntry<'_>],
-        group: &Group,
+        plan: &Plan,
         g: usize,
         file: &Path,
-        global: Option<&mut Global>,
+        globals: &[Option<Global>],
         gen: Option<&TorchGenerator>,
         out: &mut SafetensorsWriter<PendingFile>,
         name: &str,
         remove: bool,
     ) -> Result<TensorReport, CheckpointError> {
+        let group = &plan.groups[g];
         let err = pruning(file, &group.name);
-        let (mask, before, removed) = if let Some(global) = global {
-            let (mask, before) = global.mask::<T>(entries, group, g)?;
-            let removed = remove.then(|| {
-                let mut w = entries[group.orig()]
-                    .to_array::<T>()
-                    .expect("the group's dtype is its original's");
-                w.zip_mut_with(&mask, |w, &m| *w = *w * m);
-                w
-            });
-            (mask, before, removed)
+        let (mut single, before, _) =
+            self.state::<T>(entries, plan, g, file, self.stages.len(), globals, gen)?;
+        if single.mask_bools().is_none() {
+            // No step pruned it (an amount of 0 on a plain tensor still
+            // makes a mask; this is for completeness): an all-ones mask.
+            prune::identity(&mut single, &group.name).map_err(&err)?;
+        }
+        let mask = single.mask().clone();
+        let removed = if remove {
+            prune::remove(&mut single, &group.name).map_err(&err)?;
+            let local = single.local.clone();
+            Some(
+                single
+                    .store
+                    .parameter(&local)
+                    .expect("remove leaves the tensor as a parameter")
+                    .clone(),
+            )
         } else {
-            let (mut single, before) = single_of::<T>(entries, group, file)?;
-            let path = group.name.as_str();
-            self.prune_single(&mut single, group, gen).map_err(&err)?;
-            let mask = single.mask().clone();
-            let removed = if remove {
-                prune::remove(&mut single, path).map_err(&err)?;
-                let local = single.local.clone();
-                Some(
-                    single
-                        .store
-                        .parameter(&local)
-                        .expect("remove leaves the tensor as a parameter")
-                        .clone(),
-                )
-            } else {
-                None
-            };
-            (mask, before, removed)
+            None
         };
         let (numel, after) = (mask.len(), zeros(&mask));
         match removed {
@@ -965,6 +1285,8 @@ enum Source {
 #[derive(Debug)]
 struct Plan {
     groups: Vec<Group>,
+    /// For each step, whether it prunes each group.
+    members: Vec<Vec<bool>>,
     files: Vec<Vec<(TensorSpec, Source)>>,
     /// Input tensors copied unchanged.
     copied: usize,
@@ -986,7 +1308,7 @@ fn pruning<'a>(path: &'a Path, tensor: &'a str) -> impl Fn(PruneError) -> Checkp
 /// dot at all): the pruning calls split a path at its last dot into a
 /// module path and a local name, and this module answers to exactly that
 /// module path with its one store, instead of walking children.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Single<T: PruneFloat> {
     module: String,
     local: String,
@@ -1009,6 +1331,20 @@ impl<T: PruneFloat> Single<T> {
             .buffer(&format!("{}_mask", self.local))
             .expect("a pruned tensor has its mask")
     }
+
+    /// Its mask as flags (kept), if it is pruned.
+    fn mask_bools(&self) -> Option<Vec<bool>> {
+        self.store
+            .buffer(&format!("{}_mask", self.local))
+            .map(|m| m.iter().map(|&x| x == T::one()).collect())
+    }
+
+    /// How many entries its mask prunes, if it is pruned.
+    fn pruned(&self) -> Option<usize> {
+        self.store
+            .buffer(&format!("{}_mask", self.local))
+            .map(zeros)
+    }
 }
 
 impl<T: PruneFloat> Module<T> for Single<T> {
@@ -1027,6 +1363,11 @@ impl<T: PruneFloat> Module<T> for Single<T> {
     fn store_at_mut(&mut self, module_path: &str) -> Option<&mut TensorStore<T>> {
         (module_path == self.module).then_some(&mut self.store)
     }
+}
+
+/// The most entries of `numel` a cap of `cap` lets be pruned.
+fn cap_limit(cap: f64, numel: usize) -> usize {
+    (cap * numel as f64).floor() as usize
 }
 
 fn zeros<T: PruneFloat>(a: &ArrayD<T>) -> usize {
@@ -1089,30 +1430,31 @@ fn single_of<U: CheckpointFloat>(
     Ok((single, before))
 }
 
-/// A group's values and, if PyTorch pruned it before, its mask, as `U`.
+/// The loader of a group's mask before a global step (`None`: not pruned).
+type Prior<'a> = dyn Fn(usize) -> Result<Option<Vec<bool>>, CheckpointError> + 'a;
+
+/// A group's values as `U`, and its mask before the step as `U`.
 #[allow(clippy::type_complexity)]
-fn values_and_mask<U: CheckpointFloat>(
+fn values_with<U: CheckpointFloat>(
     entries: &[TensorEntry<'_>],
     group: &Group,
-) -> Result<(ArrayD<U>, Option<ArrayD<U>>), CheckpointError> {
+    prior: Option<&[bool]>,
+) -> Result<(ArrayD<U>, Option<Vec<U>>), CheckpointError> {
     let values = load_as::<U>(&entries[group.orig()])?
         .as_standard_layout()
         .into_owned();
-    let mask = match group.target {
-        Target::Plain(_) => None,
-        Target::Pair { mask, .. } => Some(
-            load_as::<U>(&entries[mask])?
-                .as_standard_layout()
-                .into_owned(),
-        ),
-    };
+    let mask = prior.map(|p| {
+        p.iter()
+            .map(|&k| if k { U::one() } else { U::zero() })
+            .collect()
+    });
     Ok((values, mask))
 }
 
-/// The entries of an array made standard layout by `values_and_mask`.
+/// The entries of an array made standard layout by `values_with`.
 fn standard<U>(a: &ArrayD<U>) -> &[U] {
     a.as_slice()
-        .expect("values_and_mask returns arrays in standard layout")
+        .expect("values_with returns arrays in standard layout")
 }
 
 /// Global pruning over the selected tensors, streamed: a first pass counts
@@ -1120,12 +1462,15 @@ fn standard<U>(a: &ArrayD<U>) -> &[U] {
 /// (`StreamingSelect`), each holding one tensor at a time; the masks are
 /// computed when the tensors are written. Magnitudes are compared in the
 /// groups' common dtype, or in `f64` when they differ (exact for every
-/// float dtype). Ties at the cut go in the order the tensors are written.
+/// float dtype). Ties at the cut go in PyTorch's order, or in the order the
+/// tensors are written: each group's share of the tied entries to prune is
+/// counted beforehand, so a group's mask depends on nothing but the group
+/// (and can be computed again, in any order).
 struct Global {
     dtype: Dtype,
     select: StreamingSelect,
-    ties_left: usize,
-    before: Vec<usize>,
+    /// Under the write order: how many tied entries each group prunes.
+    quotas: Vec<usize>,
     /// How ties were broken.
     order: TieOrder,
     /// Under PyTorch's order: whether each unpruned entry stays, the
@@ -1135,41 +1480,44 @@ struct Global {
 }
 
 impl Global {
+    #[allow(clippy::too_many_arguments)]
     fn compute(
         entries: &[TensorEntry<'_>],
         groups: &[Group],
+        members: &[bool],
         order: &[usize],
         amount: Amount,
         ties: StreamTies,
         origin: &Path,
+        prior: &Prior<'_>,
     ) -> Result<Self, CheckpointError> {
-        let first = groups.first().map_or(Dtype::F64, |g| g.dtype);
-        let dtype = if groups.iter().all(|g| g.dtype == first) {
+        let mut dtypes = order.iter().map(|&g| groups[g].dtype);
+        let first = dtypes.next().unwrap_or(Dtype::F64);
+        let dtype = if dtypes.all(|d| d == first) {
             first
         } else {
             Dtype::F64
         };
-        with_float!(dtype, U => Self::compute_as::<U>(entries, groups, order, amount, ties, origin, dtype))
+        with_float!(dtype, U => Self::compute_as::<U>(entries, groups, members, order, amount, ties, origin, dtype, prior))
     }
 
     #[allow(clippy::too_many_arguments)]
     fn compute_as<U: CheckpointFloat>(
         entries: &[TensorEntry<'_>],
         groups: &[Group],
+        members: &[bool],
         order: &[usize],
         amount: Amount,
         ties: StreamTies,
         origin: &Path,
         dtype: Dtype,
+        prior: &Prior<'_>,
     ) -> Result<Self, CheckpointError> {
-        let mut before = vec![0; groups.len()];
         let mut open = 0;
         for &g in order {
             let numel = entries[groups[g].orig()].len();
-            if let Target::Pair { mask, .. } = groups[g].target {
-                before[g] = zeros(&load_as::<U>(&entries[mask])?);
-            }
-            open += numel - before[g];
+            let before = prior(g)?.map_or(0, |p| p.iter().filter(|k| !**k).count());
+            open += numel - before;
         }
         let k = amount
             .count_of(open)
@@ -1177,7 +1525,7 @@ impl Global {
                 path: origin.to_path_buf(),
                 amount,
                 available: open,
-                tensors: groups.len(),
+                tensors: order.len(),
             })?;
         let mut select = StreamingSelect::new::<U>(k);
         // Small tensors are fed together: each feed pays for a whole
@@ -1195,15 +1543,16 @@ impl Global {
         };
         while select.pending() {
             for &g in order {
-                let (values, mask) = values_and_mask::<U>(entries, &groups[g])?;
+                let p = prior(g)?;
+                let (values, mask) = values_with::<U>(entries, &groups[g], p.as_deref())?;
                 if values.len() >= BATCH {
                     flush(&mut select, &mut vals, &mut masks);
-                    select.feed(standard(&values), mask.as_ref().map(standard));
+                    select.feed(standard(&values), mask.as_deref());
                     continue;
                 }
                 vals.extend_from_slice(standard(&values));
                 match &mask {
-                    Some(m) => masks.extend_from_slice(standard(m)),
+                    Some(m) => masks.extend_from_slice(m),
                     None => masks.resize(vals.len(), one),
                 }
                 if vals.len() >= BATCH {
@@ -1219,27 +1568,46 @@ impl Global {
         // each in `U`, the flags kept, and the selection's own temporaries
         // (measured: 7.6 bytes an entry for bf16 in all; this bound is 10).
         let needed = open as u64 * (4 * U::SIZE as u64 + 2);
-        let (order, exact) = match ties {
-            _ if !straddle => (TieOrder::NoTies, None),
+        let mut quotas = vec![0; groups.len()];
+        let (order_used, exact) = match ties {
+            _ if !straddle => {
+                // Every candidate at the cut goes, or none does.
+                let quota = if ties_left == 0 { 0 } else { usize::MAX };
+                for &g in order {
+                    quotas[g] = quota;
+                }
+                (TieOrder::NoTies, None)
+            }
             StreamTies::Torch { max_bytes } if needed <= max_bytes => {
-                let (keep, starts) = Self::torch_order::<U>(entries, groups, k, origin)?;
+                let (keep, starts) =
+                    Self::torch_order::<U>(entries, groups, members, k, origin, prior)?;
                 (TieOrder::Torch, Some((keep, starts)))
             }
-            _ => (
-                TieOrder::WriteOrder {
-                    tied,
-                    pruned: ties_left,
-                    needed_bytes: needed,
-                },
-                None,
-            ),
+            _ => {
+                // Each group's share of the ties, in the write order.
+                let mut left = ties_left;
+                for &g in order {
+                    let p = prior(g)?;
+                    let (values, mask) = values_with::<U>(entries, &groups[g], p.as_deref())?;
+                    let had = left;
+                    select.mask_for(standard(&values), mask.as_deref(), &mut left);
+                    quotas[g] = had - left;
+                }
+                (
+                    TieOrder::WriteOrder {
+                        tied,
+                        pruned: ties_left,
+                        needed_bytes: needed,
+                    },
+                    None,
+                )
+            }
         };
         Ok(Global {
             dtype,
             select,
-            ties_left,
-            before,
-            order,
+            quotas,
+            order: order_used,
             exact,
         })
     }
@@ -1253,20 +1621,26 @@ impl Global {
     fn torch_order<U: CheckpointFloat>(
         entries: &[TensorEntry<'_>],
         groups: &[Group],
+        members: &[bool],
         k: usize,
         origin: &Path,
+        prior: &Prior<'_>,
     ) -> Result<(Vec<bool>, Vec<usize>), CheckpointError> {
         let mut open = Vec::new();
-        let mut starts = Vec::with_capacity(groups.len());
-        for group in groups {
-            starts.push(open.len());
-            let (values, mask) = values_and_mask::<U>(entries, group)?;
+        let mut starts = vec![0; groups.len()];
+        for (g, group) in groups.iter().enumerate() {
+            if !members[g] {
+                continue;
+            }
+            starts[g] = open.len();
+            let p = prior(g)?;
+            let (values, mask) = values_with::<U>(entries, group, p.as_deref())?;
             match &mask {
                 None => open.extend_from_slice(standard(&values)),
                 Some(m) => open.extend(
                     standard(&values)
                         .iter()
-                        .zip(standard(m))
+                        .zip(m)
                         .filter(|(_, &m)| m == U::one())
                         .map(|(&v, _)| v),
                 ),
@@ -1286,23 +1660,23 @@ impl Global {
         Ok((mask.iter().map(|&m| m == U::one()).collect(), starts))
     }
 
-    /// Group `g`'s new mask, as `D`, and how many entries it had pruned
-    /// before. Call in the order of the passes.
+    /// Group `g`'s new mask, as `D`, given its mask before the step
+    /// (`prior`, `None`: not pruned). Depends on nothing but the group.
     fn mask<D: CheckpointFloat>(
-        &mut self,
+        &self,
         entries: &[TensorEntry<'_>],
         group: &Group,
         g: usize,
-    ) -> Result<(ArrayD<D>, usize), CheckpointError> {
-        let before = self.before[g];
+        prior: Option<&[bool]>,
+    ) -> Result<ArrayD<D>, CheckpointError> {
         with_float!(self.dtype, U => {
-            let (values, mask) = values_and_mask::<U>(entries, group)?;
-            let new = match &mut self.exact {
+            let (values, mask) = values_with::<U>(entries, group, prior)?;
+            let new = match &self.exact {
                 Some((keep, starts)) => {
                     let mut next = starts[g];
                     let mut out = vec![U::zero(); values.len()];
                     for (i, o) in out.iter_mut().enumerate() {
-                        if mask.as_ref().is_none_or(|m| standard(m)[i] == U::one()) {
+                        if mask.as_ref().is_none_or(|m| m[i] == U::one()) {
                             if keep[next] {
                                 *o = U::one();
                             }
@@ -1311,16 +1685,15 @@ impl Global {
                     }
                     out
                 }
-                None => self.select.mask_for(
-                    standard(&values),
-                    mask.as_ref().map(standard),
-                    &mut self.ties_left,
-                ),
+                None => {
+                    let mut quota = self.quotas[g];
+                    self.select.mask_for(standard(&values), mask.as_deref(), &mut quota)
+                }
             };
             let new: Vec<D> = new.into_iter().map(|m| D::from_f64(m.as_f64())).collect();
             let new = ArrayD::from_shape_vec(group.shape.clone(), new)
                 .expect("a mask has one entry per value, and values have the group's shape");
-            Ok((new, before))
+            Ok(new)
         })
     }
 }

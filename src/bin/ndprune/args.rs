@@ -28,6 +28,9 @@ pub enum Command {
     /// in IN (X_orig with X_mask) is pruned further, with the amount measured
     /// on what is left.
     Prune(PruneArgs),
+    /// Make pruning permanent: every pruned pair X_orig/X_mask of IN
+    /// becomes X = X_orig * X_mask in OUT; everything else is copied.
+    Remove(RemoveArgs),
     /// List the tensors of a file: dtype, shape, number of zeros.
     Inspect(InspectArgs),
 }
@@ -88,12 +91,20 @@ pub struct PruneArgs {
     #[arg(value_name = "OUT")]
     pub output: PathBuf,
     /// How to choose what to prune.
-    #[arg(long, value_enum)]
-    pub method: Method,
+    #[arg(long, value_enum, required_unless_present = "recipe")]
+    pub method: Option<Method>,
     /// How much: a count of entries or channels ("5"), or a fraction of what
     /// is left ("0.3"), as PyTorch reads an int or a float.
-    #[arg(long, value_parser = parse_amount, allow_negative_numbers = true)]
-    pub amount: Amount,
+    #[arg(long, value_parser = parse_amount, allow_negative_numbers = true, required_unless_present = "recipe")]
+    pub amount: Option<Amount>,
+    /// A recipe file (JSON): ordered steps run in one pass (see the
+    /// README). Its globs are segment-aware: `*` never crosses a dot.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "amount", "n", "dim", "seed", "torch_seed", "include", "exclude"])]
+    pub recipe: Option<PathBuf>,
+    /// Print the plan (each step, the tensors it selects, the sparsity each
+    /// tensor would reach) and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// The norm of ln_structured: a number p, "inf", "-inf", "fro" or "nuc".
     #[arg(long, value_parser = parse_norm, allow_negative_numbers = true)]
     pub n: Option<Norm>,
@@ -138,6 +149,48 @@ pub struct PruneArgs {
     pub quiet: bool,
 }
 
+/// `ndprune remove IN OUT`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The pruned checkpoint: a safetensors file, an index or a directory.
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// Where to write (as for `prune`).
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print no report.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// The checked job of `ndprune remove`.
+pub fn check_remove(a: RemoveArgs) -> PruneJob {
+    let mut job = check(PruneArgs {
+        input: a.input,
+        output: a.output,
+        method: Some(Method::L1Unstructured),
+        amount: Some(Amount::Count(0)),
+        recipe: None,
+        dry_run: false,
+        n: None,
+        dim: None,
+        seed: None,
+        torch_seed: None,
+        include: Vec::new(),
+        exclude: Vec::new(),
+        ties: Ties::Torch,
+        tie_memory: 4096,
+        remove: true,
+        json: a.json,
+        quiet: a.quiet,
+    });
+    job.remove_only = true;
+    job
+}
+
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The safetensors file to read.
@@ -154,6 +207,10 @@ pub struct PruneJob {
     pub output: Output,
     pub method: Method,
     pub amount: Amount,
+    /// A recipe instead of method and amount.
+    pub recipe: Option<ndprune::io::Recipe>,
+    /// `ndprune remove`: every pair made permanent, nothing pruned.
+    pub remove_only: bool,
     pub norm: Option<Norm>,
     pub dim: Option<Dim>,
     pub seed: u64,
@@ -239,15 +296,40 @@ pub fn usage_error(msg: String) -> ! {
 }
 
 /// Exits with a usage error (status 2) unless the arguments make sense.
-pub fn check(args: PruneArgs) -> PruneJob {
+pub fn check(mut args: PruneArgs) -> PruneJob {
     let usage = |kind: ErrorKind, msg: String| -> ! { Cli::command().error(kind, msg).exit() };
-    let m = args.method.name();
-    let needs_dim = matches!(args.method, Method::LnStructured | Method::RandomStructured);
+    let recipe = args.recipe.as_ref().map(|path| {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+            usage(
+                ErrorKind::InvalidValue,
+                format!("--recipe {}: {e}", path.display()),
+            )
+        });
+        ndprune::io::Recipe::from_json(&text).unwrap_or_else(|e| {
+            usage(
+                ErrorKind::InvalidValue,
+                format!("--recipe {}: {e}", path.display()),
+            )
+        })
+    });
+    if recipe.is_some() {
+        // Placeholders: the recipe's steps say what to do.
+        args.method = Some(Method::Global);
+        args.amount = Some(Amount::Count(0));
+    }
+    let (Some(method), Some(amount)) = (args.method, args.amount) else {
+        usage(
+            ErrorKind::MissingRequiredArgument,
+            "--method and --amount (or --recipe) are needed".into(),
+        )
+    };
+    let m = method.name();
+    let needs_dim = matches!(method, Method::LnStructured | Method::RandomStructured);
     let random = matches!(
-        args.method,
+        method,
         Method::RandomUnstructured | Method::RandomStructured
     );
-    match (args.method, args.n) {
+    match (method, args.n) {
         (Method::LnStructured, None) => usage(
             ErrorKind::MissingRequiredArgument,
             "ln_structured needs --n".into(),
@@ -300,8 +382,10 @@ pub fn check(args: PruneArgs) -> PruneJob {
     PruneJob {
         input: args.input,
         output,
-        method: args.method,
-        amount: args.amount,
+        method,
+        amount,
+        recipe,
+        remove_only: false,
         norm: args.n,
         dim: args.dim.map(Dim),
         seed: args.seed.unwrap_or(0),

@@ -58,8 +58,8 @@ fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Re
         let doc = json!({
             "input": job.input.display().to_string(),
             "output": job.output.path().display().to_string(),
-            "method": job.method.name(),
-            "amount": job.amount.to_string(),
+            "method": if job.recipe.is_some() { "recipe" } else { job.method.name() },
+            "amount": if job.recipe.is_some() { String::new() } else { job.amount.to_string() },
             "removed": job.remove,
             "ties": format!("{:?}", report.ties),
             "tensors": tensors,
@@ -80,13 +80,15 @@ fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Re
         .max()
         .unwrap_or(6)
         .clamp(6, NAME_COLUMN);
+    let what = match &job.recipe {
+        Some(r) => format!("recipe of {} steps", r.steps().len()),
+        None => format!("{} amount {}", job.method.name(), job.amount),
+    };
     writeln!(
         out,
-        "{} -> {} ({} amount {}{})",
+        "{} -> {} ({what}{})",
         job.input.display(),
         job.output.path().display(),
-        job.method.name(),
-        job.amount,
         if job.remove { ", removed" } else { "" }
     )?;
     writeln!(
@@ -121,43 +123,132 @@ fn printing_failed(e: &io::Error) -> bool {
     e.kind() != io::ErrorKind::BrokenPipe
 }
 
+/// Runs a checked pruning job and prints its report.
+fn prune(job: PruneJob) -> Result<(), ndprune::io::CheckpointError> {
+    cleanup::install(&job.input);
+    ndprune::io::CheckpointFiles::open(&job.input)
+        .inspect(|input| {
+            // OUT must be none of IN's files, however it is spelled.
+            if let Some(f) = input.files().iter().find(|f| args::same_file(f.path(), job.output.path())) {
+                args::usage_error(format!(
+                    "OUT must not be IN: {} is a file of IN, and the input is never changed",
+                    f.path().display()
+                ));
+            }
+        })
+        .and_then(|input| run::run(&job, &input))
+        .map(|report| {
+        if report.tensors.is_empty() && !job.quiet {
+            eprintln!("ndprune: warning: no tensor was selected; the output is a copy");
+        }
+        if let (ndprune::io::TieOrder::WriteOrder { tied, pruned, needed_bytes }, ndprune::io::StreamTies::Torch { .. }) = (report.ties, job.ties) {
+            eprintln!(
+                "ndprune: warning: {pruned} of {tied} equal magnitudes at the cut were pruned in the written order, not PyTorch's: its order needs {} MiB, more than --tie-memory",
+                needed_bytes.div_ceil(1 << 20)
+            );
+        }
+        // OUT is written whole by now: a report that cannot be
+        // printed is no failure of the call.
+        let mut out = io::stdout().lock();
+        if let Err(e) = print_report(&mut out, &job, &report).and_then(|()| out.flush()) {
+            if printing_failed(&e) {
+                eprintln!("ndprune: warning: cannot print the report: {e}");
+            }
+        }
+    })
+}
+
+/// Prints the plan of `--dry-run`: each step and the tensors it selects,
+/// then each tensor's sparsity after each step.
+fn print_plan(
+    out: &mut impl Write,
+    job: &PruneJob,
+    plan: &[ndprune::io::TensorPlan],
+) -> io::Result<()> {
+    let steps: Vec<String> = match &job.recipe {
+        Some(r) => r
+            .steps()
+            .iter()
+            .map(|s| format!("{} amount {}", s.method().name(), s.amount()))
+            .collect(),
+        None => vec![format!("{} amount {}", job.method.name(), job.amount)],
+    };
+    if job.json {
+        let tensors: Vec<_> = plan
+            .iter()
+            .map(|t| {
+                json!({
+                    "name": t.name,
+                    "numel": t.numel,
+                    "steps": t.steps,
+                    "pruned_before": t.before,
+                    "pruned_after_each_step": t.after,
+                    "sparsity": t.sparsity(),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(
+            &mut *out,
+            &json!({ "dry_run": true, "steps": steps, "tensors": tensors }),
+        )?;
+        return writeln!(out);
+    }
+    writeln!(out, "{} (dry run: nothing written)", job.input.display())?;
+    for (s, step) in steps.iter().enumerate() {
+        let names: Vec<&str> = plan
+            .iter()
+            .filter(|t| t.steps.contains(&s))
+            .map(|t| t.name.as_str())
+            .collect();
+        writeln!(out, "step {}: {step}: {} tensors", s + 1, names.len())?;
+        for n in names {
+            writeln!(out, "    {n}")?;
+        }
+    }
+    let width = plan
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(6)
+        .clamp(6, NAME_COLUMN);
+    write!(out, "{:<width$} {:>8}", "tensor", "before")?;
+    for s in 0..steps.len() {
+        write!(out, " {:>8}", format!("step {}", s + 1))?;
+    }
+    writeln!(out)?;
+    for t in plan {
+        write!(
+            out,
+            "{:<width$} {:>7.1}%",
+            t.name,
+            percent(t.before, t.numel)
+        )?;
+        for a in &t.after {
+            write!(out, " {:>7.1}%", percent(*a, t.numel))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Prune(a) => {
+        Command::Prune(a) if a.dry_run => {
             let job = args::check(a);
-            cleanup::install(&job.input);
             ndprune::io::CheckpointFiles::open(&job.input)
-                .inspect(|input| {
-                    // OUT must be none of IN's files, however it is spelled.
-                    if let Some(f) = input.files().iter().find(|f| args::same_file(f.path(), job.output.path())) {
-                        args::usage_error(format!(
-                            "OUT must not be IN: {} is a file of IN, and the input is never changed",
-                            f.path().display()
-                        ));
+                .and_then(|input| run::dry_run(&job, &input))
+                .map(|plan| {
+                    let mut out = io::stdout().lock();
+                    if let Err(e) = print_plan(&mut out, &job, &plan).and_then(|()| out.flush()) {
+                        if printing_failed(&e) {
+                            eprintln!("ndprune: warning: cannot print the plan: {e}");
+                        }
                     }
                 })
-                .and_then(|input| run::run(&job, &input))
-                .map(|report| {
-                if report.tensors.is_empty() && !job.quiet {
-                    eprintln!("ndprune: warning: no tensor was selected; the output is a copy");
-                }
-                if let (ndprune::io::TieOrder::WriteOrder { tied, pruned, needed_bytes }, ndprune::io::StreamTies::Torch { .. }) = (report.ties, job.ties) {
-                    eprintln!(
-                        "ndprune: warning: {pruned} of {tied} equal magnitudes at the cut were pruned in the written order, not PyTorch's: its order needs {} MiB, more than --tie-memory",
-                        needed_bytes.div_ceil(1 << 20)
-                    );
-                }
-                // OUT is written whole by now: a report that cannot be
-                // printed is no failure of the call.
-                let mut out = io::stdout().lock();
-                if let Err(e) = print_report(&mut out, &job, &report).and_then(|()| out.flush()) {
-                    if printing_failed(&e) {
-                        eprintln!("ndprune: warning: cannot print the report: {e}");
-                    }
-                }
-            })
         }
+        Command::Prune(a) => prune(args::check(a)),
+        Command::Remove(a) => prune(args::check_remove(a)),
         Command::Inspect(a) => {
             let mut out = io::stdout().lock();
             match inspect::inspect(&mut out, &a.file, a.json) {

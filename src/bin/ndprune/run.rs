@@ -5,7 +5,7 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndprune::io::{
-    CheckpointError, CheckpointFiles, FilePruner, Progress, StreamMethod, StreamReport,
+    CheckpointError, CheckpointFiles, FilePruner, Progress, StreamMethod, StreamReport, TensorPlan,
 };
 
 use crate::args::{Method, PruneJob};
@@ -93,6 +93,22 @@ fn method(job: &PruneJob) -> StreamMethod {
 /// Prunes the opened input into `job.output`. On error nothing is written
 /// and nothing is left behind (see `cleanup` for signals).
 pub fn run(job: &PruneJob, input: &CheckpointFiles) -> Result<StreamReport, Failure> {
+    let mut shown = Shown {
+        bar: ProgressBar::hidden(),
+        quiet: job.quiet,
+    };
+    if job.remove_only {
+        return FilePruner::remove_pruning().run(input, &job.output, &mut shown);
+    }
+    if let Some(recipe) = &job.recipe {
+        // A recipe naming no tensor of IN is a usage error: nothing written.
+        let pruner = recipe
+            .pruner(input)
+            .unwrap_or_else(|e| crate::args::usage_error(format!("--recipe: {e}")))
+            .remove(job.remove)
+            .ties(job.ties);
+        return pruner.run(input, &job.output, &mut shown);
+    }
     let pruner = FilePruner::new(method(job), job.amount)
         .remove(job.remove)
         .ties(job.ties)
@@ -103,9 +119,26 @@ pub fn run(job: &PruneJob, input: &CheckpointFiles) -> Result<StreamReport, Fail
             };
             included && !job.exclude.is_match(spec.name())
         });
-    let mut shown = Shown {
-        bar: ProgressBar::hidden(),
-        quiet: job.quiet,
-    };
     pruner.run(input, &job.output, &mut shown)
+}
+
+/// The plan of `--dry-run`: what `run` would do, nothing written.
+pub fn dry_run(job: &PruneJob, input: &CheckpointFiles) -> Result<Vec<TensorPlan>, Failure> {
+    match &job.recipe {
+        Some(recipe) => recipe
+            .pruner(input)
+            .unwrap_or_else(|e| crate::args::usage_error(format!("--recipe: {e}")))
+            .ties(job.ties)
+            .dry_run(input),
+        None => FilePruner::new(method(job), job.amount)
+            .ties(job.ties)
+            .select(|spec| {
+                let included = match &job.include {
+                    Some(include) => include.is_match(spec.name()),
+                    None => spec.shape().len() >= 2,
+                };
+                included && !job.exclude.is_match(spec.name())
+            })
+            .dry_run(input),
+    }
 }
