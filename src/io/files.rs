@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::error::PairProblem;
-use super::reader::{check_pair, is_float};
+use super::reader::{check_pair, pairs_in, position_in};
 use super::{CheckpointError, MappedFile, SafetensorsView, TensorEntry};
 
 /// The largest shard index read (a real one for a model of thousands of
@@ -606,11 +606,7 @@ impl<'a> ModelView<'a> {
     /// # Ok(()) }
     /// ```
     pub fn position(&self, name: &str) -> Option<usize> {
-        let at = self
-            .by_name
-            .binary_search_by(|&i| self.entries[i].name().cmp(name))
-            .ok()?;
-        Some(self.by_name[at])
+        position_in(&self.entries, &self.by_name, name)
     }
 
     /// The header metadata (`__metadata__`) of shard `s`.
@@ -640,17 +636,7 @@ impl<'a> ModelView<'a> {
     /// # Ok(()) }
     /// ```
     pub fn pruned_pairs(&self) -> Vec<(&str, usize, usize)> {
-        self.by_name
-            .iter()
-            .filter_map(|&i| {
-                let base = self.entries[i].name().strip_suffix("_orig")?;
-                if base.is_empty() || !is_float(self.entries[i].dtype()) {
-                    return None;
-                }
-                let m = self.position(&format!("{base}_mask"))?;
-                is_float(self.entries[m].dtype()).then_some((base, i, m))
-            })
-            .collect()
+        pairs_in(&self.entries, &self.by_name)
     }
 }
 

@@ -524,11 +524,7 @@ impl<'a> SafetensorsView<'a> {
     /// assert_eq!(view.position("fc.bias"), Some(0));
     /// ```
     pub fn position(&self, name: &str) -> Option<usize> {
-        let at = self
-            .by_name
-            .binary_search_by(|&i| self.entries[i].name().cmp(name))
-            .ok()?;
-        Some(self.by_name[at])
+        position_in(&self.entries, &self.by_name, name)
     }
 
     /// The header's `__metadata__` map, if it has one.
@@ -567,17 +563,7 @@ impl<'a> SafetensorsView<'a> {
     /// # Ok(()) }
     /// ```
     pub fn pruned_pairs(&self) -> Vec<(&str, usize, usize)> {
-        self.by_name
-            .iter()
-            .filter_map(|&i| {
-                let base = self.entries[i].name().strip_suffix("_orig")?;
-                if base.is_empty() || !is_float(self.entries[i].dtype()) {
-                    return None;
-                }
-                let m = self.position(&format!("{base}_mask"))?;
-                is_float(self.entries[m].dtype()).then_some((base, i, m))
-            })
-            .collect()
+        pairs_in(&self.entries, &self.by_name)
     }
 
     /// Every pruned pair is one: same shapes, a 0/1 mask, no plain twin.
@@ -594,6 +580,38 @@ impl<'a> SafetensorsView<'a> {
         }
         Ok(())
     }
+}
+
+/// The index in `entries` of the tensor `name`, by `by_name` (the indices
+/// sorted by name): a binary search.
+pub(crate) fn position_in(
+    entries: &[TensorEntry<'_>],
+    by_name: &[usize],
+    name: &str,
+) -> Option<usize> {
+    let at = by_name
+        .binary_search_by(|&i| entries[i].name().cmp(name))
+        .ok()?;
+    Some(by_name[at])
+}
+
+/// The pruned pairs among `entries` (see
+/// [`SafetensorsView::pruned_pairs`]), `by_name` as for [`position_in`].
+pub(crate) fn pairs_in<'e>(
+    entries: &'e [TensorEntry<'_>],
+    by_name: &[usize],
+) -> Vec<(&'e str, usize, usize)> {
+    by_name
+        .iter()
+        .filter_map(|&i| {
+            let base = entries[i].name().strip_suffix("_orig")?;
+            if base.is_empty() || !is_float(entries[i].dtype()) {
+                return None;
+            }
+            let m = position_in(entries, by_name, &format!("{base}_mask"))?;
+            is_float(entries[m].dtype()).then_some((base, i, m))
+        })
+        .collect()
 }
 
 /// Whether `orig` and `mask` (of float dtypes) are a pruned tensor as
