@@ -100,45 +100,31 @@ pub fn run(job: &PruneJob, input: &CheckpointFiles) -> Result<StreamReport, Fail
     if job.remove_only {
         return FilePruner::remove_pruning().run(input, &job.output, &mut shown);
     }
-    if let Some(recipe) = &job.recipe {
-        // A recipe naming no tensor of IN is a usage error: nothing written.
-        let pruner = recipe
-            .pruner(input)
-            .unwrap_or_else(|e| crate::args::usage_error(format!("--recipe: {e}")))
-            .remove(job.remove)
-            .ties(job.ties);
-        return pruner.run(input, &job.output, &mut shown);
-    }
-    let pruner = FilePruner::new(method(job), job.amount)
+    pruner(job, input)
         .remove(job.remove)
-        .ties(job.ties)
-        .select(|spec| {
+        .run(input, &job.output, &mut shown)
+}
+
+/// The pruner a call asks for: its recipe, or its one method on the
+/// tensors its globs select (`run` and `dry_run` alike).
+fn pruner<'j>(job: &'j PruneJob, input: &CheckpointFiles) -> FilePruner<'j> {
+    let pruner = match &job.recipe {
+        // A recipe naming no tensor of IN is a usage error: nothing written.
+        Some(recipe) => recipe
+            .pruner(input)
+            .unwrap_or_else(|e| crate::args::usage_error(format!("--recipe: {e}"))),
+        None => FilePruner::new(method(job), job.amount).select(|spec| {
             let included = match &job.include {
                 Some(include) => include.is_match(spec.name()),
                 None => spec.shape().len() >= 2,
             };
             included && !job.exclude.is_match(spec.name())
-        });
-    pruner.run(input, &job.output, &mut shown)
+        }),
+    };
+    pruner.ties(job.ties)
 }
 
 /// The plan of `--dry-run`: what `run` would do, nothing written.
 pub fn dry_run(job: &PruneJob, input: &CheckpointFiles) -> Result<Vec<TensorPlan>, Failure> {
-    match &job.recipe {
-        Some(recipe) => recipe
-            .pruner(input)
-            .unwrap_or_else(|e| crate::args::usage_error(format!("--recipe: {e}")))
-            .ties(job.ties)
-            .dry_run(input),
-        None => FilePruner::new(method(job), job.amount)
-            .ties(job.ties)
-            .select(|spec| {
-                let included = match &job.include {
-                    Some(include) => include.is_match(spec.name()),
-                    None => spec.shape().len() >= 2,
-                };
-                included && !job.exclude.is_match(spec.name())
-            })
-            .dry_run(input),
-    }
+    pruner(job, input).dry_run(input)
 }
