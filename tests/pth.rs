@@ -5,13 +5,14 @@
 //! fail with typed errors.
 #![cfg(feature = "pth")]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ndprune::io::{pth, CheckpointError, CheckpointFiles, Dtype, FilePruner, Output, StreamMethod};
 use ndprune::{Amount, Dim, Norm};
 
-type Tensors = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+#[path = "support/tensors.rs"]
+mod tensors;
+use tensors::{of_files as tensors, Tensors};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,19 +26,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn tensors(files: &CheckpointFiles) -> Tensors {
-    let view = files.view().unwrap();
-    view.entries()
-        .iter()
-        .map(|e| {
-            (
-                e.name().to_string(),
-                (e.dtype(), e.shape().to_vec(), e.data().to_vec()),
-            )
-        })
-        .collect()
 }
 
 fn read(path: &Path) -> Tensors {

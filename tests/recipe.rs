@@ -8,10 +8,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ndprune::io::{
-    CheckpointError, CheckpointFiles, Dtype, FilePruner, MappedFile, Output, Recipe, RecipeError,
-    StreamMethod, TieOrder,
+    CheckpointError, CheckpointFiles, FilePruner, Output, Recipe, RecipeError, StreamMethod,
+    TieOrder,
 };
 use ndprune::{Amount, Dim, Norm};
+
+#[path = "support/tensors.rs"]
+mod tensors;
+use tensors::{expected, of_checkpoint as tensors};
 
 const THREE_STEPS: &str = r#"{"steps": [
     {"method": "ln_structured", "amount": 0.25, "n": 2, "dim": 0, "include": ["**.*_proj.weight"]},
@@ -28,41 +32,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-type Tensors = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
-
-fn tensors(path: &Path) -> Tensors {
-    let files = CheckpointFiles::open(path).unwrap();
-    let view = files.view().unwrap();
-    view.entries()
-        .iter()
-        .map(|e| {
-            (
-                e.name().to_string(),
-                (e.dtype(), e.shape().to_vec(), e.data().to_vec()),
-            )
-        })
-        .collect()
-}
-
-/// PyTorch's masks for case `case`, by tensor name.
-fn expected(case: &str) -> Tensors {
-    let file = MappedFile::open(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sharded_expected.safetensors"),
-    )
-    .unwrap();
-    let view = file.view().unwrap();
-    view.entries()
-        .iter()
-        .filter_map(|e| {
-            let name = e.name().strip_prefix(&format!("{case}/"))?;
-            Some((
-                name.to_string(),
-                (e.dtype(), e.shape().to_vec(), e.data().to_vec()),
-            ))
-        })
-        .collect()
 }
 
 /// Every file of a directory, by name, with its bytes.

@@ -4,14 +4,17 @@
 //! (`tools/make_sharded_fixture.py`); and every way an index can be wrong.
 #![cfg(feature = "half")]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ndprune::io::{
-    CheckpointError, CheckpointFiles, Dtype, FilePruner, MappedFile, Output, SafetensorsWriter,
-    StreamMethod, StreamTies, TargetProblem, TensorSpec, TieOrder,
+    CheckpointError, CheckpointFiles, Dtype, FilePruner, Output, SafetensorsWriter, StreamMethod,
+    StreamTies, TargetProblem, TensorSpec, TieOrder,
 };
 use ndprune::{Amount, Dim, Norm};
+
+#[path = "support/tensors.rs"]
+mod tensors;
+use tensors::{expected, of_checkpoint as tensors, Tensors};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sharded")
@@ -36,50 +39,13 @@ fn copy_fixture(name: &str) -> PathBuf {
     d
 }
 
-/// Every tensor of a checkpoint as (dtype, shape, bytes), by name.
-fn tensors(path: &Path) -> BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> {
-    read(CheckpointFiles::open(path).unwrap())
-}
-
-fn read(files: CheckpointFiles) -> BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> {
-    let view = files.view().unwrap();
-    view.entries()
-        .iter()
-        .map(|e| {
-            (
-                e.name().to_string(),
-                (e.dtype(), e.shape().to_vec(), e.data().to_vec()),
-            )
-        })
-        .collect()
-}
-
-/// PyTorch's masks for case `case` (`global`, `l1`, `ln`), by tensor name.
-fn expected(case: &str) -> BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> {
-    let file = MappedFile::open(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sharded_expected.safetensors"),
-    )
-    .unwrap();
-    let view = file.view().unwrap();
-    view.entries()
-        .iter()
-        .filter_map(|e| {
-            let name = e.name().strip_prefix(&format!("{case}/"))?;
-            Some((
-                name.to_string(),
-                (e.dtype(), e.shape().to_vec(), e.data().to_vec()),
-            ))
-        })
-        .collect()
-}
-
 /// The tensors of one safetensors file.
-fn file_tensors(path: &Path) -> BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> {
-    read(CheckpointFiles::open_file(path).unwrap())
+fn file_tensors(path: &Path) -> Tensors {
+    tensors::of_files(&CheckpointFiles::open_file(path).unwrap())
 }
 
 /// Writes `tensors` as the safetensors file `path`.
-fn write_file(path: &Path, tensors: &BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>) {
+fn write_file(path: &Path, tensors: &Tensors) {
     let specs = tensors
         .iter()
         .map(|(n, (d, s, _))| TensorSpec::new(n.clone(), *d, s.clone()))
