@@ -1,6 +1,7 @@
 //! Streamed pruning of checkpoint files: tensor by tensor from the input's
 //! memory maps to the output, whatever the size of the model.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -969,6 +970,14 @@ impl<'s> FilePruner<'s> {
                     let order: Vec<usize> = order.iter().copied().filter(|&g| members[g]).collect();
                     let prior = |g: usize| -> Result<Option<Vec<bool>>, CheckpointError> {
                         let group = &plan.groups[g];
+                        if !plan.members[..s].iter().any(|m| m[g]) {
+                            // No step before this one prunes it: its mask is
+                            // the file's, read without loading the values.
+                            return Ok(match group.target {
+                                Target::Plain(_) => None,
+                                Target::Pair { mask, .. } => Some(kept_of(&entries[mask])),
+                            });
+                        }
                         let file = input.files()[view.shard_of(group.orig())].path();
                         with_float!(group.dtype, T => {
                             let (single, _, _) =
@@ -985,6 +994,7 @@ impl<'s> FilePruner<'s> {
                         self.ties,
                         origin,
                         &prior,
+                        self.stages.len() > 1,
                     )?)
                 }
                 _ => None,
@@ -1091,7 +1101,8 @@ impl<'s> FilePruner<'s> {
                             .as_ref()
                             .expect("a global step's cut is computed before it is used");
                         let prior = single.mask_bools();
-                        let mask = global.mask::<T>(entries, group, g, prior.as_deref())?;
+                        let mask =
+                            global.mask::<T>(entries, group, g, prior.as_deref(), &plan.groups)?;
                         if let Some(cap) = self.cap {
                             let pruned = zeros(&mask);
                             if pruned > cap_limit(cap, numel) {
@@ -1196,6 +1207,14 @@ impl<'s> FilePruner<'s> {
         remove: bool,
     ) -> Result<TensorReport, CheckpointError> {
         let group = &plan.groups[g];
+        if let ([stage], None) = (self.stages.as_slice(), self.cap) {
+            if matches!(stage.method, StreamMethod::Global) && plan.members[0][g] {
+                let global = globals[0]
+                    .as_ref()
+                    .expect("a global step's cut is computed before it is used");
+                return Self::write_global::<T>(entries, plan, g, global, out, name, remove);
+            }
+        }
         let err = pruning(file, &group.name);
         let (mut single, before, _) =
             self.state::<T>(entries, plan, g, file, self.stages.len(), globals, gen)?;
@@ -1231,6 +1250,72 @@ impl<'s> FilePruner<'s> {
             dtype: group.dtype,
             shape: group.shape.clone(),
             numel,
+            before,
+            after,
+        })
+    }
+}
+
+impl FilePruner<'_> {
+    /// [`FilePruner::write_pruned`] for a run of one global step: the mask
+    /// from the file's bytes, and with `remove` the values `X_orig * mask`
+    /// multiplied in `T` as [`prune::remove`] multiplies them, entry by
+    /// entry, without building the one-tensor module (the same bytes).
+    fn write_global<T: CheckpointFloat>(
+        entries: &[TensorEntry<'_>],
+        plan: &Plan,
+        g: usize,
+        global: &Global,
+        out: &mut SafetensorsWriter<PendingFile>,
+        name: &str,
+        remove: bool,
+    ) -> Result<TensorReport, CheckpointError> {
+        let group = &plan.groups[g];
+        let prior = file_prior(entries, group);
+        let before = prior
+            .as_ref()
+            .map_or(0, |p| p.iter().filter(|k| !**k).count());
+        let keep = global.mask_flags(entries, group, g, prior.as_deref(), &plan.groups)?;
+        let after = keep.iter().filter(|k| !**k).count();
+        if remove {
+            let mut bytes = entries[group.orig()].data().to_vec();
+            let mut product = Vec::with_capacity(T::SIZE);
+            for (b, &k) in bytes.chunks_exact_mut(T::SIZE).zip(&keep) {
+                let x = T::read_le(b);
+                if x.is_finite() {
+                    // A finite x times 1 is x, times 0 a zero of x's sign
+                    // (the sign bit is the top bit of the last byte).
+                    if !k {
+                        let sign = b[T::SIZE - 1] & 0x80;
+                        b.fill(0);
+                        b[T::SIZE - 1] = sign;
+                    }
+                } else {
+                    // A NaN or an infinity: multiplied, as PyTorch does (a
+                    // pruned one gives NaN; NaNs come back quiet).
+                    product.clear();
+                    (x * if k { T::one() } else { T::zero() }).write_le(&mut product);
+                    b.copy_from_slice(&product);
+                }
+            }
+            out.write_tensor_bytes(name, &bytes)?;
+        } else {
+            with_float!(group.mask_dtype, M => {
+                let (mut one, mut zero) = (Vec::new(), Vec::new());
+                M::one().write_le(&mut one);
+                M::zero().write_le(&mut zero);
+                let mut bytes = Vec::with_capacity(keep.len() * M::SIZE);
+                for &k in &keep {
+                    bytes.extend_from_slice(if k { &one } else { &zero });
+                }
+                out.write_tensor_bytes(name, &bytes)?;
+            });
+        }
+        Ok(TensorReport {
+            name: group.name.clone(),
+            dtype: group.dtype,
+            shape: group.shape.clone(),
+            numel: keep.len(),
             before,
             after,
         })
@@ -1430,6 +1515,106 @@ fn single_of<U: CheckpointFloat>(
     Ok((single, before))
 }
 
+/// The flags (kept: the entry is 1) of a mask tensor of the input, which
+/// the view checked holds only 0 and 1.
+fn kept_of(entry: &TensorEntry<'_>) -> Vec<bool> {
+    with_float!(entry.dtype(), M => entry
+        .data()
+        .chunks_exact(M::SIZE)
+        .map(|b| M::read_le(b) == M::one())
+        .collect())
+}
+
+/// A group's mask in the file, as flags (`None`: the file has it plain).
+fn file_prior(entries: &[TensorEntry<'_>], group: &Group) -> Option<Vec<bool>> {
+    match group.target {
+        Target::Plain(_) => None,
+        Target::Pair { mask, .. } => Some(kept_of(&entries[mask])),
+    }
+}
+
+/// The dtype PyTorch's `torch.cat` gives tensors of these float dtypes (as
+/// `global_unstructured` concatenates them): their own where they agree,
+/// `F64` if one is `F64`, else `F32` (`BF16` with `F16`, or either with
+/// `F32`). Every one of them widens to it exactly.
+fn promoted(dtypes: impl Iterator<Item = Dtype>) -> Dtype {
+    let mut out: Option<Dtype> = None;
+    for d in dtypes {
+        out = Some(match out {
+            None => d,
+            Some(o) if o == d => o,
+            Some(o) if o == Dtype::F64 || d == Dtype::F64 => Dtype::F64,
+            Some(_) => Dtype::F32,
+        });
+    }
+    out.unwrap_or(Dtype::F64)
+}
+
+/// Entries decoded at a time from a file's bytes (and fed at a time to a
+/// selection, which pays for a whole histogram of the digit per feed).
+const BATCH: usize = 1 << 20;
+
+/// Calls `f` with the values of `entry` as `U`, a piece at a time, in the
+/// file's (row-major) order, with the index of each piece's first entry.
+fn for_chunks<U: CheckpointFloat>(
+    entry: &TensorEntry<'_>,
+    mut f: impl FnMut(usize, &[U]),
+) -> Result<(), CheckpointError> {
+    with_float!(entry.dtype(), T => {
+        let mut buf: Vec<U> = Vec::with_capacity(BATCH.min(entry.len()));
+        for (c, bytes) in entry.data().chunks(BATCH * T::SIZE).enumerate() {
+            buf.clear();
+            let pieces = bytes.chunks_exact(T::SIZE);
+            if T::DTYPE == U::DTYPE {
+                buf.extend(pieces.map(U::read_le));
+            } else if T::DTYPE == Dtype::BF16 && U::DTYPE == Dtype::F32 {
+                // A bf16 is the high half of the f32 of the same value.
+                buf.extend(pieces.map(|b| U::read_le(&[0, 0, b[0], b[1]])));
+            } else {
+                buf.extend(pieces.map(|b| U::from_f64(T::read_le(b).as_f64())));
+            }
+            f(c * BATCH, &buf);
+        }
+        Ok(())
+    })
+}
+
+/// Calls `f` with the unpruned values of `entry` as `U` (all of them where
+/// `prior` is `None`), a piece at a time, in order.
+fn for_open_chunks<U: CheckpointFloat>(
+    entry: &TensorEntry<'_>,
+    prior: Option<&[bool]>,
+    mut f: impl FnMut(&[U]),
+) -> Result<(), CheckpointError> {
+    let mut open = Vec::new();
+    for_chunks::<U>(entry, |start, values| match prior {
+        None => f(values),
+        Some(p) => {
+            open.clear();
+            open.extend(
+                values
+                    .iter()
+                    .zip(&p[start..start + values.len()])
+                    .filter(|(_, &k)| k)
+                    .map(|(&v, _)| v),
+            );
+            f(&open);
+        }
+    })
+}
+
+/// Under the write order, each group's share of the tied entries at a
+/// global cut, counted as the groups' masks are first computed.
+#[derive(Debug)]
+struct Quotas {
+    /// Per group: how many tied entries it prunes, once known.
+    known: Vec<Option<usize>>,
+    /// The groups in the write order.
+    order: Vec<usize>,
+    /// Tied entries still to prune after the groups known so far.
+    ties_left: usize,
+}
+
 /// The loader of a group's mask before a global step (`None`: not pruned).
 type Prior<'a> = dyn Fn(usize) -> Result<Option<Vec<bool>>, CheckpointError> + 'a;
 
@@ -1470,7 +1655,7 @@ struct Global {
     dtype: Dtype,
     select: StreamingSelect,
     /// Under the write order: how many tied entries each group prunes.
-    quotas: Vec<usize>,
+    quotas: RefCell<Quotas>,
     /// How ties were broken.
     order: TieOrder,
     /// Under PyTorch's order: whether each unpruned entry stays, the
@@ -1490,15 +1675,10 @@ impl Global {
         ties: StreamTies,
         origin: &Path,
         prior: &Prior<'_>,
+        eager: bool,
     ) -> Result<Self, CheckpointError> {
-        let mut dtypes = order.iter().map(|&g| groups[g].dtype);
-        let first = dtypes.next().unwrap_or(Dtype::F64);
-        let dtype = if dtypes.all(|d| d == first) {
-            first
-        } else {
-            Dtype::F64
-        };
-        with_float!(dtype, U => Self::compute_as::<U>(entries, groups, members, order, amount, ties, origin, dtype, prior))
+        let dtype = promoted(order.iter().map(|&g| groups[g].dtype));
+        with_float!(dtype, U => Self::compute_as::<U>(entries, groups, members, order, amount, ties, origin, dtype, prior, eager))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1512,6 +1692,7 @@ impl Global {
         origin: &Path,
         dtype: Dtype,
         prior: &Prior<'_>,
+        eager: bool,
     ) -> Result<Self, CheckpointError> {
         let mut open = 0;
         for &g in order {
@@ -1528,38 +1709,57 @@ impl Global {
                 tensors: order.len(),
             })?;
         let mut select = StreamingSelect::new::<U>(k);
-        // Small tensors are fed together: each feed pays for a whole
-        // histogram of the digit, which 100 000 one-entry tensors would
-        // pay 100 000 times a pass. (Same order, so the same ties.)
-        const BATCH: usize = 1 << 16;
-        let one = U::from_f64(1.0);
-        let (mut vals, mut masks) = (Vec::<U>::new(), Vec::<U>::new());
-        let flush = |select: &mut StreamingSelect, vals: &mut Vec<U>, masks: &mut Vec<U>| {
-            if !vals.is_empty() {
-                select.feed(vals, Some(masks));
-                vals.clear();
-                masks.clear();
-            }
-        };
+        // The unpruned entries are fed in batches, decoded from the file's
+        // bytes a piece at a time: no tensor is held whole, and each feed
+        // (which pays for a whole histogram of the digit) counts many
+        // entries even where tensors are small. Pruned entries are no
+        // candidates and are left out. (Same order, so the same ties.)
+        let mut batch = Vec::<U>::with_capacity(BATCH);
+        // bf16 values ranked as f32 have keys whose low 16 bits are 0 (but
+        // NaN's): after the first pass has fixed the high 16 bits, what they
+        // add to the second pass's histogram is known from the first, and
+        // they need not be read again. Counted here: in the first pass,
+        // their non-NaN unpruned entries by high 16 bits.
+        let narrow_groups = U::DTYPE == Dtype::F32
+            && select.current_digit() == Some((16, 16))
+            && order.iter().any(|&g| groups[g].dtype == Dtype::BF16);
+        let mut narrow = vec![0usize; if narrow_groups { 1 << 16 } else { 0 }];
         while select.pending() {
+            let skip_narrow = narrow_groups
+                && select.current_digit() == Some((0, 16))
+                && select.prefix().is_some_and(|p| p != 0xffff);
+            if skip_narrow {
+                let p = select.prefix().expect("checked above") as usize;
+                select.add_to_bucket(0, narrow[p]);
+            }
             for &g in order {
-                let p = prior(g)?;
-                let (values, mask) = values_with::<U>(entries, &groups[g], p.as_deref())?;
-                if values.len() >= BATCH {
-                    flush(&mut select, &mut vals, &mut masks);
-                    select.feed(standard(&values), mask.as_deref());
+                let group = &groups[g];
+                let is_narrow = narrow_groups && group.dtype == Dtype::BF16;
+                if skip_narrow && is_narrow {
                     continue;
                 }
-                vals.extend_from_slice(standard(&values));
-                match &mask {
-                    Some(m) => masks.extend_from_slice(m),
-                    None => masks.resize(vals.len(), one),
-                }
-                if vals.len() >= BATCH {
-                    flush(&mut select, &mut vals, &mut masks);
-                }
+                let p = prior(g)?;
+                let first_pass = select.current_digit() == Some((16, 16));
+                for_open_chunks::<U>(&entries[group.orig()], p.as_deref(), |open| {
+                    if is_narrow && first_pass {
+                        for x in open {
+                            let key = x.magnitude_key();
+                            if key & 0xffff == 0 {
+                                narrow[(key >> 16) as usize] += 1;
+                            }
+                        }
+                    }
+                    batch.extend_from_slice(open);
+                    if batch.len() >= BATCH {
+                        select.feed(&batch, None);
+                        batch.clear();
+                    }
+                })?;
             }
-            flush(&mut select, &mut vals, &mut masks);
+            if !batch.is_empty() {
+                select.feed(&batch, None);
+                batch.clear();
+            }
             select.end_pass();
         }
         let ties_left = select.ties();
@@ -1568,13 +1768,17 @@ impl Global {
         // each in `U`, the flags kept, and the selection's own temporaries
         // (measured: 7.6 bytes an entry for bf16 in all; this bound is 10).
         let needed = open as u64 * (4 * U::SIZE as u64 + 2);
-        let mut quotas = vec![0; groups.len()];
+        let mut quotas = Quotas {
+            known: vec![None; groups.len()],
+            order: Vec::new(),
+            ties_left: 0,
+        };
         let (order_used, exact) = match ties {
             _ if !straddle => {
                 // Every candidate at the cut goes, or none does.
                 let quota = if ties_left == 0 { 0 } else { usize::MAX };
                 for &g in order {
-                    quotas[g] = quota;
+                    quotas.known[g] = Some(quota);
                 }
                 (TieOrder::NoTies, None)
             }
@@ -1584,15 +1788,10 @@ impl Global {
                 (TieOrder::Torch, Some((keep, starts)))
             }
             _ => {
-                // Each group's share of the ties, in the write order.
-                let mut left = ties_left;
-                for &g in order {
-                    let p = prior(g)?;
-                    let (values, mask) = values_with::<U>(entries, &groups[g], p.as_deref())?;
-                    let had = left;
-                    select.mask_for(standard(&values), mask.as_deref(), &mut left);
-                    quotas[g] = had - left;
-                }
+                // Each group's share of the ties is counted when its mask
+                // is first computed, in the write order (`Global::mask`).
+                quotas.ties_left = ties_left;
+                quotas.order = order.to_vec();
                 (
                     TieOrder::WriteOrder {
                         tied,
@@ -1603,13 +1802,24 @@ impl Global {
                 )
             }
         };
-        Ok(Global {
+        let global = Global {
             dtype,
             select,
-            quotas,
+            quotas: RefCell::new(quotas),
             order: order_used,
             exact,
-        })
+        };
+        if eager && global.exact.is_none() {
+            // Later steps ask for these masks in their own orders: count
+            // every group's share of the ties now, in the write order.
+            for &g in order {
+                if global.quotas.borrow().known[g].is_none() {
+                    let p = prior(g)?;
+                    global.mask_flags(entries, &groups[g], g, p.as_deref(), groups)?;
+                }
+            }
+        }
+        Ok(global)
     }
 
     /// Which unpruned entries stay, as PyTorch's `global_unstructured`
@@ -1661,39 +1871,77 @@ impl Global {
     }
 
     /// Group `g`'s new mask, as `D`, given its mask before the step
-    /// (`prior`, `None`: not pruned). Depends on nothing but the group.
+    /// (`prior`, `None`: not pruned). Depends on nothing but the group:
+    /// under the write order, its share of the ties is counted the first
+    /// time (the groups before it in that order first, where they were not).
     fn mask<D: CheckpointFloat>(
         &self,
         entries: &[TensorEntry<'_>],
         group: &Group,
         g: usize,
         prior: Option<&[bool]>,
+        groups: &[Group],
     ) -> Result<ArrayD<D>, CheckpointError> {
+        let new = self.mask_flags(entries, group, g, prior, groups)?;
+        let new: Vec<D> = new
+            .into_iter()
+            .map(|k| if k { D::one() } else { D::zero() })
+            .collect();
+        Ok(ArrayD::from_shape_vec(group.shape.clone(), new)
+            .expect("a mask has one entry per value, and values have the group's shape"))
+    }
+
+    /// Group `g`'s new mask as flags (kept), as [`Global::mask`] says.
+    fn mask_flags(
+        &self,
+        entries: &[TensorEntry<'_>],
+        group: &Group,
+        g: usize,
+        prior: Option<&[bool]>,
+        groups: &[Group],
+    ) -> Result<Vec<bool>, CheckpointError> {
         with_float!(self.dtype, U => {
-            let (values, mask) = values_with::<U>(entries, group, prior)?;
-            let new = match &self.exact {
-                Some((keep, starts)) => {
-                    let mut next = starts[g];
-                    let mut out = vec![U::zero(); values.len()];
-                    for (i, o) in out.iter_mut().enumerate() {
-                        if mask.as_ref().is_none_or(|m| m[i] == U::one()) {
-                            if keep[next] {
-                                *o = U::one();
-                            }
-                            next += 1;
+            let numel = entries[group.orig()].len();
+            if let Some((keep, starts)) = &self.exact {
+                let mut next = starts[g];
+                let mut out = vec![false; numel];
+                for (i, o) in out.iter_mut().enumerate() {
+                    if prior.is_none_or(|m| m[i]) {
+                        *o = keep[next];
+                        next += 1;
+                    }
+                }
+                return Ok(out);
+            }
+            let known = self.quotas.borrow().known[g];
+            let quota = match known {
+                Some(q) => q,
+                None => {
+                    // Count the shares of the groups written before it
+                    // where they were not. (Only a one-step run counts them
+                    // lazily, so their masks before it are the file's.)
+                    let order = self.quotas.borrow().order.clone();
+                    for &h in order.iter().take_while(|&&h| h != g) {
+                        if self.quotas.borrow().known[h].is_none() {
+                            let p = file_prior(entries, &groups[h]);
+                            self.mask_flags(entries, &groups[h], h, p.as_deref(), groups)?;
                         }
                     }
-                    out
-                }
-                None => {
-                    let mut quota = self.quotas[g];
-                    self.select.mask_for(standard(&values), mask.as_deref(), &mut quota)
+                    self.quotas.borrow().ties_left
                 }
             };
-            let new: Vec<D> = new.into_iter().map(|m| D::from_f64(m.as_f64())).collect();
-            let new = ArrayD::from_shape_vec(group.shape.clone(), new)
-                .expect("a mask has one entry per value, and values have the group's shape");
-            Ok(new)
+            let mut left = quota;
+            let mut out = Vec::with_capacity(numel);
+            for_chunks::<U>(&entries[group.orig()], |start, values| {
+                let open = prior.map(|p| &p[start..start + values.len()]);
+                self.select.keep_flags(values, open, &mut left, &mut out);
+            })?;
+            if known.is_none() {
+                let mut q = self.quotas.borrow_mut();
+                q.known[g] = Some(quota - left);
+                q.ties_left = left;
+            }
+            Ok(out)
         })
     }
 }

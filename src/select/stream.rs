@@ -71,6 +71,54 @@ impl StreamingSelect {
         self.hist.iter_mut().zip(&h).for_each(|(t, c)| *t += c);
     }
 
+    /// The digit the current pass counts, as (shift, width) of the key's
+    /// bits; `None` once all passes are done.
+    pub(crate) fn current_digit(&self) -> Option<(u32, u32)> {
+        self.digits.get(self.pass).copied()
+    }
+
+    /// The high digits of the cut fixed by the passes so far.
+    pub(crate) fn prefix(&self) -> Option<u64> {
+        self.prefix
+    }
+
+    /// Counts `count` candidates into `bucket` of the current pass's
+    /// histogram, without feeding them (their digit known otherwise).
+    pub(crate) fn add_to_bucket(&mut self, bucket: usize, count: usize) {
+        self.hist[bucket] += count;
+    }
+
+    /// Appends to `out` whether each entry of `scores` stays, after all
+    /// passes (`open`: whether it is a candidate; pruned before otherwise):
+    /// the flags [`StreamingSelect::mask_for`] makes ones.
+    pub(crate) fn keep_flags<T: PruneFloat>(
+        &self,
+        scores: &[T],
+        open: Option<&[bool]>,
+        ties_left: &mut usize,
+        out: &mut Vec<bool>,
+    ) {
+        let cut = if self.digits.is_empty() || self.pending() {
+            None
+        } else {
+            self.prefix
+        };
+        out.extend(scores.iter().enumerate().map(|(i, x)| {
+            if !open.is_none_or(|m| m[i]) {
+                return false;
+            }
+            let key = x.magnitude_key();
+            match cut {
+                Some(c) if key < c => false,
+                Some(c) if key == c && *ties_left > 0 => {
+                    *ties_left -= 1;
+                    false
+                }
+                _ => true,
+            }
+        }));
+    }
+
     /// Ends the current pass: fixes one more digit of the cut.
     pub fn end_pass(&mut self) {
         let Some(&(_, width)) = self.digits.get(self.pass) else {
