@@ -40,6 +40,7 @@ mod checkpoint;
 mod dtype;
 mod error;
 mod files;
+mod mixed;
 #[cfg(feature = "pth")]
 pub mod pth;
 mod raw;
@@ -55,6 +56,7 @@ pub use checkpoint::{Checkpoint, LoadOptions};
 pub use dtype::CheckpointFloat;
 pub use error::{CheckpointError, FileKind, ForeignFormat, PairProblem, TargetProblem};
 pub use files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
+pub use mixed::{MixedCheckpoint, MixedFloat};
 pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
 pub use recipe::{Recipe, RecipeError, RecipeStep};
