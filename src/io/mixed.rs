@@ -499,8 +499,8 @@ impl MixedCheckpoint {
     /// ckpt.part_mut::<f32>().add_child("bn", Layer::new()
     ///     .with_parameter("weight", ndarray::ArrayD::ones(vec![2]))?
     ///     .with_buffer("running_mean", ndarray::ArrayD::zeros(vec![2]))?)?;
-    /// let names: Vec<String> = ckpt.parameter_specs().iter().map(|s| s.name().to_string()).collect();
-    /// assert_eq!(names, ["bn.weight"]);
+    /// let params = ckpt.parameter_specs();
+    /// assert_eq!((params.len(), params[0].name(), params[0].dtype()), (1, "bn.weight", Dtype::F32));
     /// # Ok(()) }
     /// ```
     pub fn parameter_specs(&self) -> Vec<TensorSpec> {
