@@ -331,9 +331,19 @@ fn a_failing_call_changes_nothing() {
         Amount::Fraction(f64::NAN),
         Amount::Fraction(1.5),
     ] {
-        assert!(ckpt
+        let err = ckpt
             .global_unstructured(&names, amount, TieBreak::Torch)
-            .is_err());
+            .unwrap_err();
+        if let Amount::Count(_) = amount {
+            assert_eq!(
+                err.kind(),
+                &PruneErrorKind::AmountTooLarge {
+                    requested: 5121,
+                    available: 5120
+                }
+            );
+            assert_eq!(err.tensor(), None, "{err}");
+        }
         unchanged(&ckpt);
     }
     // The count that is exactly what is left works.
@@ -466,5 +476,46 @@ proptest! {
             mixed.part::<bf16>().parameter("a.w_orig").unwrap().mapv(f32::from),
             arr(&a)
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// bf16 with f16 ranks in f32 (PyTorch's promotion of the two), and
+    /// f64 with f32 in f64: the same masks as the same values all in the
+    /// common dtype.
+    #[test]
+    fn global_across_other_dtype_pairs_equals_all_in_the_common_dtype(
+        a in values(1..16),
+        b in values(1..16),
+        k in 0usize..32,
+    ) {
+        let k = k.min(a.len() + b.len());
+        let names = ["a.w", "b.w"];
+        let arr = |v: &[f32]| ArrayD::from_shape_vec(vec![v.len()], v.to_vec()).unwrap();
+        let method = L1Unstructured::new(Amount::Count(k)).unwrap();
+
+        let mut halves = MixedCheckpoint::new();
+        halves.part_mut::<bf16>().add_child("a", Layer::new().with_parameter("w", arr(&a).mapv(bf16::from_f32)).unwrap()).unwrap();
+        halves.part_mut::<f16>().add_child("b", Layer::new().with_parameter("w", arr(&b).mapv(f16::from_f32)).unwrap()).unwrap();
+        halves.global_unstructured(&names, Amount::Count(k), TieBreak::Torch).unwrap();
+        let mut all = Sequential::<f32>::new()
+            .with_child("a", Layer::new().with_parameter("w", arr(&a)).unwrap()).unwrap()
+            .with_child("b", Layer::new().with_parameter("w", arr(&b)).unwrap()).unwrap();
+        prune::global_unstructured(&mut all, &names, &method, None).unwrap();
+        prop_assert_eq!(halves.part::<bf16>().buffer("a.w_mask").unwrap().mapv(f32::from), all.buffer("a.w_mask").unwrap().clone());
+        prop_assert_eq!(halves.part::<f16>().buffer("b.w_mask").unwrap().mapv(f32::from), all.buffer("b.w_mask").unwrap().clone());
+
+        let mut wide = MixedCheckpoint::new();
+        wide.part_mut::<f64>().add_child("a", Layer::new().with_parameter("w", arr(&a).mapv(f64::from)).unwrap()).unwrap();
+        wide.part_mut::<f32>().add_child("b", Layer::new().with_parameter("w", arr(&b)).unwrap()).unwrap();
+        wide.global_unstructured(&names, Amount::Count(k), TieBreak::Torch).unwrap();
+        let mut all = Sequential::<f64>::new()
+            .with_child("a", Layer::new().with_parameter("w", arr(&a).mapv(f64::from)).unwrap()).unwrap()
+            .with_child("b", Layer::new().with_parameter("w", arr(&b).mapv(f64::from)).unwrap()).unwrap();
+        prune::global_unstructured(&mut all, &names, &method, None).unwrap();
+        prop_assert_eq!(wide.part::<f64>().buffer("a.w_mask").unwrap(), all.buffer("a.w_mask").unwrap());
+        prop_assert_eq!(wide.part::<f32>().buffer("b.w_mask").unwrap().mapv(f64::from), all.buffer("b.w_mask").unwrap().clone());
     }
 }
