@@ -30,6 +30,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A [`Checkpoint<T>`](Checkpoint) holds the tensors of one float type as
+//! a model; a checkpoint mixing dtypes (bf16 weights, f32 norms) loads
+//! whole into a [`MixedCheckpoint`], every tensor pruned in its own dtype
+//! and global pruning ranked across dtypes as PyTorch ranks it.
+//!
 //! Lower down, [`MappedFile`] and [`SafetensorsView`] read a file's
 //! tensors without decoding them, and [`SafetensorsWriter`] writes one
 //! tensor at a time (atomically, through [`PendingFile`]): what the
