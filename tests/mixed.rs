@@ -115,6 +115,26 @@ fn global_pruning_across_bf16_f16_and_f32_gives_pytorchs_masks() {
 }
 
 #[test]
+fn global_pruning_after_earlier_steps_in_each_dtype_gives_pytorchs_masks() {
+    // The fixture's three-step case: structured, then unstructured, each
+    // tensor in its own dtype, then global over what is left of all.
+    let names = targets();
+    let mut ckpt = load_fixture();
+    for name in names.iter().filter(|n| n.ends_with("_proj.weight")) {
+        ckpt.ln_structured(name, Amount::Fraction(0.25), Norm::L(2.0), Dim(0))
+            .unwrap();
+    }
+    for name in &names {
+        let amount = if name == "lm_head.weight" { 0.1 } else { 0.3 };
+        ckpt.l1_unstructured(name, Amount::Fraction(amount))
+            .unwrap();
+    }
+    ckpt.global_unstructured(&names, Amount::Fraction(0.2), TieBreak::Torch)
+        .unwrap();
+    assert_masks("recipe", &ckpt);
+}
+
+#[test]
 fn global_pruning_ranks_in_the_order_of_the_names_given() {
     // PyTorch's tie order follows the concatenation order: the fixture's
     // bf16 magnitudes tie at the cut, so the lowest-index rule (over the
