@@ -7,6 +7,7 @@ use std::path::Path;
 
 use ndarray::ArrayD;
 
+use super::reader::is_float;
 use super::tree::{build_tree, is_tree_path};
 use super::writer::alignment_rank;
 use super::{
@@ -102,6 +103,15 @@ impl LoadOptions {
 /// on. Every other tensor (another dtype, or a name that is no tree path,
 /// such as `a..b` or a name of more than 64 dotted components) is kept as
 /// a [`RawTensor`].
+///
+/// **Float tensors of another dtype are not in the tree.** A checkpoint
+/// mixing dtypes (bf16 projections and f32 norms, say) loaded as
+/// `Checkpoint::<f32>` holds only the f32 tensors as a model: the bf16 ones
+/// are raw tensors, saved back byte for byte but out of reach of pruning,
+/// of [`Module::state_dict`] and of [`Checkpoint::load_into`].
+/// [`Checkpoint::raw_float_tensors`] lists them. To work on every float
+/// tensor in its own dtype, load a [`MixedCheckpoint`](super::MixedCheckpoint)
+/// instead.
 ///
 /// Loading costs time `O(n log n)` in the number of tensors and memory a
 /// small multiple of the header plus the tensors decoded; nothing is sized
@@ -465,6 +475,24 @@ impl<T: CheckpointFloat> Checkpoint<T> {
         self.raw.retain(|r| r.name() != tensor.name());
         let at = self.raw.partition_point(|r| r.name() < tensor.name());
         self.raw.insert(at, tensor);
+    }
+
+    /// The float tensors (`F64`, `F32`, `BF16`, `F16`) kept as raw
+    /// tensors, sorted by name: those of another dtype than `T` (and any
+    /// of `T` whose name is no tree path). Nothing here is pruned or in the
+    /// model's `state_dict`; a [`MixedCheckpoint`](super::MixedCheckpoint)
+    /// holds them all in their own dtypes.
+    ///
+    /// ```
+    /// use ndprune::io::{Checkpoint, Dtype, RawTensor};
+    /// let mut ckpt = Checkpoint::new(ndprune::Sequential::<f32>::new());
+    /// ckpt.push_raw(RawTensor::new("fc.weight", Dtype::BF16, vec![2], vec![0; 4]).unwrap());
+    /// ckpt.push_raw(RawTensor::new("steps", Dtype::I64, vec![], vec![0; 8]).unwrap());
+    /// let names: Vec<&str> = ckpt.raw_float_tensors().iter().map(|r| r.name()).collect();
+    /// assert_eq!(names, ["fc.weight"]);
+    /// ```
+    pub fn raw_float_tensors(&self) -> Vec<&RawTensor> {
+        self.raw.iter().filter(|r| is_float(r.dtype())).collect()
     }
 
     /// Removes and returns the raw tensor of that name.

@@ -521,6 +521,18 @@ pub enum PairProblem {
     },
     /// A plain tensor `X` is in the file too.
     AlsoPlain,
+    /// `X_orig` and `X_mask` have different float dtypes. PyTorch keeps a
+    /// mask in its original's dtype; a
+    /// [`MixedCheckpoint`](crate::io::MixedCheckpoint) holds a pruned
+    /// tensor in one dtype and refuses such a pair rather than convert
+    /// either tensor (the streaming [`FilePruner`](crate::io::FilePruner)
+    /// keeps each in its own).
+    MixedDtypes {
+        /// The dtype of `X_orig`.
+        orig: safetensors::Dtype,
+        /// The dtype of `X_mask`.
+        mask: safetensors::Dtype,
+    },
 }
 
 impl fmt::Display for PairProblem {
@@ -537,6 +549,10 @@ impl fmt::Display for PairProblem {
             PairProblem::AlsoPlain => {
                 f.write_str("the file holds it plain too, beside its _orig and _mask")
             }
+            PairProblem::MixedDtypes { orig, mask } => write!(
+                f,
+                "its original is {orig} and its mask {mask}: a mixed checkpoint holds a pruned tensor in one dtype"
+            ),
         }
     }
 }

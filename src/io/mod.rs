@@ -30,6 +30,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A [`Checkpoint<T>`](Checkpoint) holds the tensors of one float type as
+//! a model; a checkpoint mixing dtypes (bf16 weights, f32 norms) loads
+//! whole into a [`MixedCheckpoint`], every tensor pruned in its own dtype
+//! and global pruning ranked across dtypes as PyTorch ranks it.
+//!
 //! Lower down, [`MappedFile`] and [`SafetensorsView`] read a file's
 //! tensors without decoding them, and [`SafetensorsWriter`] writes one
 //! tensor at a time (atomically, through [`PendingFile`]): what the
@@ -40,6 +45,7 @@ mod checkpoint;
 mod dtype;
 mod error;
 mod files;
+mod mixed;
 #[cfg(feature = "pth")]
 pub mod pth;
 mod raw;
@@ -55,6 +61,7 @@ pub use checkpoint::{Checkpoint, LoadOptions};
 pub use dtype::CheckpointFloat;
 pub use error::{CheckpointError, FileKind, ForeignFormat, PairProblem, TargetProblem};
 pub use files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
+pub use mixed::{MixedCheckpoint, MixedFloat};
 pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
 pub use recipe::{Recipe, RecipeError, RecipeStep};

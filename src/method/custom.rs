@@ -26,6 +26,10 @@ use crate::{PruneError, PruneErrorKind, PruneFloat, PruningStep};
 #[derive(Debug, Clone)]
 pub struct CustomFromMask<'a, T> {
     mask: ArrayViewD<'a, T>,
+    /// The history record, when the mask is a tensor's share of a larger
+    /// call (the cross-dtype global pruning of a mixed checkpoint);
+    /// `None`: [`PruningStep::CustomFromMask`].
+    record: Option<PruningStep>,
 }
 
 impl<'a, T: PruneFloat> CustomFromMask<'a, T> {
@@ -37,7 +41,17 @@ impl<'a, T: PruneFloat> CustomFromMask<'a, T> {
     /// let _method = CustomFromMask::new(mask.view());
     /// ```
     pub fn new(mask: ArrayViewD<'a, T>) -> Self {
-        CustomFromMask { mask }
+        CustomFromMask { mask, record: None }
+    }
+
+    /// The method for this mask, recorded in the pruning history as
+    /// `record` (a share of a global call whose ranking ran elsewhere).
+    #[cfg(feature = "safetensors")]
+    pub(crate) fn recorded_as(mask: ArrayViewD<'a, T>, record: PruningStep) -> Self {
+        CustomFromMask {
+            mask,
+            record: Some(record),
+        }
     }
 
     fn check(&self, shape: &[usize]) -> Result<(), PruneError> {
@@ -83,7 +97,7 @@ impl<T: PruneFloat> FastPath<T> for CustomFromMask<'_, T> {
 
     fn step(&self, importance_scores: bool) -> PruningStep {
         let _ = importance_scores; // the mask is given, nothing is ranked.
-        PruningStep::CustomFromMask
+        self.record.clone().unwrap_or(PruningStep::CustomFromMask)
     }
 
     fn update_mask(
