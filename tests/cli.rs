@@ -1305,3 +1305,73 @@ fn a_failed_allocation_leaves_no_temporary() {
     }
     assert!(aborted > 0, "no limit made an allocation fail mid-write");
 }
+
+#[test]
+fn max_shard_size_reshards_a_file_or_a_sharded_checkpoint() {
+    let d = dir("reshard");
+    let single = d.join("in.safetensors");
+    mixed_file(&single);
+    let sharded = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sharded");
+    for (tag, input) in [("file", &single), ("sharded", &sharded)] {
+        let whole = d.join(format!("{tag}.safetensors"));
+        ok(&ndprune(&prune_args(s(input), s(&whole), L1)));
+        let out = d.join(format!("{tag}-shards"));
+        ok(&ndprune(&prune_args(
+            s(input),
+            s(&out),
+            &[L1, &["--max-shard-size", "1KB", "-q"]].concat(),
+        )));
+        let index: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join("model.safetensors.index.json")).unwrap(),
+        )
+        .unwrap();
+        let shards: std::collections::BTreeSet<&str> = index["weight_map"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(shards.len() >= 2, "{tag}: {shards:?}");
+        assert!(shards
+            .iter()
+            .all(|n| n.starts_with("model-0000") && out.join(n).is_file()));
+        // The same tensors, byte for byte, as the single-file output.
+        let files = ndprune::io::CheckpointFiles::open(&out).unwrap();
+        let view = files.view().unwrap();
+        let got: Vec<(String, Vec<u8>)> = {
+            let mut v: Vec<_> = view
+                .entries()
+                .iter()
+                .map(|e| (e.name().to_string(), e.data().to_vec()))
+                .collect();
+            v.sort();
+            v
+        };
+        let bytes = std::fs::read(&whole).unwrap();
+        let want_view = SafetensorsView::parse(&bytes).unwrap();
+        let mut want: Vec<(String, Vec<u8>)> = want_view
+            .entries()
+            .iter()
+            .map(|e| (e.name().to_string(), e.data().to_vec()))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{tag}");
+    }
+    // Bad sizes, and a file as OUT, are usage errors: nothing written.
+    for (size, out, says) in [
+        ("0", "zero", "0 bytes"),
+        ("5XB", "unit", "unknown unit"),
+        ("1.5GB", "frac", "no size"),
+        ("1KB", "bad.safetensors", "directory of shards"),
+    ] {
+        let out = d.join(out);
+        let r = ndprune(&prune_args(
+            s(&single),
+            s(&out),
+            &[L1, &["--max-shard-size", size]].concat(),
+        ));
+        assert_eq!(r.status.code(), Some(2), "{size}: {}", stderr(&r));
+        assert!(stderr(&r).contains(says), "{size}: {}", stderr(&r));
+        assert!(!out.exists());
+    }
+}

@@ -45,6 +45,7 @@ pub mod pth;
 mod raw;
 mod reader;
 mod recipe;
+mod shard;
 mod spec;
 mod stream;
 mod tree;
@@ -58,6 +59,7 @@ pub use files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
 pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
 pub use recipe::{Recipe, RecipeError, RecipeStep};
+pub use shard::{parse_shard_size, ShardSizeError};
 pub use spec::TensorSpec;
 pub use stream::{
     is_prunable, FilePruner, Output, Progress, StreamMethod, StreamReport, StreamTies, TensorPlan,
