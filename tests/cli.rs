@@ -1334,7 +1334,7 @@ fn max_shard_size_reshards_a_file_or_a_sharded_checkpoint() {
         assert!(shards.len() >= 2, "{tag}: {shards:?}");
         assert!(shards
             .iter()
-            .all(|n| n.starts_with("model-0000") && out.join(n).is_file()));
+            .all(|n| n.starts_with("model-") && out.join(n).is_file()));
         // The same tensors, byte for byte, as the single-file output.
         let files = ndprune::io::CheckpointFiles::open(&out).unwrap();
         let view = files.view().unwrap();

@@ -963,11 +963,14 @@ impl<'s> FilePruner<'s> {
                         input.index().unwrap_or(input.files()[0].path()),
                     ))
                 } else {
+                    // The input's index name, unless it is no safetensors
+                    // index (PyTorch shards, converted).
                     input.index().map(|index| {
                         let name = index
                             .file_name()
+                            .filter(|n| n.to_string_lossy().ends_with(INDEX_SUFFIX))
                             .map(PathBuf::from)
-                            .unwrap_or_else(|| PathBuf::from(format!("model{INDEX_SUFFIX}")));
+                            .unwrap_or_else(|| PathBuf::from(SHARD_INDEX));
                         (name, index)
                     })
                 };

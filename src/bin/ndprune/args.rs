@@ -80,7 +80,10 @@ pub enum Ties {
 pub struct PruneArgs {
     /// The checkpoint to read: a safetensors file, the index of a sharded
     /// checkpoint (model.safetensors.index.json), or a directory holding
-    /// one of these. One shard of a sharded checkpoint is refused.
+    /// one of these; or PyTorch's: a .pth/.pt/.bin file, or the index of
+    /// .bin shards (pytorch_model.bin.index.json), converted to
+    /// safetensors on the way in. One shard of a sharded checkpoint is
+    /// refused.
     #[arg(value_name = "IN")]
     pub input: PathBuf,
     /// Where to write: a safetensors file (replaced atomically if it exists;
@@ -374,10 +377,10 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
     // A directory or an index as IN makes a directory OUT, unless OUT
     // names a safetensors file.
     let sharded_in = args.input.is_dir()
-        || args
-            .input
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().ends_with(INDEX_SUFFIX));
+        || args.input.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.ends_with(INDEX_SUFFIX) || n.ends_with(".bin.index.json")
+        });
     let to_file = args.output.extension().is_some_and(|e| e == "safetensors");
     let output = if let Some(max_shard_bytes) = args.max_shard_size {
         if to_file {
