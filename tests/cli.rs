@@ -1375,3 +1375,50 @@ fn max_shard_size_reshards_a_file_or_a_sharded_checkpoint() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn a_toml_recipe_prunes_pytorch_shards_into_a_safetensors_checkpoint() {
+    let d = dir("toml-bin");
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth/bin-sharded");
+    let (toml, json) = (d.join("r.toml"), d.join("r.json"));
+    std::fs::write(
+        &toml,
+        "[[steps]]\nmethod = \"l1_unstructured\"\namount = 0.5\n\n[[steps]]\nmethod = \"global\"\namount = 3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &json,
+        r#"{"steps": [{"method": "l1_unstructured", "amount": 0.5}, {"method": "global", "amount": 3}]}"#,
+    )
+    .unwrap();
+    let (a, b) = (d.join("from-toml"), d.join("from-json"));
+    ok(&ndprune(&["prune", s(&input), s(&a), "--recipe", s(&toml), "-q"]));
+    ok(&ndprune(&["prune", s(&input), s(&b), "--recipe", s(&json), "-q"]));
+    assert_eq!(
+        child_names(&a),
+        [
+            "config.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json"
+        ]
+    );
+    for name in child_names(&a) {
+        assert_eq!(
+            std::fs::read(a.join(&name)).unwrap(),
+            std::fs::read(b.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    // A recipe of another kind, or a TOML error: usage errors naming it.
+    let yaml = d.join("r.yaml");
+    std::fs::write(&yaml, "steps: []").unwrap();
+    let r = ndprune(&["prune", s(&input), s(&d.join("x")), "--recipe", s(&yaml)]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(stderr(&r).contains(".json or .toml"), "{}", stderr(&r));
+    std::fs::write(&toml, "[[steps]]\nmethod = \"global\"\namount = 1.5\n").unwrap();
+    let r = ndprune(&["prune", s(&input), s(&d.join("x")), "--recipe", s(&toml)]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(stderr(&r).contains("step 1: `amount`"), "{}", stderr(&r));
+    assert!(!d.join("x").exists());
+}

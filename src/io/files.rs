@@ -266,6 +266,27 @@ impl CheckpointFiles {
         Ok(files)
     }
 
+    /// The temporary directory holding the safetensors conversion of a
+    /// PyTorch input (removed when the `CheckpointFiles` is dropped), so
+    /// that a program that handles signals, on which no destructor runs,
+    /// can remove it in its handler.
+    ///
+    /// ```
+    /// use ndprune::io::CheckpointFiles;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pth/model.pth");
+    /// let files = CheckpointFiles::open(path)?; // torch.save(model.state_dict(), path)
+    /// let temp = files.converted_dir().unwrap().to_path_buf();
+    /// assert!(temp.join("model.safetensors").is_file());
+    /// drop(files);
+    /// assert!(!temp.exists());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "pth")]
+    pub fn converted_dir(&self) -> Option<&Path> {
+        self.converted.as_ref().map(tempfile::TempDir::path)
+    }
+
     fn open_dir(dir: &Path) -> Result<Self, CheckpointError> {
         let (mut indexes, mut singles) = (Vec::new(), Vec::new());
         let mut bin_indexes: Vec<PathBuf> = Vec::new();

@@ -128,6 +128,10 @@ fn prune(job: PruneJob) -> Result<(), ndprune::io::CheckpointError> {
     cleanup::install(&job.input);
     ndprune::io::CheckpointFiles::open(&job.input)
         .inspect(|input| {
+            // A PyTorch input's conversion goes on a signal too.
+            if let Some(dir) = input.converted_dir() {
+                cleanup::converted(dir);
+            }
             // OUT must be none of IN's files, however it is spelled.
             if let Some(f) = input.files().iter().find(|f| args::same_file(f.path(), job.output.path())) {
                 args::usage_error(format!(
