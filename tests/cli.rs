@@ -1392,8 +1392,22 @@ fn a_toml_recipe_prunes_pytorch_shards_into_a_safetensors_checkpoint() {
     )
     .unwrap();
     let (a, b) = (d.join("from-toml"), d.join("from-json"));
-    ok(&ndprune(&["prune", s(&input), s(&a), "--recipe", s(&toml), "-q"]));
-    ok(&ndprune(&["prune", s(&input), s(&b), "--recipe", s(&json), "-q"]));
+    ok(&ndprune(&[
+        "prune",
+        s(&input),
+        s(&a),
+        "--recipe",
+        s(&toml),
+        "-q",
+    ]));
+    ok(&ndprune(&[
+        "prune",
+        s(&input),
+        s(&b),
+        "--recipe",
+        s(&json),
+        "-q",
+    ]));
     assert_eq!(
         child_names(&a),
         [

@@ -475,6 +475,9 @@ pub struct FilePruner<'s> {
     cap: Option<f64>,
 }
 
+/// A safetensors header's `__metadata__`.
+type Metadata = BTreeMap<String, String>;
+
 /// Which candidates a [`FilePruner`] prunes.
 type Selector<'s> = Box<dyn Fn(&TensorSpec) -> bool + 's>;
 
@@ -942,7 +945,7 @@ impl<'s> FilePruner<'s> {
                 // Each file's name, the file whose permissions it takes,
                 // and its header metadata.
                 let n = plan.files.len();
-                let layout: Vec<(String, &Path, Option<&BTreeMap<String, String>>)> = (0..n)
+                let layout: Vec<(String, &Path, Option<&Metadata>)> = (0..n)
                     .map(|s| {
                         if resharded {
                             (shard_name(s, n), input.files()[0].path(), view.metadata(0))
