@@ -1436,3 +1436,149 @@ fn a_toml_recipe_prunes_pytorch_shards_into_a_safetensors_checkpoint() {
     assert!(stderr(&r).contains("step 1: `amount`"), "{}", stderr(&r));
     assert!(!d.join("x").exists());
 }
+
+/// Writes a PyTorch file as `torch.save` writes a state_dict (a zip
+/// archive, stored, holding a protocol-2 pickle and one data entry per
+/// tensor): `n` f32 tensors `layers.NNN.weight` of `len` entries each.
+#[cfg(target_os = "linux")]
+fn torch_file(path: &Path, n: usize, len: usize) {
+    fn unicode(p: &mut Vec<u8>, s: &str) {
+        p.push(b'X');
+        p.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        p.extend_from_slice(s.as_bytes());
+    }
+    fn int(p: &mut Vec<u8>, v: usize) {
+        p.push(b'J');
+        p.extend_from_slice(&(v as i32).to_le_bytes());
+    }
+    let mut pickle = vec![0x80, 2, b'}'];
+    for i in 0..n {
+        unicode(&mut pickle, &format!("layers.{i:03}.weight"));
+        pickle.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        unicode(&mut pickle, "storage");
+        pickle.extend_from_slice(b"ctorch\nFloatStorage\n");
+        unicode(&mut pickle, &i.to_string());
+        unicode(&mut pickle, "cpu");
+        int(&mut pickle, len);
+        pickle.extend_from_slice(b"tQ");
+        int(&mut pickle, 0);
+        pickle.push(b'(');
+        int(&mut pickle, len / 64);
+        int(&mut pickle, 64);
+        pickle.extend_from_slice(b"t(");
+        int(&mut pickle, 64);
+        int(&mut pickle, 1);
+        pickle.extend_from_slice(b"t\x89ccollections\nOrderedDict\n)RtRs");
+    }
+    pickle.push(b'.');
+    let data: Vec<u8> = (0..len)
+        .flat_map(|j| ((j * 7919 % 1000) as f32 - 500.0).to_le_bytes())
+        .collect();
+    let mut entries: Vec<(String, &[u8])> = vec![
+        ("archive/data.pkl".into(), &pickle),
+        ("archive/byteorder".into(), b"little"),
+        ("archive/version".into(), b"3\n"),
+    ];
+    for i in 0..n {
+        entries.push((format!("archive/data/{i}"), &data));
+    }
+    // A zip archive of stored entries: local headers with the data, the
+    // central directory, its end record.
+    let (mut zip, mut central) = (Vec::new(), Vec::new());
+    for (name, bytes) in &entries {
+        let mut crc = flate2::Crc::new();
+        crc.update(bytes);
+        let offset = zip.len() as u32;
+        let common = |out: &mut Vec<u8>| {
+            for v in [20u16, 0, 0, 0, 0x21] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            for v in [crc.sum(), bytes.len() as u32, bytes.len() as u32] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes());
+        };
+        zip.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        common(&mut zip);
+        zip.extend_from_slice(name.as_bytes());
+        zip.extend_from_slice(bytes);
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        central.extend_from_slice(&20u16.to_le_bytes());
+        common(&mut central);
+        for v in [0u16, 0, 0] {
+            central.extend_from_slice(&v.to_le_bytes());
+        }
+        central.extend_from_slice(&0u32.to_le_bytes());
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+    }
+    let at = zip.len() as u32;
+    zip.extend_from_slice(&central);
+    zip.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    let count = entries.len() as u16;
+    for v in [0u16, 0, count, count] {
+        zip.extend_from_slice(&v.to_le_bytes());
+    }
+    zip.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    zip.extend_from_slice(&at.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    std::fs::write(path, zip).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_signal_mid_write_removes_the_conversion_of_a_pytorch_input() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let d = dir("signals-pth");
+    let (input, tmp) = (d.join("in.pth"), d.join("tmp"));
+    std::fs::create_dir(&tmp).unwrap();
+    torch_file(&input, 48, 1 << 18); // 48 MiB
+                                     // The file reads as what it claims to be.
+    let tensors = ndprune::io::pth::read_state_dict(&input).unwrap();
+    assert_eq!(tensors.len(), 48);
+    assert_eq!(tensors[0].shape(), &[(1 << 18) / 64, 64]);
+    drop(tensors);
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let output = d.join("out.safetensors");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ndprune"))
+            .args(prune_args(s(&input), s(&output), &[L1, &["-q"]].concat()))
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once converted (the conversion is in TMPDIR) and OUT's
+        // temporary is being written.
+        let start = std::time::Instant::now();
+        while temporaries(&d).is_empty() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "finished before its output was interrupted: make the input larger"
+            );
+            assert!(
+                start.elapsed().as_secs() < 120,
+                "no temporary file appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        assert_eq!(child_names(&tmp).len(), 1, "the conversion's directory");
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(sig),
+            "ended by the signal: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!output.exists(), "no partial OUT");
+        assert_eq!(temporaries(&d), Vec::<String>::new(), "signal {sig}");
+        assert_eq!(
+            child_names(&tmp),
+            Vec::<String>::new(),
+            "signal {sig}: conversion left"
+        );
+    }
+}
