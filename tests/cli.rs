@@ -1581,4 +1581,26 @@ fn a_signal_mid_write_removes_the_conversion_of_a_pytorch_input() {
             "signal {sig}: conversion left"
         );
     }
+    // As soon as the conversion's directory exists (most likely while
+    // the conversion is under way): removed too.
+    let output = d.join("out.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ndprune"))
+        .args(prune_args(s(&input), s(&output), &[L1, &["-q"]].concat()))
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child_names(&tmp).is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "finished too soon");
+        assert!(start.elapsed().as_secs() < 120, "no conversion appeared");
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGTERM));
+    assert!(!output.exists());
+    assert_eq!(temporaries(&d), Vec::<String>::new());
+    assert_eq!(child_names(&tmp), Vec::<String>::new(), "conversion left");
 }

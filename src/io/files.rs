@@ -97,18 +97,62 @@ impl CheckpointFiles {
     /// assert!(matches!(err, CheckpointError::Io { .. }));
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
-        let path = path.as_ref();
+        Self::open_impl(
+            path.as_ref(),
+            #[cfg(feature = "pth")]
+            &mut (),
+        )
+    }
+
+    /// Opens as [`CheckpointFiles::open`] does, telling `watch` of the
+    /// temporary directory a PyTorch input is converted into, before it is
+    /// created and once it is (so a program can remove it on a signal,
+    /// from the moment it exists). Feature `pth`.
+    ///
+    /// ```
+    /// use ndprune::io::{CheckpointFiles, ConversionWatch};
+    /// use std::path::{Path, PathBuf};
+    /// #[derive(Default)]
+    /// struct Seen(Option<PathBuf>);
+    /// impl ConversionWatch for Seen {
+    ///     fn created(&mut self, dir: Option<&Path>) {
+    ///         self.0 = dir.map(Path::to_path_buf);
+    ///     }
+    /// }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pth/model.pth");
+    /// let mut seen = Seen::default();
+    /// let files = CheckpointFiles::open_watched(path, &mut seen)?; // a torch.save file
+    /// assert_eq!(seen.0.as_deref(), files.converted_dir());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "pth")]
+    pub fn open_watched(
+        path: impl AsRef<Path>,
+        watch: &mut dyn ConversionWatch,
+    ) -> Result<Self, CheckpointError> {
+        Self::open_impl(path.as_ref(), watch)
+    }
+
+    fn open_impl(
+        path: &Path,
+        #[cfg(feature = "pth")] watch: &mut dyn ConversionWatch,
+    ) -> Result<Self, CheckpointError> {
         let meta =
             fs::metadata(path).map_err(|e| CheckpointError::io(path, "reading the type of", e))?;
         if meta.is_dir() {
-            return Self::open_dir(path);
+            return Self::open_dir(
+                path,
+                #[cfg(feature = "pth")]
+                watch,
+            );
         }
         if is_index_name(path) {
             return Self::open_index(path, path);
         }
         #[cfg(feature = "pth")]
         if is_bin_index_name(path) {
-            return Self::open_bin_index(path, path);
+            return Self::open_bin_index(path, path, watch);
         }
         if let Some(index) = index_listing(path)? {
             return Err(CheckpointError::OneShard {
@@ -126,7 +170,7 @@ impl CheckpointFiles {
         }) = files.view()
         {
             drop(files);
-            return Self::open_pth(path);
+            return Self::open_pth(path, watch);
         }
         Ok(files)
     }
@@ -162,8 +206,8 @@ impl CheckpointFiles {
     /// temporary directory
     /// (under the system's, `TMPDIR` on Unix) and opens that.
     #[cfg(feature = "pth")]
-    fn open_pth(path: &Path) -> Result<Self, CheckpointError> {
-        let (dir, converted) = super::pth::convert_to_temp(path)?;
+    fn open_pth(path: &Path, watch: &mut dyn ConversionWatch) -> Result<Self, CheckpointError> {
+        let (dir, converted) = super::pth::convert_to_temp(path, watch)?;
         let mut files = Self::open_file(&converted)?;
         files.origin = path.to_path_buf();
         files.names = vec![path
@@ -201,7 +245,11 @@ impl CheckpointFiles {
     /// `model-00001-of-00002.safetensors`). The index is checked against
     /// the converted shards as a safetensors index is against its shards.
     #[cfg(feature = "pth")]
-    fn open_bin_index(index: &Path, origin: &Path) -> Result<Self, CheckpointError> {
+    fn open_bin_index(
+        index: &Path,
+        origin: &Path,
+        watch: &mut dyn ConversionWatch,
+    ) -> Result<Self, CheckpointError> {
         let dir = index.parent().unwrap_or(Path::new("")).to_path_buf();
         let (metadata, listed) = read_index(index)?;
         let bad = |reason: String| CheckpointError::BadIndex {
@@ -239,12 +287,7 @@ impl CheckpointFiles {
             }
             names.push(name);
         }
-        let temp = tempfile::Builder::new()
-            .prefix("ndprune-pth-")
-            .tempdir()
-            .map_err(|e| {
-                CheckpointError::io(&std::env::temp_dir(), "creating a directory in", e)
-            })?;
+        let temp = super::pth::temp_dir(watch)?;
         let mut files = Vec::with_capacity(shards.len());
         for (shard, name) in shards.iter().zip(&names) {
             let converted = temp.path().join(name);
@@ -287,7 +330,10 @@ impl CheckpointFiles {
         self.converted.as_ref().map(tempfile::TempDir::path)
     }
 
-    fn open_dir(dir: &Path) -> Result<Self, CheckpointError> {
+    fn open_dir(
+        dir: &Path,
+        #[cfg(feature = "pth")] watch: &mut dyn ConversionWatch,
+    ) -> Result<Self, CheckpointError> {
         let (mut indexes, mut singles) = (Vec::new(), Vec::new());
         let mut bin_indexes: Vec<PathBuf> = Vec::new();
         for entry in read_dir(dir)? {
@@ -303,7 +349,7 @@ impl CheckpointFiles {
         #[cfg(feature = "pth")]
         if indexes.is_empty() && singles.is_empty() {
             if let [index] = bin_indexes.as_slice() {
-                return Self::open_bin_index(index, dir);
+                return Self::open_bin_index(index, dir, watch);
             }
         }
         let none = |reason: String| CheckpointError::NoCheckpoint {
@@ -755,6 +801,35 @@ fn is_index_name(path: &Path) -> bool {
         .and_then(OsStr::to_str)
         .is_some_and(|n| n.ends_with(INDEX_SUFFIX) && n.len() > INDEX_SUFFIX.len())
 }
+
+/// Hears of the temporary directory a PyTorch input is converted into
+/// ([`CheckpointFiles::open_watched`]; every method does nothing by
+/// default). Feature `pth`.
+///
+/// ```
+/// use ndprune::io::ConversionWatch;
+/// struct Held(bool);
+/// impl ConversionWatch for Held {
+///     fn creating(&mut self) {
+///         self.0 = true;
+///     }
+/// }
+/// let mut h = Held(false);
+/// h.creating();
+/// assert!(h.0);
+/// ```
+#[cfg(feature = "pth")]
+pub trait ConversionWatch {
+    /// The temporary directory is about to be created.
+    fn creating(&mut self) {}
+    /// It was created at `dir` (`None`: creating it failed). It lives as
+    /// long as the [`CheckpointFiles`] opened (or, on an error, until the
+    /// open call returns).
+    fn created(&mut self, _dir: Option<&Path>) {}
+}
+
+#[cfg(feature = "pth")]
+impl ConversionWatch for () {}
 
 /// Whether the path's file name ends in `.bin.index.json` (the index of
 /// PyTorch shards, as transformers writes it).

@@ -55,6 +55,8 @@ pub use atomic::{PendingDir, PendingFile};
 pub use checkpoint::{Checkpoint, LoadOptions};
 pub use dtype::CheckpointFloat;
 pub use error::{CheckpointError, FileKind, ForeignFormat, PairProblem, TargetProblem};
+#[cfg(feature = "pth")]
+pub use files::ConversionWatch;
 pub use files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
 pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};

@@ -18,10 +18,10 @@
 //! remove its files and then it (on Linux; elsewhere the directory stays).
 //!
 //! A PyTorch input (`.pth`, `.bin` shards) is converted to safetensors in a
-//! temporary directory under the system's (`TMPDIR`); once it is opened,
-//! the handlers above remove that directory's files and then it too (on
-//! Linux). A signal during the
-//! conversion itself, before the directory is known here, leaves it.
+//! temporary directory under the system's (`TMPDIR`), registered as it is
+//! created (signals held back meanwhile, as for the output): the handlers
+//! above remove that directory's files and then it too (on Linux), during
+//! the conversion as after it.
 //!
 //! SIGKILL cannot be caught: after `kill -9` the temporary file or
 //! directory (`.OUT.XXXXXX.tmp`, beside OUT) stays, and OUT is untouched.
@@ -183,19 +183,28 @@ mod imp {
             // at any time. (One per run.)
             TEMP.store(c.into_raw(), Ordering::SeqCst);
         }
+        release();
+    }
+
+    /// The directory a PyTorch input is converted into was created at
+    /// `dir` (`None`: creating it failed), after [`creating`]: the
+    /// handlers remove it too; held signals now act.
+    pub fn converted(dir: Option<&Path>) {
+        if let Some(dir) = dir {
+            let c = CString::new(dir.as_os_str().as_bytes()).expect("a path has no NUL byte");
+            // Leaked, never freed: a handler may read it at any time.
+            CONVERTED.store(c.into_raw(), Ordering::SeqCst);
+        }
+        release();
+    }
+
+    /// Ends [`creating`]: a signal held back meanwhile acts now.
+    fn release() {
         CREATING.store(false, Ordering::SeqCst);
         let held = HELD.swap(0, Ordering::SeqCst);
         if held != 0 {
             on_signal(held);
         }
-    }
-
-    /// The directory a PyTorch input was converted into: removed by the
-    /// handlers too.
-    pub fn converted(dir: &Path) {
-        let c = CString::new(dir.as_os_str().as_bytes()).expect("a path has no NUL byte");
-        // Leaked, never freed: a handler may read it at any time.
-        CONVERTED.store(c.into_raw(), Ordering::SeqCst);
     }
 
     /// The temporary file is gone (renamed into place, or removed).
@@ -215,7 +224,7 @@ mod imp {
 
     pub fn created(_temp: Option<&Path>) {}
 
-    pub fn converted(_dir: &Path) {}
+    pub fn converted(_dir: Option<&Path>) {}
 
     pub fn done() {}
 }

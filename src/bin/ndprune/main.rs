@@ -123,15 +123,25 @@ fn printing_failed(e: &io::Error) -> bool {
     e.kind() != io::ErrorKind::BrokenPipe
 }
 
+/// Registers the temporary directory of a PyTorch input's conversion
+/// with the signal handlers, from the moment it exists.
+struct Conversion;
+
+impl ndprune::io::ConversionWatch for Conversion {
+    fn creating(&mut self) {
+        cleanup::creating();
+    }
+
+    fn created(&mut self, dir: Option<&std::path::Path>) {
+        cleanup::converted(dir);
+    }
+}
+
 /// Runs a checked pruning job and prints its report.
 fn prune(job: PruneJob) -> Result<(), ndprune::io::CheckpointError> {
     cleanup::install(&job.input);
-    ndprune::io::CheckpointFiles::open(&job.input)
+    ndprune::io::CheckpointFiles::open_watched(&job.input, &mut Conversion)
         .inspect(|input| {
-            // A PyTorch input's conversion goes on a signal too.
-            if let Some(dir) = input.converted_dir() {
-                cleanup::converted(dir);
-            }
             // OUT must be none of IN's files, however it is spelled.
             if let Some(f) = input.files().iter().find(|f| args::same_file(f.path(), job.output.path())) {
                 args::usage_error(format!(
