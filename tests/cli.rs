@@ -1305,3 +1305,302 @@ fn a_failed_allocation_leaves_no_temporary() {
     }
     assert!(aborted > 0, "no limit made an allocation fail mid-write");
 }
+
+#[test]
+fn max_shard_size_reshards_a_file_or_a_sharded_checkpoint() {
+    let d = dir("reshard");
+    let single = d.join("in.safetensors");
+    mixed_file(&single);
+    let sharded = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sharded");
+    for (tag, input) in [("file", &single), ("sharded", &sharded)] {
+        let whole = d.join(format!("{tag}.safetensors"));
+        ok(&ndprune(&prune_args(s(input), s(&whole), L1)));
+        let out = d.join(format!("{tag}-shards"));
+        ok(&ndprune(&prune_args(
+            s(input),
+            s(&out),
+            &[L1, &["--max-shard-size", "1KB", "-q"]].concat(),
+        )));
+        let index: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join("model.safetensors.index.json")).unwrap(),
+        )
+        .unwrap();
+        let shards: std::collections::BTreeSet<&str> = index["weight_map"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(shards.len() >= 2, "{tag}: {shards:?}");
+        assert!(shards
+            .iter()
+            .all(|n| n.starts_with("model-") && out.join(n).is_file()));
+        // The same tensors, byte for byte, as the single-file output.
+        let files = ndprune::io::CheckpointFiles::open(&out).unwrap();
+        let view = files.view().unwrap();
+        let got: Vec<(String, Vec<u8>)> = {
+            let mut v: Vec<_> = view
+                .entries()
+                .iter()
+                .map(|e| (e.name().to_string(), e.data().to_vec()))
+                .collect();
+            v.sort();
+            v
+        };
+        let bytes = std::fs::read(&whole).unwrap();
+        let want_view = SafetensorsView::parse(&bytes).unwrap();
+        let mut want: Vec<(String, Vec<u8>)> = want_view
+            .entries()
+            .iter()
+            .map(|e| (e.name().to_string(), e.data().to_vec()))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{tag}");
+    }
+    // Bad sizes, and a file as OUT, are usage errors: nothing written.
+    for (size, out, says) in [
+        ("0", "zero", "0 bytes"),
+        ("5XB", "unit", "unknown unit"),
+        ("1.5GB", "frac", "no size"),
+        ("1KB", "bad.safetensors", "directory of shards"),
+    ] {
+        let out = d.join(out);
+        let r = ndprune(&prune_args(
+            s(&single),
+            s(&out),
+            &[L1, &["--max-shard-size", size]].concat(),
+        ));
+        assert_eq!(r.status.code(), Some(2), "{size}: {}", stderr(&r));
+        assert!(stderr(&r).contains(says), "{size}: {}", stderr(&r));
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn a_toml_recipe_prunes_pytorch_shards_into_a_safetensors_checkpoint() {
+    let d = dir("toml-bin");
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth/bin-sharded");
+    let (toml, json) = (d.join("r.toml"), d.join("r.json"));
+    std::fs::write(
+        &toml,
+        "[[steps]]\nmethod = \"l1_unstructured\"\namount = 0.5\n\n[[steps]]\nmethod = \"global\"\namount = 3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &json,
+        r#"{"steps": [{"method": "l1_unstructured", "amount": 0.5}, {"method": "global", "amount": 3}]}"#,
+    )
+    .unwrap();
+    let (a, b) = (d.join("from-toml"), d.join("from-json"));
+    ok(&ndprune(&[
+        "prune",
+        s(&input),
+        s(&a),
+        "--recipe",
+        s(&toml),
+        "-q",
+    ]));
+    ok(&ndprune(&[
+        "prune",
+        s(&input),
+        s(&b),
+        "--recipe",
+        s(&json),
+        "-q",
+    ]));
+    assert_eq!(
+        child_names(&a),
+        [
+            "config.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json"
+        ]
+    );
+    for name in child_names(&a) {
+        assert_eq!(
+            std::fs::read(a.join(&name)).unwrap(),
+            std::fs::read(b.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    // A recipe of another kind, or a TOML error: usage errors naming it.
+    let yaml = d.join("r.yaml");
+    std::fs::write(&yaml, "steps: []").unwrap();
+    let r = ndprune(&["prune", s(&input), s(&d.join("x")), "--recipe", s(&yaml)]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(stderr(&r).contains(".json or .toml"), "{}", stderr(&r));
+    std::fs::write(&toml, "[[steps]]\nmethod = \"global\"\namount = 1.5\n").unwrap();
+    let r = ndprune(&["prune", s(&input), s(&d.join("x")), "--recipe", s(&toml)]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(stderr(&r).contains("step 1: `amount`"), "{}", stderr(&r));
+    assert!(!d.join("x").exists());
+}
+
+/// Writes a PyTorch file as `torch.save` writes a state_dict (a zip
+/// archive, stored, holding a protocol-2 pickle and one data entry per
+/// tensor): `n` f32 tensors `layers.NNN.weight` of `len` entries each.
+#[cfg(target_os = "linux")]
+fn torch_file(path: &Path, n: usize, len: usize) {
+    fn unicode(p: &mut Vec<u8>, s: &str) {
+        p.push(b'X');
+        p.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        p.extend_from_slice(s.as_bytes());
+    }
+    fn int(p: &mut Vec<u8>, v: usize) {
+        p.push(b'J');
+        p.extend_from_slice(&(v as i32).to_le_bytes());
+    }
+    let mut pickle = vec![0x80, 2, b'}'];
+    for i in 0..n {
+        unicode(&mut pickle, &format!("layers.{i:03}.weight"));
+        pickle.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        unicode(&mut pickle, "storage");
+        pickle.extend_from_slice(b"ctorch\nFloatStorage\n");
+        unicode(&mut pickle, &i.to_string());
+        unicode(&mut pickle, "cpu");
+        int(&mut pickle, len);
+        pickle.extend_from_slice(b"tQ");
+        int(&mut pickle, 0);
+        pickle.push(b'(');
+        int(&mut pickle, len / 64);
+        int(&mut pickle, 64);
+        pickle.extend_from_slice(b"t(");
+        int(&mut pickle, 64);
+        int(&mut pickle, 1);
+        pickle.extend_from_slice(b"t\x89ccollections\nOrderedDict\n)RtRs");
+    }
+    pickle.push(b'.');
+    let data: Vec<u8> = (0..len)
+        .flat_map(|j| ((j * 7919 % 1000) as f32 - 500.0).to_le_bytes())
+        .collect();
+    let mut entries: Vec<(String, &[u8])> = vec![
+        ("archive/data.pkl".into(), &pickle),
+        ("archive/byteorder".into(), b"little"),
+        ("archive/version".into(), b"3\n"),
+    ];
+    for i in 0..n {
+        entries.push((format!("archive/data/{i}"), &data));
+    }
+    // A zip archive of stored entries: local headers with the data, the
+    // central directory, its end record.
+    let (mut zip, mut central) = (Vec::new(), Vec::new());
+    for (name, bytes) in &entries {
+        let mut crc = flate2::Crc::new();
+        crc.update(bytes);
+        let offset = zip.len() as u32;
+        let common = |out: &mut Vec<u8>| {
+            for v in [20u16, 0, 0, 0, 0x21] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            for v in [crc.sum(), bytes.len() as u32, bytes.len() as u32] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes());
+        };
+        zip.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        common(&mut zip);
+        zip.extend_from_slice(name.as_bytes());
+        zip.extend_from_slice(bytes);
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        central.extend_from_slice(&20u16.to_le_bytes());
+        common(&mut central);
+        for v in [0u16, 0, 0] {
+            central.extend_from_slice(&v.to_le_bytes());
+        }
+        central.extend_from_slice(&0u32.to_le_bytes());
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+    }
+    let at = zip.len() as u32;
+    zip.extend_from_slice(&central);
+    zip.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    let count = entries.len() as u16;
+    for v in [0u16, 0, count, count] {
+        zip.extend_from_slice(&v.to_le_bytes());
+    }
+    zip.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    zip.extend_from_slice(&at.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    std::fs::write(path, zip).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_signal_mid_write_removes_the_conversion_of_a_pytorch_input() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let d = dir("signals-pth");
+    let (input, tmp) = (d.join("in.pth"), d.join("tmp"));
+    std::fs::create_dir(&tmp).unwrap();
+    torch_file(&input, 48, 1 << 18); // 48 MiB
+                                     // The file reads as what it claims to be.
+    let tensors = ndprune::io::pth::read_state_dict(&input).unwrap();
+    assert_eq!(tensors.len(), 48);
+    assert_eq!(tensors[0].shape(), &[(1 << 18) / 64, 64]);
+    drop(tensors);
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let output = d.join("out.safetensors");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ndprune"))
+            .args(prune_args(s(&input), s(&output), &[L1, &["-q"]].concat()))
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once converted (the conversion is in TMPDIR) and OUT's
+        // temporary is being written.
+        let start = std::time::Instant::now();
+        while temporaries(&d).is_empty() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "finished before its output was interrupted: make the input larger"
+            );
+            assert!(
+                start.elapsed().as_secs() < 120,
+                "no temporary file appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        assert_eq!(child_names(&tmp).len(), 1, "the conversion's directory");
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(sig),
+            "ended by the signal: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!output.exists(), "no partial OUT");
+        assert_eq!(temporaries(&d), Vec::<String>::new(), "signal {sig}");
+        assert_eq!(
+            child_names(&tmp),
+            Vec::<String>::new(),
+            "signal {sig}: conversion left"
+        );
+    }
+    // As soon as the conversion's directory exists (most likely while
+    // the conversion is under way): removed too.
+    let output = d.join("out.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ndprune"))
+        .args(prune_args(s(&input), s(&output), &[L1, &["-q"]].concat()))
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child_names(&tmp).is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "finished too soon");
+        assert!(start.elapsed().as_secs() < 120, "no conversion appeared");
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGTERM));
+    assert!(!output.exists());
+    assert_eq!(temporaries(&d), Vec::<String>::new());
+    assert_eq!(child_names(&tmp), Vec::<String>::new(), "conversion left");
+}

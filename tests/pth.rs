@@ -242,3 +242,77 @@ fn a_safetensors_file_is_not_converted() {
     assert!(!files.is_converted());
     assert_eq!(files.view().unwrap().get("w").unwrap().data(), [7]);
 }
+
+#[test]
+fn sharded_bin_files_prune_to_the_masks_of_their_safetensors_twin() {
+    // tools/make_bin_sharded_fixture.py: two PyTorch shards and their
+    // index, as transformers writes them, and the whole state_dict in
+    // one safetensors file.
+    let twin = CheckpointFiles::open(fixture("bin-sharded-twin.safetensors")).unwrap();
+    let dir = scratch("bin-sharded");
+    let index = fixture("bin-sharded").join("pytorch_model.bin.index.json");
+    for input in [fixture("bin-sharded"), index.clone()] {
+        let files = CheckpointFiles::open(&input).unwrap();
+        assert!(files.is_sharded() && files.is_converted());
+        assert_eq!(
+            files.file_names(),
+            [
+                "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors"
+            ]
+        );
+        assert_eq!(tensors(&files), tensors(&twin));
+        let tag = input.file_name().unwrap().to_string_lossy().into_owned();
+        for (case, method) in [
+            ("global", StreamMethod::Global),
+            ("l1", StreamMethod::L1Unstructured),
+        ] {
+            let (a, b) = (
+                dir.join(format!("{tag}-{case}")),
+                dir.join(format!("twin-{tag}-{case}.safetensors")),
+            );
+            let pruner = FilePruner::new(method, Amount::Fraction(0.4));
+            pruner
+                .run(&files, &Output::Directory(a.clone()), &mut ())
+                .unwrap();
+            pruner
+                .run(&twin, &Output::File(b.clone()), &mut ())
+                .unwrap();
+            // A safetensors checkpoint: shards named as transformers names
+            // them, a safetensors index, the config copied.
+            let mut listing: Vec<String> = std::fs::read_dir(&a)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            listing.sort();
+            assert_eq!(
+                listing,
+                [
+                    "config.json",
+                    "model-00001-of-00002.safetensors",
+                    "model-00002-of-00002.safetensors",
+                    "model.safetensors.index.json"
+                ]
+            );
+            let (ta, tb) = (
+                tensors(&CheckpointFiles::open(&a).unwrap()),
+                tensors(&CheckpointFiles::open(&b).unwrap()),
+            );
+            assert_eq!(ta.keys().filter(|k| k.ends_with("_mask")).count(), 4);
+            assert_eq!(ta, tb, "{tag} {case}");
+        }
+    }
+    // One shard alone is part of a model: refused, as a safetensors shard.
+    let err =
+        CheckpointFiles::open(fixture("bin-sharded").join("pytorch_model-00001-of-00002.bin"))
+            .unwrap_err();
+    assert!(matches!(err, CheckpointError::OneShard { .. }), "{err}");
+    // An index naming a missing shard: a typed error, no temporary left.
+    let bad = scratch("bin-missing");
+    std::fs::write(
+        bad.join("pytorch_model.bin.index.json"),
+        r#"{"metadata": {}, "weight_map": {"w": "pytorch_model-00001-of-00001.bin"}}"#,
+    )
+    .unwrap();
+    assert!(CheckpointFiles::open(&bad).is_err());
+}

@@ -441,3 +441,180 @@ fn the_command_line_runs_a_recipe_dry_runs_it_and_removes_pruning() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!dir.join("x").exists());
 }
+
+/// [`THREE_STEPS`] in TOML.
+const THREE_STEPS_TOML: &str = r#"
+[[steps]]
+method = "ln_structured"
+amount = 0.25
+n = 2
+dim = 0
+include = ["**.*_proj.weight"]
+
+[[steps]]
+method = "l1_unstructured"
+amount = 0.3
+overrides = { "lm_head.weight" = 0.1 }
+
+[[steps]]
+method = "global"
+amount = 0.2
+"#;
+
+#[test]
+fn a_toml_recipe_prunes_as_its_json_twin() {
+    let dir = scratch("toml");
+    let (json, toml) = (dir.join("r.json"), dir.join("r.TOML"));
+    std::fs::write(&json, THREE_STEPS).unwrap();
+    std::fs::write(&toml, THREE_STEPS_TOML).unwrap();
+    let (a, b) = (
+        Recipe::from_path(&json).unwrap(),
+        Recipe::from_path(&toml).unwrap(),
+    );
+    assert_eq!(a, b);
+    assert_eq!(a, Recipe::from_toml(THREE_STEPS_TOML).unwrap());
+    let files = CheckpointFiles::open(fixture()).unwrap();
+    for (recipe, out) in [(&a, "json-out"), (&b, "toml-out")] {
+        recipe
+            .pruner(&files)
+            .unwrap()
+            .run(&files, &Output::Directory(dir.join(out)), &mut ())
+            .unwrap();
+    }
+    assert_eq!(
+        files_of(&dir.join("json-out")),
+        files_of(&dir.join("toml-out"))
+    );
+    // Other extensions, and missing files, are typed errors.
+    assert!(matches!(
+        Recipe::from_path(dir.join("r.yaml")),
+        Err(RecipeError::UnknownFormat { .. })
+    ));
+    assert!(matches!(
+        Recipe::from_path(dir.join("none.toml")),
+        Err(RecipeError::Read { .. })
+    ));
+}
+
+#[test]
+fn toml_errors_name_the_step_and_field() {
+    let field = |text: &str| match Recipe::from_toml(text).unwrap_err() {
+        RecipeError::Field { step, field, .. } => (step, field),
+        other => panic!("{other:?}"),
+    };
+    let first = "[[steps]]\nmethod = \"l1_unstructured\"\namount = 0.1\n\n[[steps]]\n";
+    let s = |body: &str| format!("{first}{body}\n");
+    assert_eq!(
+        field(&s("method = \"l0\"\namount = 0.1")),
+        (Some(2), "method".into())
+    );
+    assert_eq!(
+        field(&s("method = \"global\"\namount = 1.5")),
+        (Some(2), "amount".into())
+    );
+    assert_eq!(
+        field(&s("method = \"global\"\namount = -1")),
+        (Some(2), "amount".into())
+    );
+    assert_eq!(
+        field(&s("method = \"global\"\namount = inf")),
+        (Some(2), "amount".into())
+    );
+    assert_eq!(
+        field(&s("method = \"ln_structured\"\namount = 0.1\nn = 2")),
+        (Some(2), "dim".into())
+    );
+    assert_eq!(
+        field(&s("method = \"global\"\namount = 0.1\ncolour = 1")),
+        (Some(2), "colour".into())
+    );
+    assert_eq!(
+        field(&s("method = \"global\"\namount = 0.1\ninclude = \"a\"")),
+        (Some(2), "include".into())
+    );
+    assert_eq!(
+        field(&s("method = \"random_unstructured\"\namount = 0.1")),
+        (Some(2), "seed".into())
+    );
+    assert_eq!(
+        field("max_sparsity = 2.0\nsteps = []"),
+        (None, "max_sparsity".into())
+    );
+    assert_eq!(field("step = []"), (None, "step".into()));
+    assert!(matches!(
+        Recipe::from_toml("[[steps]\nmethod ="),
+        Err(RecipeError::Toml { .. })
+    ));
+}
+
+#[test]
+fn a_torch_seeded_step_is_pytorchs_stream_as_the_library_call() {
+    let files = CheckpointFiles::open(fixture()).unwrap();
+    let dir = scratch("torch-seed");
+    let cases = [
+        (
+            r#"{"steps": [{"method": "random_unstructured", "amount": 0.3, "torch_seed": 7}]}"#,
+            StreamMethod::TorchRandomUnstructured { seed: 7 },
+            "rand",
+        ),
+        (
+            r#"{"steps": [{"method": "random_structured", "amount": 0.5, "dim": 0, "torch_seed": 8}]}"#,
+            StreamMethod::TorchRandomStructured {
+                dim: Dim(0),
+                seed: 8,
+            },
+            "rands",
+        ),
+    ];
+    for (text, method, case) in cases {
+        let recipe = Recipe::from_json(text).unwrap();
+        assert_eq!(recipe.steps()[0].method(), method);
+        let (r, l) = (
+            dir.join(format!("{case}-recipe")),
+            dir.join(format!("{case}-lib")),
+        );
+        let amount = recipe.steps()[0].amount();
+        recipe
+            .pruner(&files)
+            .unwrap()
+            .run(&files, &Output::Directory(r.clone()), &mut ())
+            .unwrap();
+        FilePruner::new(method, amount)
+            .run(&files, &Output::Directory(l.clone()), &mut ())
+            .unwrap();
+        assert_eq!(files_of(&r), files_of(&l), "{case}");
+        // And those are PyTorch's masks.
+        let got = tensors(&r);
+        for (name, (_, _, bytes)) in expected(case) {
+            assert!(got[&format!("{name}_mask")].2 == bytes, "{case}: {name}");
+        }
+    }
+    // Both seeds, a seed on a method without one, or PyTorch's stream in
+    // a recipe of several steps: errors naming the step and field.
+    let field = |text: &str| match Recipe::from_json(text).unwrap_err() {
+        RecipeError::Field { step, field, .. } => (step, field),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        field(
+            r#"{"steps": [{"method": "random_unstructured", "amount": 0.3, "seed": 1, "torch_seed": 7}]}"#
+        ),
+        (Some(1), "torch_seed".into())
+    );
+    assert_eq!(
+        field(r#"{"steps": [{"method": "l1_unstructured", "amount": 0.3, "torch_seed": 7}]}"#),
+        (Some(1), "torch_seed".into())
+    );
+    assert_eq!(
+        field(
+            r#"{"steps": [{"method": "global", "amount": 0.1}, {"method": "random_unstructured", "amount": 0.3, "torch_seed": 7}]}"#
+        ),
+        (Some(2), "torch_seed".into())
+    );
+    assert_eq!(
+        field(
+            r#"{"max_sparsity": 0.5, "steps": [{"method": "random_unstructured", "amount": 0.3, "torch_seed": 7}]}"#
+        ),
+        (Some(1), "torch_seed".into())
+    );
+}

@@ -589,6 +589,15 @@ pub enum TargetProblem {
     /// A directory output's path holds a directory that is not empty (a
     /// directory output replaces nothing).
     NotEmpty,
+    /// A re-sharded output's maximum shard size is refused
+    /// ([`Output::Shards`](super::Output::Shards)).
+    ShardSize(super::ShardSizeError),
+    /// A file of the input that is copied to a directory output (say
+    /// `config.json`) has the name of a file the output writes.
+    NameClash {
+        /// The input's file.
+        other: PathBuf,
+    },
 }
 
 impl fmt::Display for TargetProblem {
@@ -611,6 +620,12 @@ impl fmt::Display for TargetProblem {
             TargetProblem::NotEmpty => {
                 f.write_str("a directory that is not empty is there (choose a new directory)")
             }
+            TargetProblem::ShardSize(e) => write!(f, "{e}"),
+            TargetProblem::NameClash { other } => write!(
+                f,
+                "the input's file {} would be copied over a file written there",
+                other.display()
+            ),
         }
     }
 }

@@ -33,7 +33,16 @@ pub const INDEX_SUFFIX: &str = ".safetensors.index.json";
 /// - an index file: the checkpoint is the shards it names, in its
 ///   directory;
 /// - a directory: the one index in it (`*.safetensors.index.json`), else
-///   the one safetensors file in it.
+///   the one safetensors file in it;
+/// - with feature `pth`: a PyTorch file (`.pth`, `.pt`, `.bin`, as
+///   `torch.save` writes it), or the index of PyTorch shards
+///   (`pytorch_model.bin.index.json`, as transformers writes it; also
+///   found in a directory that holds no safetensors checkpoint): each file
+///   is converted to safetensors in a temporary directory, removed when
+///   the `CheckpointFiles` is dropped; the shards as transformers names
+///   safetensors shards (`model-00001-of-00002.safetensors`), so that a
+///   directory output is a safetensors checkpoint with a
+///   `model.safetensors.index.json`.
 ///
 /// The index is checked against its shards before anything else is read:
 /// every shard it names is a plain file name in its directory (no `/`, no
@@ -88,14 +97,62 @@ impl CheckpointFiles {
     /// assert!(matches!(err, CheckpointError::Io { .. }));
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
-        let path = path.as_ref();
+        Self::open_impl(
+            path.as_ref(),
+            #[cfg(feature = "pth")]
+            &mut (),
+        )
+    }
+
+    /// Opens as [`CheckpointFiles::open`] does, telling `watch` of the
+    /// temporary directory a PyTorch input is converted into, before it is
+    /// created and once it is (so a program can remove it on a signal,
+    /// from the moment it exists). Feature `pth`.
+    ///
+    /// ```
+    /// use ndprune::io::{CheckpointFiles, ConversionWatch};
+    /// use std::path::{Path, PathBuf};
+    /// #[derive(Default)]
+    /// struct Seen(Option<PathBuf>);
+    /// impl ConversionWatch for Seen {
+    ///     fn created(&mut self, dir: Option<&Path>) {
+    ///         self.0 = dir.map(Path::to_path_buf);
+    ///     }
+    /// }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pth/model.pth");
+    /// let mut seen = Seen::default();
+    /// let files = CheckpointFiles::open_watched(path, &mut seen)?; // a torch.save file
+    /// assert_eq!(seen.0.as_deref(), files.converted_dir());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "pth")]
+    pub fn open_watched(
+        path: impl AsRef<Path>,
+        watch: &mut dyn ConversionWatch,
+    ) -> Result<Self, CheckpointError> {
+        Self::open_impl(path.as_ref(), watch)
+    }
+
+    fn open_impl(
+        path: &Path,
+        #[cfg(feature = "pth")] watch: &mut dyn ConversionWatch,
+    ) -> Result<Self, CheckpointError> {
         let meta =
             fs::metadata(path).map_err(|e| CheckpointError::io(path, "reading the type of", e))?;
         if meta.is_dir() {
-            return Self::open_dir(path);
+            return Self::open_dir(
+                path,
+                #[cfg(feature = "pth")]
+                watch,
+            );
         }
         if is_index_name(path) {
             return Self::open_index(path, path);
+        }
+        #[cfg(feature = "pth")]
+        if is_bin_index_name(path) {
+            return Self::open_bin_index(path, path, watch);
         }
         if let Some(index) = index_listing(path)? {
             return Err(CheckpointError::OneShard {
@@ -113,7 +170,7 @@ impl CheckpointFiles {
         }) = files.view()
         {
             drop(files);
-            return Self::open_pth(path);
+            return Self::open_pth(path, watch);
         }
         Ok(files)
     }
@@ -149,8 +206,8 @@ impl CheckpointFiles {
     /// temporary directory
     /// (under the system's, `TMPDIR` on Unix) and opens that.
     #[cfg(feature = "pth")]
-    fn open_pth(path: &Path) -> Result<Self, CheckpointError> {
-        let (dir, converted) = super::pth::convert_to_temp(path)?;
+    fn open_pth(path: &Path, watch: &mut dyn ConversionWatch) -> Result<Self, CheckpointError> {
+        let (dir, converted) = super::pth::convert_to_temp(path, watch)?;
         let mut files = Self::open_file(&converted)?;
         files.origin = path.to_path_buf();
         files.names = vec![path
@@ -180,13 +237,119 @@ impl CheckpointFiles {
         self.converted.is_some()
     }
 
-    fn open_dir(dir: &Path) -> Result<Self, CheckpointError> {
+    /// Opens the shards of PyTorch files an index names
+    /// (`pytorch_model.bin.index.json`, as transformers writes them), each
+    /// converted to a safetensors file in one temporary directory under
+    /// the system's, named as transformers names safetensors shards
+    /// (`pytorch_model-00001-of-00002.bin` as
+    /// `model-00001-of-00002.safetensors`). The index is checked against
+    /// the converted shards as a safetensors index is against its shards.
+    #[cfg(feature = "pth")]
+    fn open_bin_index(
+        index: &Path,
+        origin: &Path,
+        watch: &mut dyn ConversionWatch,
+    ) -> Result<Self, CheckpointError> {
+        let dir = index.parent().unwrap_or(Path::new("")).to_path_buf();
+        let (metadata, listed) = read_index(index)?;
+        let bad = |reason: String| CheckpointError::BadIndex {
+            path: index.to_path_buf(),
+            reason,
+        };
+        // The shards, in the order the index first names them.
+        let mut shards: Vec<String> = Vec::new();
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let mut weight_map = BTreeMap::new();
+        for (tensor, shard) in listed {
+            let at = match position.get(&shard) {
+                Some(&at) => at,
+                None => {
+                    if !is_plain_file_name(&shard) {
+                        return Err(bad(format!(
+                            "tensor `{tensor}` is in {shard:?}, which is no file name in the index's directory"
+                        )));
+                    }
+                    position.insert(shard.clone(), shards.len());
+                    shards.push(shard);
+                    shards.len() - 1
+                }
+            };
+            weight_map.insert(tensor, at);
+        }
+        let mut names: Vec<String> = Vec::with_capacity(shards.len());
+        for shard in &shards {
+            let name = safetensors_name_of(shard);
+            if let Some(twin) = names.iter().position(|n| *n == name) {
+                return Err(bad(format!(
+                    "the shards {} and {shard} would both be converted to {name}",
+                    shards[twin]
+                )));
+            }
+            names.push(name);
+        }
+        let temp = super::pth::temp_dir(watch)?;
+        let mut files = Vec::with_capacity(shards.len());
+        for (shard, name) in shards.iter().zip(&names) {
+            let converted = temp.path().join(name);
+            super::pth::convert_to_safetensors(dir.join(shard), &converted)?;
+            files.push(MappedFile::open(&converted)?);
+        }
+        let shard_paths: Vec<PathBuf> = shards.iter().map(|n| dir.join(n)).collect();
+        let others = other_files(&dir, index, &shard_paths)?;
+        let files = CheckpointFiles {
+            origin: origin.to_path_buf(),
+            index: Some((index.to_path_buf(), metadata)),
+            files,
+            names,
+            weight_map,
+            others,
+            converted: Some(temp),
+        };
+        files.view()?;
+        Ok(files)
+    }
+
+    /// The temporary directory holding the safetensors conversion of a
+    /// PyTorch input (removed when the `CheckpointFiles` is dropped), so
+    /// that a program that handles signals, on which no destructor runs,
+    /// can remove it in its handler.
+    ///
+    /// ```
+    /// use ndprune::io::CheckpointFiles;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pth/model.pth");
+    /// let files = CheckpointFiles::open(path)?; // torch.save(model.state_dict(), path)
+    /// let temp = files.converted_dir().unwrap().to_path_buf();
+    /// assert!(temp.join("model.safetensors").is_file());
+    /// drop(files);
+    /// assert!(!temp.exists());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "pth")]
+    pub fn converted_dir(&self) -> Option<&Path> {
+        self.converted.as_ref().map(tempfile::TempDir::path)
+    }
+
+    fn open_dir(
+        dir: &Path,
+        #[cfg(feature = "pth")] watch: &mut dyn ConversionWatch,
+    ) -> Result<Self, CheckpointError> {
         let (mut indexes, mut singles) = (Vec::new(), Vec::new());
+        let mut bin_indexes: Vec<PathBuf> = Vec::new();
         for entry in read_dir(dir)? {
             if is_index_name(&entry) {
                 indexes.push(entry);
             } else if entry.extension() == Some(OsStr::new("safetensors")) {
                 singles.push(entry);
+            } else if cfg!(feature = "pth") && is_bin_index_name(&entry) {
+                bin_indexes.push(entry);
+            }
+        }
+        // PyTorch shards only where there is no safetensors checkpoint.
+        #[cfg(feature = "pth")]
+        if indexes.is_empty() && singles.is_empty() {
+            if let [index] = bin_indexes.as_slice() {
+                return Self::open_bin_index(index, dir, watch);
             }
         }
         let none = |reason: String| CheckpointError::NoCheckpoint {
@@ -200,6 +363,10 @@ impl CheckpointFiles {
                 files.origin = dir.to_path_buf();
                 Ok(files)
             }
+            ([], []) if bin_indexes.len() > 1 => Err(none(format!(
+                "the directory holds {} PyTorch shard indexes; name the index to open",
+                bin_indexes.len()
+            ))),
             ([], []) => Err(none(
                 "the directory holds no safetensors file and no shard index".into(),
             )),
@@ -253,19 +420,7 @@ impl CheckpointFiles {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let shard_paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
-        let others = read_dir(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            &dir
-        })?
-        .into_iter()
-        .filter(|p| {
-            p.file_name() != index.file_name()
-                && !shard_paths.iter().any(|s| s.file_name() == p.file_name())
-                && fs::metadata(p).is_ok_and(|m| m.is_file())
-                && !is_index_name(p)
-        })
-        .collect();
+        let others = other_files(&dir, index, &shard_paths)?;
         let files = CheckpointFiles {
             origin: origin.to_path_buf(),
             index: Some((index.to_path_buf(), metadata)),
@@ -647,6 +802,82 @@ fn is_index_name(path: &Path) -> bool {
         .is_some_and(|n| n.ends_with(INDEX_SUFFIX) && n.len() > INDEX_SUFFIX.len())
 }
 
+/// Hears of the temporary directory a PyTorch input is converted into
+/// ([`CheckpointFiles::open_watched`]; every method does nothing by
+/// default). Feature `pth`.
+///
+/// ```
+/// use ndprune::io::ConversionWatch;
+/// struct Held(bool);
+/// impl ConversionWatch for Held {
+///     fn creating(&mut self) {
+///         self.0 = true;
+///     }
+/// }
+/// let mut h = Held(false);
+/// h.creating();
+/// assert!(h.0);
+/// ```
+#[cfg(feature = "pth")]
+pub trait ConversionWatch {
+    /// The temporary directory is about to be created.
+    fn creating(&mut self) {}
+    /// It was created at `dir` (`None`: creating it failed). It lives as
+    /// long as the [`CheckpointFiles`] opened (or, on an error, until the
+    /// open call returns).
+    fn created(&mut self, _dir: Option<&Path>) {}
+}
+
+#[cfg(feature = "pth")]
+impl ConversionWatch for () {}
+
+/// Whether the path's file name ends in `.bin.index.json` (the index of
+/// PyTorch shards, as transformers writes it).
+fn is_bin_index_name(path: &Path) -> bool {
+    const SUFFIX: &str = ".bin.index.json";
+    path.file_name()
+        .and_then(OsStr::to_str)
+        .is_some_and(|n| n.ends_with(SUFFIX) && n.len() > SUFFIX.len())
+}
+
+/// The safetensors name transformers gives the shard of a PyTorch shard:
+/// its extension `.safetensors`, and a leading `pytorch_model` as `model`.
+#[cfg(feature = "pth")]
+fn safetensors_name_of(shard: &str) -> String {
+    let stem = Path::new(shard)
+        .file_stem()
+        .and_then(OsStr::to_str)
+        .unwrap_or(shard);
+    let stem = match stem.strip_prefix("pytorch_model") {
+        Some(rest) => format!("model{rest}"),
+        None => stem.to_string(),
+    };
+    format!("{stem}.safetensors")
+}
+
+/// The regular files of `dir` (an index's directory) that are none of its
+/// shards and no index: `config.json`, tokenizer files.
+fn other_files(
+    dir: &Path,
+    index: &Path,
+    shard_paths: &[PathBuf],
+) -> Result<Vec<PathBuf>, CheckpointError> {
+    Ok(read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    })?
+    .into_iter()
+    .filter(|p| {
+        p.file_name() != index.file_name()
+            && !shard_paths.iter().any(|s| s.file_name() == p.file_name())
+            && fs::metadata(p).is_ok_and(|m| m.is_file())
+            && !is_index_name(p)
+            && !is_bin_index_name(p)
+    })
+    .collect())
+}
+
 /// Whether `name` is one normal path component: no separator, not `.` or
 /// `..`, not absolute, not empty.
 fn is_plain_file_name(name: &str) -> bool {
@@ -728,7 +959,10 @@ fn index_listing(file: &Path) -> Result<Option<PathBuf>, CheckpointError> {
     let Ok(entries) = read_dir(dir) else {
         return Ok(None);
     };
-    for index in entries.into_iter().filter(|p| is_index_name(p)) {
+    let indexes = entries
+        .into_iter()
+        .filter(|p| is_index_name(p) || (cfg!(feature = "pth") && is_bin_index_name(p)));
+    for index in indexes {
         // An index that does not parse lists nothing (and is reported if
         // it is ever opened).
         if let Ok((_, listed)) = read_index(&index) {

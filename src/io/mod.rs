@@ -51,6 +51,7 @@ pub mod pth;
 mod raw;
 mod reader;
 mod recipe;
+mod shard;
 mod spec;
 mod stream;
 mod tree;
@@ -60,11 +61,14 @@ pub use atomic::{PendingDir, PendingFile};
 pub use checkpoint::{Checkpoint, LoadOptions};
 pub use dtype::CheckpointFloat;
 pub use error::{CheckpointError, FileKind, ForeignFormat, PairProblem, TargetProblem};
+#[cfg(feature = "pth")]
+pub use files::ConversionWatch;
 pub use files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
 pub use mixed::{MixedCheckpoint, MixedFloat};
 pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
 pub use recipe::{Recipe, RecipeError, RecipeStep};
+pub use shard::{parse_shard_size, ShardSizeError};
 pub use spec::TensorSpec;
 pub use stream::{
     is_prunable, FilePruner, Output, Progress, StreamMethod, StreamReport, StreamTies, TensorPlan,

@@ -44,7 +44,7 @@ use std::path::Path;
 use pytorch_reader::{DType, PickleValue, PytorchReader, Tensor};
 use tempfile::TempDir;
 
-use super::{CheckpointError, Dtype, RawTensor, SafetensorsWriter, TensorSpec};
+use super::{CheckpointError, ConversionWatch, Dtype, RawTensor, SafetensorsWriter, TensorSpec};
 
 /// The keys under which a training checkpoint keeps its weights, tried in
 /// this order.
@@ -266,12 +266,22 @@ pub fn convert_to_safetensors(
 /// which is removed when the returned [`TempDir`] is dropped.
 pub(crate) fn convert_to_temp(
     pth: &Path,
+    watch: &mut dyn ConversionWatch,
 ) -> Result<(TempDir, std::path::PathBuf), CheckpointError> {
-    let dir = tempfile::Builder::new()
-        .prefix("ndprune-pth-")
-        .tempdir()
-        .map_err(|e| CheckpointError::io(&std::env::temp_dir(), "creating a directory in", e))?;
+    let dir = temp_dir(watch)?;
     let out = dir.path().join("model.safetensors");
     convert_to_safetensors(pth, &out)?;
     Ok((dir, out))
+}
+
+/// A new temporary directory for conversions (under the system's), with
+/// `watch` told before and after it is created.
+pub(crate) fn temp_dir(watch: &mut dyn ConversionWatch) -> Result<TempDir, CheckpointError> {
+    watch.creating();
+    let dir = tempfile::Builder::new()
+        .prefix("ndprune-pth-")
+        .tempdir()
+        .map_err(|e| CheckpointError::io(&std::env::temp_dir(), "creating a directory in", e));
+    watch.created(dir.as_ref().ok().map(TempDir::path));
+    dir
 }

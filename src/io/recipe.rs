@@ -26,6 +26,27 @@ pub enum RecipeError {
         /// What the JSON parser said.
         message: String,
     },
+    /// The text is no TOML document ([`Recipe::from_toml`]).
+    #[error("the recipe is no valid TOML: {message}")]
+    Toml {
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// The recipe file cannot be read ([`Recipe::from_path`]).
+    #[error("{}: reading the recipe: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The recipe file's name ends in neither `.json` nor `.toml`
+    /// ([`Recipe::from_path`]).
+    #[error("{}: a recipe file ends in .json or .toml", path.display())]
+    UnknownFormat {
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// A field is missing, unknown or of a wrong value.
     #[error("{}`{field}`: {problem}", step.map(|s| format!("step {s}: ")).unwrap_or_default())]
     Field {
@@ -130,7 +151,9 @@ impl RecipeStep {
 /// Ordered pruning steps, run on a checkpoint in one pass
 /// ([`Recipe::pruner`], `ndprune prune IN OUT --recipe FILE`).
 ///
-/// A recipe is a JSON object:
+/// A recipe is a JSON object ([`Recipe::from_json`]), or the same fields
+/// in TOML ([`Recipe::from_toml`]; [`Recipe::from_path`] goes by the file's
+/// extension):
 ///
 /// ```json
 /// {
@@ -147,7 +170,10 @@ impl RecipeStep {
 /// - `method`: `l1_unstructured`, `ln_structured` (needs `n`: a number,
 ///   `"fro"`, `"inf"` or `"-inf"`; and `dim`), `random_unstructured`
 ///   (needs `seed`), `random_structured` (needs `dim` and `seed`; seeded
-///   per tensor as [`StreamMethod::RandomUnstructured`]), or `global`
+///   per tensor as [`StreamMethod::RandomUnstructured`]; or, instead of
+///   `seed`, `torch_seed` for PyTorch's stream as
+///   [`StreamMethod::TorchRandomUnstructured`], in a recipe of that one
+///   step and no `max_sparsity`), or `global`
 ///   (L1 over all the tensors the step selects together, as
 ///   `prune.global_unstructured`, ties in PyTorch's order given the tensors
 ///   by name).
@@ -223,6 +249,81 @@ impl Recipe {
         let value: Value = serde_json::from_str(text).map_err(|e| RecipeError::Json {
             message: e.to_string(),
         })?;
+        Self::from_value(value)
+    }
+
+    /// Parses a recipe written in TOML: the same fields as the JSON form
+    /// (see [`Recipe`]), steps as an array of tables `[[steps]]`, checked
+    /// by the same rules (an integer amount is a count, a float a
+    /// fraction). A norm is a number or a string (`n = "inf"`).
+    ///
+    /// ```
+    /// use ndprune::io::{Recipe, RecipeError};
+    /// let r = Recipe::from_toml(r#"
+    /// skip = ["lm_head.weight"]
+    ///
+    /// [[steps]]
+    /// method = "ln_structured"
+    /// amount = 0.25
+    /// n = 2
+    /// dim = 0
+    ///
+    /// [[steps]]
+    /// method = "global"
+    /// amount = 3
+    /// "#)?;
+    /// assert_eq!(r.steps()[1].amount(), ndprune::Amount::Count(3));
+    /// let err = Recipe::from_toml("[[steps]]\nmethod = \"global\"\namount = 2.5\n").unwrap_err();
+    /// assert!(matches!(err, RecipeError::Field { step: Some(1), ref field, .. } if field == "amount"));
+    /// # Ok::<(), RecipeError>(())
+    /// ```
+    pub fn from_toml(text: &str) -> Result<Self, RecipeError> {
+        // TOML read into JSON's data model: one validator for both forms.
+        let value: Value = toml::from_str(text).map_err(|e| RecipeError::Toml {
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        Self::from_value(value)
+    }
+
+    /// Reads a recipe file: JSON if its name ends in `.json`, TOML if in
+    /// `.toml` (case aside); any other name is
+    /// [`RecipeError::UnknownFormat`].
+    ///
+    /// ```
+    /// use ndprune::io::{Recipe, RecipeError};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-recipe.toml");
+    /// std::fs::write(&path, "[[steps]]\nmethod = \"global\"\namount = 0.5\n")?;
+    /// assert_eq!(Recipe::from_path(&path)?.steps().len(), 1);
+    /// let err = Recipe::from_path("recipe.yaml").unwrap_err();
+    /// assert!(matches!(err, RecipeError::UnknownFormat { .. }));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Self, RecipeError> {
+        let path = path.as_ref();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let parse: fn(&str) -> Result<Self, RecipeError> = match ext.as_deref() {
+            Some("json") => Self::from_json,
+            Some("toml") => Self::from_toml,
+            _ => {
+                return Err(RecipeError::UnknownFormat {
+                    path: path.to_path_buf(),
+                })
+            }
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| RecipeError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        parse(&text)
+    }
+
+    /// Checks a recipe document (JSON's data model, whichever form it was
+    /// written in) and makes the recipe.
+    fn from_value(value: Value) -> Result<Self, RecipeError> {
         let top = |field: &str, problem: String| RecipeError::Field {
             step: None,
             field: field.to_string(),
@@ -233,6 +334,7 @@ impl Recipe {
                 message: "a recipe is a JSON object".into(),
             });
         };
+        let obj = &obj;
         for key in obj.keys() {
             if !["steps", "skip", "max_sparsity"].contains(&key.as_str()) {
                 return Err(top(
@@ -241,7 +343,7 @@ impl Recipe {
                 ));
             }
         }
-        let skip = globs(&obj, "skip", None)?;
+        let skip = globs(obj, "skip", None)?;
         let max_sparsity = match obj.get("max_sparsity") {
             None => None,
             Some(v) => match v.as_f64() {
@@ -252,11 +354,36 @@ impl Recipe {
         let Some(Value::Array(raw)) = obj.get("steps") else {
             return Err(top("steps", "a list of steps is needed".into()));
         };
-        let steps = raw
+        let steps: Vec<RecipeStep> = raw
             .iter()
             .enumerate()
             .map(|(i, v)| step(i + 1, v))
             .collect::<Result<_, _>>()?;
+        // PyTorch's stream runs through one step's tensors in the order of
+        // their names; across several steps, or clamped by a cap, there is
+        // no one PyTorch program it would be the stream of.
+        let torch = |m: StreamMethod| {
+            matches!(
+                m,
+                StreamMethod::TorchRandomUnstructured { .. }
+                    | StreamMethod::TorchRandomStructured { .. }
+            )
+        };
+        if let Some(s) = steps.iter().position(|st| torch(st.method)) {
+            let field = |problem: &str| RecipeError::Field {
+                step: Some(s + 1),
+                field: "torch_seed".into(),
+                problem: problem.into(),
+            };
+            if steps.len() > 1 {
+                return Err(field(
+                    "PyTorch's stream is followed in a recipe of one step only",
+                ));
+            }
+            if max_sparsity.is_some() {
+                return Err(field("PyTorch's stream is not followed under max_sparsity"));
+            }
+        }
         Ok(Recipe {
             steps,
             skip,
@@ -440,12 +567,13 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
     let Value::Object(obj) = v else {
         return Err(bad("steps", format!("step {s} is no object")));
     };
-    const FIELDS: [&str; 8] = [
+    const FIELDS: [&str; 9] = [
         "method",
         "amount",
         "n",
         "dim",
         "seed",
+        "torch_seed",
         "include",
         "exclude",
         "overrides",
@@ -479,10 +607,28 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
             .map(Dim)
             .ok_or_else(|| bad("dim", format!("{v} is no dim (an integer)")))
     };
-    let seed = |_: ()| -> Result<u64, RecipeError> {
-        let v = need("seed")?;
+    // `seed`, or `torch_seed` for PyTorch's stream (`true`): one of them.
+    let seed = |_: ()| -> Result<(u64, bool), RecipeError> {
+        let (field, torch) = match (obj.get("seed"), obj.get("torch_seed")) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "torch_seed",
+                    "a step has `seed` or `torch_seed`, not both".into(),
+                ))
+            }
+            (None, Some(_)) => ("torch_seed", true),
+            (Some(_), None) => ("seed", false),
+            (None, None) => {
+                return Err(bad(
+                    "seed",
+                    format!("{method} needs it (or `torch_seed`, for PyTorch's stream)"),
+                ))
+            }
+        };
+        let v = &obj[field];
         v.as_u64()
-            .ok_or_else(|| bad("seed", format!("{v} is no seed (an integer of 0 or more)")))
+            .map(|s| (s, torch))
+            .ok_or_else(|| bad(field, format!("{v} is no seed (an integer of 0 or more)")))
     };
     let method = match method {
         "l1_unstructured" => StreamMethod::L1Unstructured,
@@ -502,11 +648,17 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
             };
             StreamMethod::LnStructured { norm, dim: dim(())? }
         }
-        "random_unstructured" => StreamMethod::RandomUnstructured { seed: seed(())? },
-        "random_structured" => StreamMethod::RandomStructured {
-            dim: dim(())?,
-            seed: seed(())?,
+        "random_unstructured" => match seed(())? {
+            (seed, false) => StreamMethod::RandomUnstructured { seed },
+            (seed, true) => StreamMethod::TorchRandomUnstructured { seed },
         },
+        "random_structured" => {
+            let dim = dim(())?;
+            match seed(())? {
+                (seed, false) => StreamMethod::RandomStructured { dim, seed },
+                (seed, true) => StreamMethod::TorchRandomStructured { dim, seed },
+            }
+        }
         "global" => StreamMethod::Global,
         other => {
             return Err(bad(
@@ -518,11 +670,15 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
     // A field the method does not take is a mistake, not ignored.
     let takes: &[&str] = match method {
         StreamMethod::LnStructured { .. } => &["n", "dim"],
-        StreamMethod::RandomUnstructured { .. } => &["seed"],
-        StreamMethod::RandomStructured { .. } => &["dim", "seed"],
+        StreamMethod::RandomUnstructured { .. } | StreamMethod::TorchRandomUnstructured { .. } => {
+            &["seed", "torch_seed"]
+        }
+        StreamMethod::RandomStructured { .. } | StreamMethod::TorchRandomStructured { .. } => {
+            &["dim", "seed", "torch_seed"]
+        }
         _ => &[],
     };
-    for field in ["n", "dim", "seed"] {
+    for field in ["n", "dim", "seed", "torch_seed"] {
         if obj.contains_key(field) && !takes.contains(&field) {
             return Err(bad(field, format!("{} takes no `{field}`", method.name())));
         }

@@ -2,7 +2,7 @@
 //! memory maps to the output, whatever the size of the model.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use ndarray::ArrayD;
@@ -10,9 +10,10 @@ use num_traits::{One, Zero};
 use serde_json::{Map, Value};
 
 use super::files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
+use super::shard::{layout, shard_name, ShardSizeError, SHARD_INDEX};
 use super::{
     alignment_rank, CheckpointError, CheckpointFloat, Dtype, LoadOptions, PendingDir, PendingFile,
-    SafetensorsWriter, TensorEntry, TensorSpec,
+    SafetensorsWriter, TargetProblem, TensorEntry, TensorSpec,
 };
 use crate::prelude::*;
 use crate::select::StreamingSelect;
@@ -213,6 +214,29 @@ pub enum Output {
     /// together); for a sharded input a new index, and the input's other
     /// files (`config.json`, tokenizer files) copied.
     Directory(PathBuf),
+    /// A directory, created whole as [`Output::Directory`], re-sharded:
+    /// the tensors in the order a [`Output::File`] would hold them, cut
+    /// into shards named as Hugging Face names them
+    /// (`model-00001-of-00004.safetensors`) of at most `max_shard_bytes`
+    /// bytes of tensor data each (each file adds its header), with a new
+    /// `model.safetensors.index.json` (its `metadata.total_size` and a
+    /// `weight_map` naming every tensor; written for one shard too), and
+    /// the input's other files copied. From a single file or a sharded
+    /// input alike.
+    ///
+    /// A pruned pair `X_orig`/`X_mask` goes into one shard where the two
+    /// fit in one together (they are split only when they are larger than
+    /// the limit together, or of dtypes the order puts apart); a tensor
+    /// larger than the limit on its own gets a shard of its own, as
+    /// Hugging Face does. A limit of 0 is refused ([`Output::check`]);
+    /// [`parse_shard_size`](super::parse_shard_size) reads `5GB`, `2GiB`.
+    Shards {
+        /// The directory.
+        dir: PathBuf,
+        /// The most bytes of tensor data a shard holds (unless it holds a
+        /// single larger tensor).
+        max_shard_bytes: u64,
+    },
 }
 
 impl Output {
@@ -224,7 +248,7 @@ impl Output {
     /// ```
     pub fn path(&self) -> &Path {
         match self {
-            Output::File(p) | Output::Directory(p) => p,
+            Output::File(p) | Output::Directory(p) | Output::Shards { dir: p, .. } => p,
         }
     }
 
@@ -235,11 +259,26 @@ impl Output {
     /// use ndprune::io::Output;
     /// assert!(Output::File(std::env::temp_dir()).check().is_err());
     /// assert!(Output::Directory("/no/such/dir/out".into()).check().is_err());
+    /// // A shard holds at least one byte.
+    /// let zero = Output::Shards { dir: std::env::temp_dir().join("ndprune-doc-zero-shards"), max_shard_bytes: 0 };
+    /// assert!(zero.check().is_err());
     /// ```
     pub fn check(&self) -> Result<(), CheckpointError> {
         match self {
             Output::File(p) => PendingFile::check_target(p).map(|_| ()),
             Output::Directory(p) => PendingDir::check_target(p),
+            Output::Shards {
+                dir,
+                max_shard_bytes,
+            } => {
+                if *max_shard_bytes == 0 {
+                    return Err(CheckpointError::BadTarget {
+                        path: dir.clone(),
+                        problem: TargetProblem::ShardSize(ShardSizeError::Zero),
+                    });
+                }
+                PendingDir::check_target(dir)
+            }
         }
     }
 }
@@ -436,6 +475,9 @@ pub struct FilePruner<'s> {
     /// The most any tensor's fraction of pruned entries may reach (recipes).
     cap: Option<f64>,
 }
+
+/// A safetensors header's `__metadata__`.
+type Metadata = BTreeMap<String, String>;
 
 /// Which candidates a [`FilePruner`] prunes.
 type Selector<'s> = Box<dyn Fn(&TensorSpec) -> bool + 's>;
@@ -732,11 +774,11 @@ impl<'s> FilePruner<'s> {
 
         // One output file, or one per input file.
         let n_files = match output {
-            Output::File(_) => 1,
+            Output::File(_) | Output::Shards { .. } => 1,
             Output::Directory(_) => input.files().len(),
         };
         let file_of = |entry: usize| match output {
-            Output::File(_) => 0,
+            Output::File(_) | Output::Shards { .. } => 0,
             Output::Directory(_) => view.shard_of(entry),
         };
         let mut taken = HashSet::new();
@@ -799,12 +841,39 @@ impl<'s> FilePruner<'s> {
             let (file, spec, source) = slots[i].take().expect("each output is placed once");
             files[file].push((spec, source));
         }
+        if let Output::Shards {
+            max_shard_bytes, ..
+        } = output
+        {
+            files = Self::reshard(files.remove(0), *max_shard_bytes);
+        }
         Plan {
             groups,
             members,
             files,
             copied,
         }
+    }
+
+    /// The tensors of one output file, in order, cut into shards of at
+    /// most `max` bytes of data ([`Output::Shards`]): a pruned pair
+    /// written side by side kept together where it fits.
+    fn reshard(tensors: Vec<(TensorSpec, Source)>, max: u64) -> Vec<Vec<(TensorSpec, Source)>> {
+        let sizes: Vec<u64> = tensors.iter().map(|(s, _)| s.byte_len()).collect();
+        let with_next: Vec<bool> = tensors
+            .iter()
+            .zip(tensors.iter().skip(1).map(Some).chain([None]))
+            .map(|((_, a), b)| {
+                matches!((a, b), (Source::Orig(g), Some((_, Source::Mask(h)))) if g == h)
+            })
+            .collect();
+        let shard_of = layout(&sizes, &with_next, max);
+        let n = shard_of.last().map_or(1, |&s| s + 1);
+        let mut shards = vec![Vec::new(); n];
+        for (t, s) in tensors.into_iter().zip(shard_of) {
+            shards[s].push(t);
+        }
+        shards
     }
 
     fn write(
@@ -872,7 +941,57 @@ impl<'s> FilePruner<'s> {
                 written?;
                 vec![PathBuf::from(path.file_name().unwrap_or_default())]
             }
-            Output::Directory(path) => {
+            Output::Directory(path) | Output::Shards { dir: path, .. } => {
+                let resharded = matches!(output, Output::Shards { .. });
+                // Each file's name, the file whose permissions it takes,
+                // and its header metadata.
+                let n = plan.files.len();
+                let layout: Vec<(String, &Path, Option<&Metadata>)> = (0..n)
+                    .map(|s| {
+                        if resharded {
+                            (shard_name(s, n), input.files()[0].path(), view.metadata(0))
+                        } else {
+                            (
+                                input.file_names()[s].clone(),
+                                input.files()[s].path(),
+                                view.metadata(s),
+                            )
+                        }
+                    })
+                    .collect();
+                // The index, if one is written: its name and the file
+                // whose permissions it takes.
+                let index: Option<(PathBuf, &Path)> = if resharded {
+                    Some((
+                        PathBuf::from(SHARD_INDEX),
+                        input.index().unwrap_or(input.files()[0].path()),
+                    ))
+                } else {
+                    // The input's index name, unless it is no safetensors
+                    // index (PyTorch shards, converted).
+                    input.index().map(|index| {
+                        let name = index
+                            .file_name()
+                            .filter(|n| n.to_string_lossy().ends_with(INDEX_SUFFIX))
+                            .map(PathBuf::from)
+                            .unwrap_or_else(|| PathBuf::from(SHARD_INDEX));
+                        (name, index)
+                    })
+                };
+                // An other file of the input may not take a written name.
+                for other in input.other_files() {
+                    let name = other.file_name().expect("a listed file has a name");
+                    let taken = layout.iter().any(|(n, _, _)| name == n.as_str())
+                        || index.as_ref().is_some_and(|(n, _)| name == n.as_os_str());
+                    if taken {
+                        return Err(CheckpointError::BadTarget {
+                            path: path.join(name),
+                            problem: TargetProblem::NameClash {
+                                other: other.clone(),
+                            },
+                        });
+                    }
+                }
                 progress.creating();
                 let made = PendingDir::create(path);
                 progress.created(made.as_ref().ok().map(PendingDir::temp_path));
@@ -880,39 +999,33 @@ impl<'s> FilePruner<'s> {
                     let mut names = Vec::new();
                     let mut weight_map = Map::new();
                     let mut total: u64 = 0;
-                    for (s, tensors) in plan.files.iter().enumerate() {
-                        let name = &input.file_names()[s];
+                    for (tensors, (name, like, metadata)) in plan.files.iter().zip(&layout) {
                         let specs: Vec<TensorSpec> =
                             tensors.iter().map(|(s, _)| s.clone()).collect();
                         for spec in &specs {
                             total += spec.byte_len();
                             weight_map.insert(spec.name().to_string(), Value::String(name.clone()));
                         }
-                        let like = input.files()[s].path();
                         let mut out = SafetensorsWriter::create_like(
                             dir.temp_path().join(name),
                             like,
                             specs,
-                            view.metadata(s),
+                            *metadata,
                         )?;
                         write_file(&mut out, tensors, progress)?;
                         out.commit()?;
                         names.push(PathBuf::from(name));
                     }
-                    if let Some(index) = input.index() {
+                    if let Some((name, like)) = &index {
                         let mut metadata = input.index_metadata();
                         metadata.insert("total_size".into(), Value::from(total));
                         let doc =
                             serde_json::json!({ "metadata": metadata, "weight_map": weight_map });
-                        let name = index
-                            .file_name()
-                            .map(PathBuf::from)
-                            .unwrap_or_else(|| PathBuf::from(format!("model{INDEX_SUFFIX}")));
                         let mut text = serde_json::to_vec_pretty(&doc)
                             .expect("a JSON value of strings and numbers serializes");
                         text.push(b'\n');
-                        dir.write_file(&name, &text, index)?;
-                        names.push(name);
+                        dir.write_file(name, &text, like)?;
+                        names.push(name.clone());
                     }
                     for other in input.other_files() {
                         let name =
@@ -933,7 +1046,7 @@ impl<'s> FilePruner<'s> {
             files,
             other_files: match output {
                 Output::File(_) => 0,
-                Output::Directory(_) => input.other_files().len(),
+                Output::Directory(_) | Output::Shards { .. } => input.other_files().len(),
             },
             ties,
         })
@@ -1031,7 +1144,8 @@ impl<'s> FilePruner<'s> {
             let file = input.files()[view.shard_of(group.orig())].path();
             with_float!(group.dtype, T => {
                 let (mut single, _) = single_of::<T>(entries, group, file)?;
-                self.prune_single(&mut single, stage, group, stage.amount, Some(&gen))
+                let amount = stage.amount_of(&group.name);
+                self.prune_single(&mut single, stage, group, amount, Some(&gen))
                     .map_err(pruning(file, &group.name))?;
             });
         }

@@ -80,7 +80,10 @@ pub enum Ties {
 pub struct PruneArgs {
     /// The checkpoint to read: a safetensors file, the index of a sharded
     /// checkpoint (model.safetensors.index.json), or a directory holding
-    /// one of these. One shard of a sharded checkpoint is refused.
+    /// one of these; or PyTorch's: a .pth/.pt/.bin file, or the index of
+    /// .bin shards (pytorch_model.bin.index.json), converted to
+    /// safetensors on the way in. One shard of a sharded checkpoint is
+    /// refused.
     #[arg(value_name = "IN")]
     pub input: PathBuf,
     /// Where to write: a safetensors file (replaced atomically if it exists;
@@ -97,8 +100,8 @@ pub struct PruneArgs {
     /// is left ("0.3"), as PyTorch reads an int or a float.
     #[arg(long, value_parser = parse_amount, allow_negative_numbers = true, required_unless_present = "recipe")]
     pub amount: Option<Amount>,
-    /// A recipe file (JSON): ordered steps run in one pass (see the
-    /// README). Its globs are segment-aware: `*` never crosses a dot.
+    /// A recipe file, JSON (.json) or TOML (.toml): ordered steps run in
+    /// one pass (see the README). Its globs are segment-aware: `*` never crosses a dot.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "amount", "n", "dim", "seed", "torch_seed", "include", "exclude"])]
     pub recipe: Option<PathBuf>,
     /// Print the plan (each step, the tensors it selects, the sparsity each
@@ -141,6 +144,14 @@ pub struct PruneArgs {
     /// Make the pruning permanent: write X = X_orig * X_mask, not the pair.
     #[arg(long)]
     pub remove: bool,
+    /// Write OUT as a new directory of shards of at most SIZE bytes of
+    /// tensors each (model-00001-of-0000N.safetensors, a new
+    /// model.safetensors.index.json), from a single file or a sharded IN.
+    /// SIZE as Hugging Face's max_shard_size: "5GB", "500MB" (powers of
+    /// 1000), "2GiB" (powers of 1024), or bytes. A tensor larger than SIZE
+    /// gets a shard of its own.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_shard_size: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -158,6 +169,10 @@ pub struct RemoveArgs {
     /// Where to write (as for `prune`).
     #[arg(value_name = "OUT")]
     pub output: PathBuf,
+    /// Write OUT as a new directory of shards of at most SIZE bytes each
+    /// (as for `prune`).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_shard_size: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -184,6 +199,7 @@ pub fn check_remove(a: RemoveArgs) -> PruneJob {
         ties: Ties::Torch,
         tie_memory: 4096,
         remove: true,
+        max_shard_size: a.max_shard_size,
         json: a.json,
         quiet: a.quiet,
     });
@@ -240,6 +256,10 @@ fn parse_amount(s: &str) -> Result<Amount, String> {
     };
     L1Unstructured::new(amount).map_err(|e| e.to_string())?;
     Ok(amount)
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    ndprune::io::parse_shard_size(s).map_err(|e| e.to_string())
 }
 
 fn parse_norm(s: &str) -> Result<Norm, String> {
@@ -299,13 +319,7 @@ pub fn usage_error(msg: String) -> ! {
 pub fn check(mut args: PruneArgs) -> PruneJob {
     let usage = |kind: ErrorKind, msg: String| -> ! { Cli::command().error(kind, msg).exit() };
     let recipe = args.recipe.as_ref().map(|path| {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-            usage(
-                ErrorKind::InvalidValue,
-                format!("--recipe {}: {e}", path.display()),
-            )
-        });
-        ndprune::io::Recipe::from_json(&text).unwrap_or_else(|e| {
+        ndprune::io::Recipe::from_path(path).unwrap_or_else(|e| {
             usage(
                 ErrorKind::InvalidValue,
                 format!("--recipe {}: {e}", path.display()),
@@ -363,12 +377,24 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
     // A directory or an index as IN makes a directory OUT, unless OUT
     // names a safetensors file.
     let sharded_in = args.input.is_dir()
-        || args
-            .input
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().ends_with(INDEX_SUFFIX));
+        || args.input.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.ends_with(INDEX_SUFFIX) || n.ends_with(".bin.index.json")
+        });
     let to_file = args.output.extension().is_some_and(|e| e == "safetensors");
-    let output = if sharded_in && !to_file {
+    let output = if let Some(max_shard_bytes) = args.max_shard_size {
+        if to_file {
+            usage(
+                ErrorKind::ArgumentConflict,
+                "--max-shard-size writes a directory of shards: OUT must not end in .safetensors"
+                    .into(),
+            );
+        }
+        Output::Shards {
+            dir: args.output.clone(),
+            max_shard_bytes,
+        }
+    } else if sharded_in && !to_file {
         Output::Directory(args.output.clone())
     } else {
         Output::File(args.output.clone())

@@ -17,6 +17,12 @@
 //! directory beside OUT, renamed into place at the end; the handlers
 //! remove its files and then it (on Linux; elsewhere the directory stays).
 //!
+//! A PyTorch input (`.pth`, `.bin` shards) is converted to safetensors in a
+//! temporary directory under the system's (`TMPDIR`), registered as it is
+//! created (signals held back meanwhile, as for the output): the handlers
+//! above remove that directory's files and then it too (on Linux), during
+//! the conversion as after it.
+//!
 //! SIGKILL cannot be caught: after `kill -9` the temporary file or
 //! directory (`.OUT.XXXXXX.tmp`, beside OUT) stays, and OUT is untouched.
 //!
@@ -37,6 +43,9 @@ mod imp {
 
     /// The temporary file to remove (a leaked C string), or null.
     static TEMP: AtomicPtr<c_char> = AtomicPtr::new(std::ptr::null_mut());
+    /// The directory of a PyTorch input's conversion (a leaked C string),
+    /// or null.
+    static CONVERTED: AtomicPtr<c_char> = AtomicPtr::new(std::ptr::null_mut());
     /// Set while the temporary file is being created and not yet registered.
     static CREATING: AtomicBool = AtomicBool::new(false);
     /// A terminating signal held back while `CREATING`.
@@ -61,6 +70,16 @@ mod imp {
             // SIGBUS is not in signal-hook's forbidden list; registering
             // may still fail on an odd platform, which leaves the default.
             let _ = unsafe { signal_hook::low_level::register(sig, move || on_signal(sig)) };
+        }
+    }
+
+    /// Removes the conversion directory: its files, then it.
+    fn remove_converted() {
+        let p = CONVERTED.load(Ordering::SeqCst);
+        if !p.is_null() {
+            remove_dir_files(p);
+            // SAFETY: a leaked, never freed, NUL-terminated string.
+            unsafe { libc::rmdir(p) };
         }
     }
 
@@ -130,6 +149,7 @@ mod imp {
             return;
         }
         remove_temp();
+        remove_converted();
         if sig == SIGBUS {
             let (p, n) = (
                 BUS_MESSAGE.load(Ordering::SeqCst),
@@ -163,6 +183,23 @@ mod imp {
             // at any time. (One per run.)
             TEMP.store(c.into_raw(), Ordering::SeqCst);
         }
+        release();
+    }
+
+    /// The directory a PyTorch input is converted into was created at
+    /// `dir` (`None`: creating it failed), after [`creating`]: the
+    /// handlers remove it too; held signals now act.
+    pub fn converted(dir: Option<&Path>) {
+        if let Some(dir) = dir {
+            let c = CString::new(dir.as_os_str().as_bytes()).expect("a path has no NUL byte");
+            // Leaked, never freed: a handler may read it at any time.
+            CONVERTED.store(c.into_raw(), Ordering::SeqCst);
+        }
+        release();
+    }
+
+    /// Ends [`creating`]: a signal held back meanwhile acts now.
+    fn release() {
         CREATING.store(false, Ordering::SeqCst);
         let held = HELD.swap(0, Ordering::SeqCst);
         if held != 0 {
@@ -187,7 +224,9 @@ mod imp {
 
     pub fn created(_temp: Option<&Path>) {}
 
+    pub fn converted(_dir: Option<&Path>) {}
+
     pub fn done() {}
 }
 
-pub use imp::{created, creating, done, install};
+pub use imp::{converted, created, creating, done, install};

@@ -123,10 +123,24 @@ fn printing_failed(e: &io::Error) -> bool {
     e.kind() != io::ErrorKind::BrokenPipe
 }
 
+/// Registers the temporary directory of a PyTorch input's conversion
+/// with the signal handlers, from the moment it exists.
+struct Conversion;
+
+impl ndprune::io::ConversionWatch for Conversion {
+    fn creating(&mut self) {
+        cleanup::creating();
+    }
+
+    fn created(&mut self, dir: Option<&std::path::Path>) {
+        cleanup::converted(dir);
+    }
+}
+
 /// Runs a checked pruning job and prints its report.
 fn prune(job: PruneJob) -> Result<(), ndprune::io::CheckpointError> {
     cleanup::install(&job.input);
-    ndprune::io::CheckpointFiles::open(&job.input)
+    ndprune::io::CheckpointFiles::open_watched(&job.input, &mut Conversion)
         .inspect(|input| {
             // OUT must be none of IN's files, however it is spelled.
             if let Some(f) = input.files().iter().find(|f| args::same_file(f.path(), job.output.path())) {
