@@ -1398,12 +1398,12 @@ impl FilePruner<'_> {
                 let x = T::read_le(b);
                 if x.is_finite() {
                     // A finite x times 1 is x, times 0 a zero of x's sign
-                    // (the sign bit is the top bit of the last byte).
-                    if !k {
-                        let sign = b[T::SIZE - 1] & 0x80;
-                        b.fill(0);
-                        b[T::SIZE - 1] = sign;
-                    }
+                    // (the sign bit is the top bit of the last byte): its
+                    // bits masked, without a branch on the random `k`.
+                    let all = 0u8.wrapping_sub(u8::from(k));
+                    let (last, rest) = b.split_last_mut().expect("an element has bytes");
+                    rest.iter_mut().for_each(|byte| *byte &= all);
+                    *last &= all | 0x80;
                 } else {
                     // A NaN or an infinity: multiplied, as PyTorch does (a
                     // pruned one gives NaN; NaNs come back quiet).

@@ -103,20 +103,29 @@ impl StreamingSelect {
         } else {
             self.prefix
         };
-        out.extend(scores.iter().enumerate().map(|(i, x)| {
-            if !open.is_none_or(|m| m[i]) {
-                return false;
+        let Some(c) = cut else {
+            // Nothing is pruned: the candidates stay.
+            match open {
+                None => out.resize(out.len() + scores.len(), true),
+                Some(m) => out.extend_from_slice(&m[..scores.len()]),
             }
+            return;
+        };
+        // Without branches on the values: which entries go is as random
+        // as the values are, and a mispredicted branch per entry would
+        // cost more than the rest of the loop.
+        let mut left = *ties_left;
+        let mut step = |open: bool, x: &T| {
             let key = x.magnitude_key();
-            match cut {
-                Some(c) if key < c => false,
-                Some(c) if key == c && *ties_left > 0 => {
-                    *ties_left -= 1;
-                    false
-                }
-                _ => true,
-            }
-        }));
+            let tie = open & (key == c) & (left > 0);
+            left -= usize::from(tie);
+            open & !((key < c) | tie)
+        };
+        match open {
+            None => out.extend(scores.iter().map(|x| step(true, x))),
+            Some(m) => out.extend(scores.iter().zip(m).map(|(x, &o)| step(o, x))),
+        }
+        *ties_left = left;
     }
 
     /// Ends the current pass: fixes one more digit of the cut.
