@@ -78,16 +78,38 @@ impl MappedFile {
             // SAFETY: the map is only read. Like every memory-mapped reader,
             // this relies on no other process truncating or rewriting the
             // file while it is mapped (documented on `MappedFile`).
-            Some(
-                unsafe { Mmap::map(&file) }
-                    .map_err(|e| CheckpointError::io(path, "memory-mapping", e))?,
-            )
+            let map = unsafe { Mmap::map(&file) }
+                .map_err(|e| CheckpointError::io(path, "memory-mapping", e))?;
+            // Tensors are read front to back: the kernel may read ahead
+            // further, and drop pages read once sooner. Advice only: a
+            // failure changes nothing that is read.
+            #[cfg(unix)]
+            let _ = map.advise(memmap2::Advice::Sequential);
+            Some(map)
         };
         Ok(MappedFile {
             path: path.to_path_buf(),
             map,
             file,
         })
+    }
+
+    /// Asks the kernel to start reading `data`, a slice of this file's
+    /// bytes (a tensor's), into memory now, in the background: a reader
+    /// that will soon need it then finds it there instead of waiting for
+    /// the disk page by page. Only advice: nothing happens where the
+    /// system takes none (or `data` is not of this file).
+    pub(crate) fn prefetch(&self, data: &[u8]) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            let start = (data.as_ptr() as usize).wrapping_sub(map.as_ptr() as usize);
+            if !data.is_empty() && start < map.len() && data.len() <= map.len() - start {
+                // Advice only: a failure changes nothing that is read.
+                let _ = map.advise_range(memmap2::Advice::WillNeed, start, data.len());
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = data;
     }
 
     /// Fails with [`CheckpointError::Shrank`] if the file is now shorter

@@ -904,7 +904,17 @@ impl<'s> FilePruner<'s> {
                               tensors: &[(TensorSpec, Source)],
                               progress: &mut dyn Progress|
          -> Result<(), CheckpointError> {
-            for (spec, source) in tensors {
+            let source_of = |source: &Source| match *source {
+                Source::Copy(i) => i,
+                Source::Orig(g) | Source::Mask(g) | Source::Removed(g) => plan.groups[g].orig(),
+            };
+            for (j, (spec, source)) in tensors.iter().enumerate() {
+                // The next tensor's bytes are read from disk while this one
+                // is computed and written.
+                if let Some((_, next)) = tensors.get(j + 1) {
+                    let i = source_of(next);
+                    input.files()[view.shard_of(i)].prefetch(entries[i].data());
+                }
                 match *source {
                     Source::Copy(i) => out.write_tensor_bytes(spec.name(), entries[i].data())?,
                     Source::Orig(g) => {
@@ -1107,6 +1117,7 @@ impl<'s> FilePruner<'s> {
                         self.ties,
                         origin,
                         &prior,
+                        &|i| input.files()[view.shard_of(i)].prefetch(entries[i].data()),
                         self.stages.len() > 1,
                     )?)
                 }
@@ -1789,10 +1800,11 @@ impl Global {
         ties: StreamTies,
         origin: &Path,
         prior: &Prior<'_>,
+        prefetch: &dyn Fn(usize),
         eager: bool,
     ) -> Result<Self, CheckpointError> {
         let dtype = promoted(order.iter().map(|&g| groups[g].dtype));
-        with_float!(dtype, U => Self::compute_as::<U>(entries, groups, members, order, amount, ties, origin, dtype, prior, eager))
+        with_float!(dtype, U => Self::compute_as::<U>(entries, groups, members, order, amount, ties, origin, dtype, prior, prefetch, eager))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1806,6 +1818,7 @@ impl Global {
         origin: &Path,
         dtype: Dtype,
         prior: &Prior<'_>,
+        prefetch: &dyn Fn(usize),
         eager: bool,
     ) -> Result<Self, CheckpointError> {
         let mut open = 0;
@@ -1846,11 +1859,15 @@ impl Global {
                 let p = select.prefix().expect("checked above") as usize;
                 select.add_to_bucket(0, narrow[p]);
             }
-            for &g in order {
+            for (j, &g) in order.iter().enumerate() {
                 let group = &groups[g];
                 let is_narrow = narrow_groups && group.dtype == Dtype::BF16;
                 if skip_narrow && is_narrow {
                     continue;
+                }
+                // The next tensor is read from disk while this one is counted.
+                if let Some(&h) = order.get(j + 1) {
+                    prefetch(groups[h].orig());
                 }
                 let p = prior(g)?;
                 let first_pass = select.current_digit() == Some((16, 16));
