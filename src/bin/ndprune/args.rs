@@ -144,6 +144,10 @@ pub struct PruneArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print the report in full: every pruned tensor (sparsity before and
+    /// after, channels fully pruned per dim) and every module.
+    #[arg(long, short, conflicts_with = "quiet")]
+    pub verbose: bool,
     /// Print no report and no progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -161,6 +165,9 @@ pub struct RemoveArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print the report in full: every tensor and every module.
+    #[arg(long, short, conflicts_with = "quiet")]
+    pub verbose: bool,
     /// Print no report.
     #[arg(long, short)]
     pub quiet: bool,
@@ -185,6 +192,7 @@ pub fn check_remove(a: RemoveArgs) -> PruneJob {
         tie_memory: 4096,
         remove: true,
         json: a.json,
+        verbose: a.verbose,
         quiet: a.quiet,
     });
     job.remove_only = true;
@@ -220,6 +228,8 @@ pub struct PruneJob {
     pub remove: bool,
     pub ties: ndprune::io::StreamTies,
     pub json: bool,
+    /// Every tensor and module in the report.
+    pub verbose: bool,
     pub quiet: bool,
 }
 
@@ -400,6 +410,7 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
             Ties::Written => ndprune::io::StreamTies::WriteOrder,
         },
         json: args.json,
+        verbose: args.verbose,
         quiet: args.quiet,
     }
 }
