@@ -8,9 +8,11 @@
 //! The network mirrors PyTorch's
 //! `nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 8, 3), fc1=nn.Linear(72, 32), fc2=nn.Linear(32, 10)))`
 //! with seeded random weights, so every run prints the same numbers. After
-//! each step it shows, per tensor, the shape and sparsity (share of zeros) of
-//! the tensor a forward pass would see, and for structured pruning which
-//! channels went.
+//! each step it shows, per tensor, the shape and sparsity (share of entries
+//! pruned) of the tensor a forward pass would see, and the channels pruned
+//! whole, all read from a `SparsityReport`; before and after `remove`, the
+//! whole report: per tensor, per module, in all, and the bytes a model
+//! without masks or without its pruned channels would take.
 
 use std::error::Error;
 
@@ -47,6 +49,14 @@ fn main() -> Result<()> {
     show(&model, &["conv.weight"])?;
     let gone = zero_channels(buffer(&model, "conv.weight_mask")?, 0);
     println!("  output channels pruned (dim 0): {gone:?}, the 2 of 8 with smallest L2 norm");
+    let report = SparsityReport::of(&model);
+    let conv = report.tensor("conv.weight").ok_or("no conv.weight")?;
+    println!(
+        "  without them the weight would be {:?}: {} of {} bytes",
+        conv.shrunk_shape(),
+        conv.shrunk_bytes(),
+        conv.removed_bytes()
+    );
 
     step("2. prune.l1_unstructured(fc1, \"weight\", amount=0.4)");
     prune::l1_unstructured(&mut model, "fc1.weight", Amount::Fraction(0.4), None)?;
@@ -119,6 +129,9 @@ fn main() -> Result<()> {
     );
     println!("  prune.is_pruned(model) = {}", prune::is_pruned(&model));
 
+    step("The sparsity report: SparsityReport::of(&model)");
+    println!("{}", SparsityReport::of(&model));
+
     step("7. prune.remove(m, name) on each of them: pruning becomes permanent");
     for path in &pruned {
         prune::remove(&mut model, path)?;
@@ -130,6 +143,10 @@ fn main() -> Result<()> {
         &model,
         &["conv.weight", "fc1.weight", "fc2.weight", "fc2.bias"],
     )?;
+    // Now plain tensors, counted by their zeros; the masks' bytes are gone.
+    let total = SparsityReport::of(&model).total();
+    println!("  total: {total}");
+    println!("  bytes: {}", total.bytes_line());
     Ok(())
 }
 
@@ -146,24 +163,27 @@ fn buffer<'a>(model: &'a Sequential<f32>, path: &str) -> Result<&'a ArrayD<f32>>
     Ok(model.buffer(path).ok_or(format!("no buffer {path}"))?)
 }
 
-/// How many entries of `path` are still unpruned (mask 1, or all if unpruned).
+/// How many entries of `path` are still unpruned (mask 1, or nonzero if
+/// unpruned), from the sparsity report.
 fn unpruned(model: &Sequential<f32>, path: &str) -> Result<usize> {
-    match model.buffer(&format!("{path}_mask")) {
-        Some(mask) => Ok(mask.iter().filter(|&&m| m == 1.0).count()),
-        None => Ok(tensor(model, path)?.len()),
-    }
+    let report = SparsityReport::of(model);
+    let t = report.tensor(path).ok_or(format!("no tensor {path}"))?;
+    Ok(t.kept().ok_or("a float tensor is counted")?)
 }
 
-/// One line per tensor: shape and sparsity.
+/// One line per tensor, from the sparsity report: shape, sparsity, and the
+/// channels pruned whole along each dim.
 fn show(model: &Sequential<f32>, paths: &[&str]) -> Result<()> {
+    let report = SparsityReport::of(model);
     for path in paths {
-        let t = tensor(model, path)?;
-        let zeros = t.iter().filter(|&&x| x == 0.0).count();
+        let t = report.tensor(path).ok_or(format!("no tensor {path}"))?;
         let shape = format!("{:?}", t.shape());
+        let channels = t.channels_pruned().ok_or("a float tensor is counted")?;
         println!(
-            "  {path:<12} {shape:<14} sparsity {:>6.2}%  ({zeros:>4} of {:>4} zero)",
-            100.0 * zeros as f64 / t.len() as f64,
-            t.len()
+            "  {path:<12} {shape:<14} sparsity {:>6.2}%  ({:>4} of {:>4} pruned; channels per dim {channels:?})",
+            100.0 * t.sparsity().unwrap_or(0.0),
+            t.pruned().unwrap_or(0),
+            t.entries(),
         );
     }
     Ok(())

@@ -39,7 +39,9 @@
 //!
 //! Ties, NaN and rounding follow documented rules (see [`select`] and
 //! [`Amount`]); a call that fails returns a [`PruneError`] and changes
-//! nothing.
+//! nothing. A [`SparsityReport`] tells how much of a model is pruned, per
+//! tensor, module and in all, and what a model without its masks or its
+//! fully pruned channels would weigh (see [`report`]).
 #![warn(missing_docs)]
 #![deny(missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -60,6 +62,7 @@ pub mod norm;
 mod par;
 pub mod prune;
 mod reparam;
+pub mod report;
 pub mod select;
 mod torch_rng;
 
@@ -74,6 +77,7 @@ pub use method::{
 };
 pub use module::{Glob, Layer, LoadReport, Module, Selector, Sequential, TensorStore};
 pub use norm::Norm;
+pub use report::{Counting, ModuleSparsity, SparsityReport, TensorSparsity, Totals};
 pub use select::TieBreak;
 pub use torch_rng::TorchGenerator;
 
@@ -88,6 +92,6 @@ pub mod prelude {
     pub use crate::{
         Amount, CustomFromMask, Dim, Identity, L1Unstructured, Layer, LnStructured, Module, Norm,
         PruneError, PruneErrorKind, PruneFloat, PruningMethod, PruningStep, RandomStructured,
-        RandomUnstructured, Sequential, TensorStore, TieBreak, TorchGenerator,
+        RandomUnstructured, Sequential, SparsityReport, TensorStore, TieBreak, TorchGenerator,
     };
 }

@@ -9,6 +9,7 @@ use ndarray::ArrayD;
 use ndprune::io::{Checkpoint, Dtype, RawTensor, SafetensorsView};
 use ndprune::prelude::*;
 use rand::SeedableRng;
+use serde_json::json;
 
 fn dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ndprune-cli-{tag}-{}", std::process::id()));
@@ -159,10 +160,26 @@ fn l1_prunes_every_float_dtype_and_copies_the_rest() {
     ] {
         assert_eq!(raw_bytes(&output, name), raw_bytes(&input, name), "{name}");
     }
+    // By default: a line per module (few here), the totals, the bytes.
     let report = String::from_utf8(out.stdout).unwrap();
+    let module = |m: &str| report.lines().any(|l| l.starts_with(&format!("{m} ")));
     assert!(
-        report.contains("adapter.weight") && report.contains("head.weight"),
+        module("adapter") && module("head") && module("enc.0"),
         "{report}"
+    );
+    assert!(
+        report.contains(
+            "4 tensors pruned: 213 of 426 entries (50.0%); 7 other tensors copied unchanged"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("pruned tensors: 3.2 KiB stored; remove saves 1.6 KiB"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("adapter.weight"),
+        "no tensor rows without -v:\n{report}"
     );
 }
 
@@ -234,6 +251,105 @@ fn structured_with_globs_and_remove() {
         .collect();
     assert_eq!(pruned, ["enc.0.weight", "enc.2.weight"]);
     assert_eq!(report["tensors"][0]["pruned_after"], 81);
+    // Half of the conv's output channels, whole; the linear's 4 of 8 rows.
+    assert_eq!(report["tensors"][0]["channels_pruned"], json!([3, 0, 0, 0]));
+    assert_eq!(report["tensors"][1]["channels_pruned"], json!([4, 0]));
+    // The library's report: written removed, no mask bytes to save; the
+    // pruned channels dropped would save half of each weight.
+    let lib = &report["report"];
+    assert_eq!(lib["tensors"][0]["name"], "enc.0.weight");
+    assert_eq!(lib["tensors"][0]["shrunk_shape"], json!([3, 3, 3, 3]));
+    assert_eq!(lib["total"]["remove_saves"], 0);
+    assert_eq!(lib["total"]["shrink_saves"], (81 + 96) * 4);
+    assert_eq!(lib["total"]["pruned"], report["total"]["pruned"]);
+}
+
+/// `-v` lists every pruned tensor with its channels pruned per dim, and
+/// every module; past a dozen modules, only `-v` lists them.
+#[test]
+fn verbose_lists_tensors_and_modules() {
+    let d = dir("verbose");
+    let (input, output) = (d.join("in.safetensors"), d.join("out.safetensors"));
+    mixed_file(&input);
+    let structured = [
+        "--method",
+        "ln_structured",
+        "--amount",
+        "0.5",
+        "--n",
+        "1",
+        "--dim",
+        "0",
+    ];
+    let r = ndprune(&prune_args(
+        s(&input),
+        s(&output),
+        &[&structured[..], &["-v"]].concat(),
+    ));
+    ok(&r);
+    let text = String::from_utf8(r.stdout).unwrap();
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row {name} in\n{text}"))
+            .to_string()
+    };
+    let conv = row("enc.0.weight");
+    assert!(
+        conv.contains("[6, 3, 3, 3]") && conv.contains("50.0%"),
+        "{conv}"
+    );
+    assert!(conv.trim_end().ends_with("[3, 0, 0, 0]"), "{conv}");
+    assert!(
+        row("adapter.weight").trim_end().ends_with("[2, 0]"),
+        "{text}"
+    );
+    assert!(row("enc.0 ").contains("81"), "{text}");
+    assert!(text.contains("channels pruned per dim"), "{text}");
+    assert_eq!(
+        ndprune(&prune_args(
+            s(&input),
+            s(&output),
+            &[&structured[..], &["-v", "-q"]].concat()
+        ))
+        .status
+        .code(),
+        Some(2),
+        "-v and -q conflict"
+    );
+
+    // 20 modules: a note by default, every one with -v.
+    let many = d.join("many.safetensors");
+    let mut model = Sequential::new();
+    for i in 0..20 {
+        model = model
+            .with_child(
+                &format!("block{i}"),
+                Layer::<f32>::new()
+                    .with_parameter("weight", ArrayD::from_elem(vec![2, 2], 1.0))
+                    .unwrap(),
+            )
+            .unwrap();
+    }
+    Checkpoint::new(model).save(&many).unwrap();
+    let out = d.join("many-out.safetensors");
+    let r = ndprune(&prune_args(s(&many), s(&out), L1));
+    ok(&r);
+    let text = String::from_utf8(r.stdout).unwrap();
+    assert!(
+        text.contains("(20 modules hold pruned tensors; -v lists them)"),
+        "{text}"
+    );
+    assert!(!text.contains("block7 "), "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
+    let r = ndprune(&prune_args(s(&many), s(&out), &[L1, &["-v"]].concat()));
+    ok(&r);
+    let text = String::from_utf8(r.stdout).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("block7 ")), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("block7.weight ")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -592,10 +708,86 @@ fn inspect_lists_tensors() {
     assert_eq!(tokens["dtype"], "U8");
     // Zeros of an integer tensor are no sparsity.
     assert!(tokens["sparsity"].is_null());
+    // The library's report: the int tensors listed, not counted.
+    let report = &doc["report"];
+    let counter = report["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "enc.norm.num_batches_tracked")
+        .unwrap();
+    assert_eq!(counter["counting"], "not_counted");
+    assert!(counter["pruned"].is_null() && counter["channels_pruned"].is_null());
+    // The zeros: the running mean's 6 and 3 of the adapter's 40.
+    assert_eq!(report["total"]["counted"], 9);
+    assert_eq!(report["total"]["pruned"], 9);
     let text = String::from_utf8(ndprune(&["inspect", s(&input)]).stdout).unwrap();
     let line = text.lines().find(|l| l.starts_with("tokens ")).unwrap();
     assert!(line.trim_end().ends_with('-'), "{line}");
-    assert!(text.contains("float entries:"), "{text}");
+    assert!(
+        text.contains("sparsity: 9 of 456 entries pruned (2.0%) in 9 tensors (2 more not counted)"),
+        "{text}"
+    );
+    assert!(text.contains("\nbytes: "), "{text}");
+}
+
+/// A pruned file: each pair is its tensor `X`, counted by its mask, with
+/// its channels fully pruned per dim (in the text, and in `--json`).
+#[test]
+fn inspect_reports_pruned_tensors_by_their_masks() {
+    let d = dir("inspect-pruned");
+    let (input, output) = (d.join("in.safetensors"), d.join("out.safetensors"));
+    mixed_file(&input);
+    ok(&ndprune(&prune_args(
+        s(&input),
+        s(&output),
+        &[
+            "--method",
+            "ln_structured",
+            "--amount",
+            "2",
+            "--n",
+            "2",
+            "--dim",
+            "1",
+            "--include",
+            "enc.2.weight",
+            "-q",
+        ],
+    )));
+    let r = ndprune(&["inspect", s(&output)]);
+    ok(&r);
+    let text = String::from_utf8(r.stdout).unwrap();
+    assert!(
+        text.contains(
+            "pruned: enc.2.weight (8.3% of its mask is 0; channels fully pruned per dim [0, 2])"
+        ),
+        "{text}"
+    );
+    // The mask's 16 zeros count once: 9 + 16 of the same 456 entries.
+    assert!(
+        text.contains("sparsity: 25 of 456 entries pruned"),
+        "{text}"
+    );
+    let r = ndprune(&["inspect", s(&output), "--json"]);
+    ok(&r);
+    let doc: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let t = doc["report"]["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "enc.2.weight")
+        .unwrap();
+    assert_eq!(t["counting"], "mask");
+    assert_eq!(t["channels_pruned"], json!([0, 2]));
+    assert_eq!(t["mask_bytes"], 192 * 4);
+    assert_eq!(doc["report"]["total"]["remove_saves"], 192 * 4);
+    // The raw rows still list both parts, the mask's zeros as they are.
+    let mask_row = text
+        .lines()
+        .find(|l| l.starts_with("enc.2.weight_mask "))
+        .unwrap();
+    assert!(mask_row.trim_end().ends_with("8.3%"), "{mask_row}");
 }
 
 /// Global pruning streams its passes; a second run on a file that PyTorch's
@@ -1020,7 +1212,7 @@ fn long_names_print_and_pairs_keep_their_dtypes() {
         RawTensor::new("mix.w_mask", Dtype::BF16, vec![4], bf16s(&[1., 1., 0., 1.])).unwrap(),
     );
     ckpt.save(&input).unwrap();
-    for extra in [&[][..], &["--json"][..]] {
+    for extra in [&[][..], &["-v"][..], &["--json"][..]] {
         let out = d.join("out.safetensors");
         let args = prune_args(
             s(&input),
@@ -1029,7 +1221,17 @@ fn long_names_print_and_pairs_keep_their_dtypes() {
         );
         let r = ndprune(&args);
         ok(&r);
-        assert!(String::from_utf8_lossy(&r.stdout).contains(&long));
+        // By default the module's line, with -v and in JSON the tensor's.
+        let module = long.strip_suffix(".weight").unwrap();
+        let name = if extra.is_empty() {
+            module
+        } else {
+            long.as_str()
+        };
+        assert!(
+            String::from_utf8_lossy(&r.stdout).contains(name),
+            "{extra:?}"
+        );
         let bytes = std::fs::read(&out).unwrap();
         let view = SafetensorsView::parse(&bytes).unwrap();
         assert_eq!(view.get("mix.w_mask").unwrap().dtype(), Dtype::BF16);

@@ -76,5 +76,7 @@ pub use stream::{
 };
 pub use writer::{alignment_rank, SafetensorsWriter};
 
+pub(crate) use tree::natural_cmp;
+
 /// The safetensors dtypes (re-exported from the `safetensors` crate).
 pub use safetensors::Dtype;

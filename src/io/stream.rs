@@ -320,11 +320,15 @@ pub trait Progress {
 
 impl Progress for () {}
 
-/// What pruning did to one tensor.
+/// What pruning did to one tensor. [`StreamReport::sparsity`] gathers
+/// these into the library's [`SparsityReport`](crate::SparsityReport).
 ///
 /// ```
 /// use ndprune::io::{Dtype, TensorReport};
-/// let t = TensorReport { name: "w".into(), dtype: Dtype::F32, shape: vec![2, 2], numel: 4, before: 0, after: 2 };
+/// let t = TensorReport {
+///     name: "w".into(), dtype: Dtype::F32, shape: vec![2, 2], numel: 4, before: 0, after: 2,
+///     channels_pruned: vec![1, 0], mask_dtype: Some(Dtype::F32),
+/// };
 /// assert_eq!(t.sparsity(), 0.5);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,6 +345,12 @@ pub struct TensorReport {
     pub before: usize,
     /// Entries pruned after.
     pub after: usize,
+    /// For each dim, the channels (indices of that dim) the mask written
+    /// prunes whole, as [`TensorSparsity::channels_pruned`](crate::TensorSparsity::channels_pruned).
+    pub channels_pruned: Vec<usize>,
+    /// The dtype of the mask written (`X_mask`), `None` when the tensor
+    /// was written as `X = X_orig * X_mask` (`remove`).
+    pub mask_dtype: Option<Dtype>,
 }
 
 impl TensorReport {
@@ -348,7 +358,10 @@ impl TensorReport {
     ///
     /// ```
     /// # use ndprune::io::{Dtype, TensorReport};
-    /// let t = TensorReport { name: "w".into(), dtype: Dtype::F32, shape: vec![0], numel: 0, before: 0, after: 0 };
+    /// let t = TensorReport {
+    ///     name: "w".into(), dtype: Dtype::F32, shape: vec![0], numel: 0, before: 0, after: 0,
+    ///     channels_pruned: vec![0], mask_dtype: None,
+    /// };
     /// assert_eq!(t.sparsity(), 0.0);
     /// ```
     pub fn sparsity(&self) -> f64 {
@@ -357,6 +370,22 @@ impl TensorReport {
         } else {
             self.after as f64 / self.numel as f64
         }
+    }
+
+    /// This tensor as the library's report counts it: by its mask, with
+    /// the bytes written (`X_orig` and `X_mask`, or `X` alone when
+    /// removed).
+    fn sparsity_entry(&self) -> crate::TensorSparsity {
+        let bytes = |dtype: Dtype| super::dtype::byte_len(dtype, &self.shape).unwrap_or(0);
+        crate::TensorSparsity::new(
+            self.name.clone(),
+            self.dtype.to_string(),
+            self.shape.clone(),
+            crate::Counting::Mask,
+            (self.after, self.channels_pruned.clone()),
+            bytes(self.dtype),
+            self.mask_dtype.map_or(0, bytes),
+        )
     }
 }
 
@@ -424,6 +453,44 @@ pub struct StreamReport {
     pub other_files: usize,
     /// How equal magnitudes at a global pruning's cut were chosen between.
     pub ties: TieOrder,
+}
+
+impl StreamReport {
+    /// The pruned tensors as the library's [`SparsityReport`](crate::SparsityReport)
+    /// counts them, in the order of their names: each by the mask written
+    /// (its fully pruned channels counted as the mask was written), with
+    /// the bytes written for it. The tensors copied unchanged are not in
+    /// it (read the output with
+    /// [`SparsityReport::of_view`](crate::SparsityReport::of_view) for
+    /// the whole model).
+    ///
+    /// ```
+    /// use ndprune::io::{Checkpoint, CheckpointFiles, FilePruner, Output, StreamMethod};
+    /// use ndprune::prelude::*;
+    /// use ndprune::SparsityReport;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir();
+    /// let (input, output) = (dir.join("ndprune-doc-sr-in.safetensors"), dir.join("ndprune-doc-sr-out.safetensors"));
+    /// let w = ndarray::array![[1.0f32, -2.0], [3.0, -0.5], [0.1, 0.2]].into_dyn();
+    /// Checkpoint::new(Sequential::new().with_child("fc", Layer::new().with_parameter("weight", w)?)?).save(&input)?;
+    /// let report = FilePruner::new(StreamMethod::LnStructured { norm: Norm::L(2.0), dim: Dim(0) }, Amount::Count(1))
+    ///     .run(&CheckpointFiles::open(&input)?, &Output::File(output.clone()), &mut ())?;
+    /// let sparsity = report.sparsity();
+    /// let fc = sparsity.tensor("fc.weight").unwrap();
+    /// assert_eq!((fc.pruned(), fc.channels_pruned()), (Some(2), Some(&[1, 0][..])));
+    /// // The same as the output file's report.
+    /// let written = SparsityReport::of_view(&CheckpointFiles::open(&output)?.view()?);
+    /// assert_eq!(written.tensor("fc.weight"), Some(fc));
+    /// # Ok(()) }
+    /// ```
+    pub fn sparsity(&self) -> crate::SparsityReport {
+        crate::SparsityReport::from_tensors(
+            self.tensors
+                .iter()
+                .map(TensorReport::sparsity_entry)
+                .collect(),
+        )
+    }
 }
 
 /// Prunes checkpoint files into new ones, streaming: one tensor at a time
@@ -1362,7 +1429,8 @@ impl<'s> FilePruner<'s> {
         } else {
             None
         };
-        let (numel, after) = (mask.len(), zeros(&mask));
+        // One pass over the mask written: its pruned entries and channels.
+        let (numel, (after, channels_pruned)) = (mask.len(), crate::report::tally_zeros(&mask));
         match removed {
             Some(w) => out.write_array(name, w.view())?,
             None => with_float!(group.mask_dtype, M => {
@@ -1377,6 +1445,8 @@ impl<'s> FilePruner<'s> {
             numel,
             before,
             after,
+            channels_pruned,
+            mask_dtype: (!remove).then_some(group.mask_dtype),
         })
     }
 }

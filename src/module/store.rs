@@ -438,6 +438,19 @@ impl<T: PruneFloat> TensorStore<T> {
         Ok(())
     }
 
+    // ---- crate-internal: what reports read ----
+
+    /// The buffers added by the user (no pruning masks), in order.
+    pub(crate) fn own_buffers(&self) -> impl Iterator<Item = (&str, &ArrayD<T>)> {
+        self.buffers.iter().map(|(n, t)| (n.as_str(), t))
+    }
+
+    /// The mask of a pruned `name` in the form it is held (no dense copy
+    /// is made).
+    pub(crate) fn mask_form(&self, name: &str) -> Option<&Mask<T>> {
+        self.pruned_entry(name).map(|p| &p.mask.mask)
+    }
+
     // ---- crate-internal: the reparametrization's access to the stores ----
 
     /// For a pruned `name`: its current pruned tensor (the default

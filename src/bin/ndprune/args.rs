@@ -155,6 +155,10 @@ pub struct PruneArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print the report in full: every pruned tensor (sparsity before and
+    /// after, channels fully pruned per dim) and every module.
+    #[arg(long, short, conflicts_with = "quiet")]
+    pub verbose: bool,
     /// Print no report and no progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -176,6 +180,9 @@ pub struct RemoveArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print the report in full: every tensor and every module.
+    #[arg(long, short, conflicts_with = "quiet")]
+    pub verbose: bool,
     /// Print no report.
     #[arg(long, short)]
     pub quiet: bool,
@@ -201,6 +208,7 @@ pub fn check_remove(a: RemoveArgs) -> PruneJob {
         remove: true,
         max_shard_size: a.max_shard_size,
         json: a.json,
+        verbose: a.verbose,
         quiet: a.quiet,
     });
     job.remove_only = true;
@@ -236,6 +244,8 @@ pub struct PruneJob {
     pub remove: bool,
     pub ties: ndprune::io::StreamTies,
     pub json: bool,
+    /// Every tensor and module in the report.
+    pub verbose: bool,
     pub quiet: bool,
 }
 
@@ -426,6 +436,7 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
             Ties::Written => ndprune::io::StreamTies::WriteOrder,
         },
         json: args.json,
+        verbose: args.verbose,
         quiet: args.quiet,
     }
 }

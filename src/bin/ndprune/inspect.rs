@@ -1,8 +1,10 @@
 //! `ndprune inspect`: a file's tensors, dtypes, shapes and zeros.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use ndprune::io::{is_prunable, CheckpointError, CheckpointFiles, Dtype, TensorEntry};
+use ndprune::{Counting, SparsityReport};
 use serde_json::json;
 
 use crate::run::Failure;
@@ -82,9 +84,22 @@ pub fn inspect(out: &mut impl Write, path: &std::path::Path, as_json: bool) -> R
     let mut entries: Vec<&TensorEntry<'_>> = view.entries().iter().collect();
     // One key per entry, not two per comparison.
     entries.sort_by_cached_key(|e| (natural_key(e.name()), e.name()));
-    let rows: Vec<(&TensorEntry<'_>, Option<usize>)> =
-        entries.iter().map(|e| (*e, zeros(e))).collect();
-    let pairs = view.pruned_pairs();
+    // Pruned pairs as their tensor `X`, by mask; float tensors by zeros.
+    let report = SparsityReport::of_view(&view);
+    // The zeros the report counted already (of a float tensor, of a
+    // pair's mask) are not counted again.
+    let mut counted: HashMap<String, usize> = HashMap::new();
+    for t in report.tensors() {
+        match (t.counting(), t.pruned()) {
+            (Counting::Zeros, Some(p)) => counted.insert(t.name().to_string(), p),
+            (Counting::Mask, Some(p)) => counted.insert(format!("{}_mask", t.name()), p),
+            _ => None,
+        };
+    }
+    let rows: Vec<(&TensorEntry<'_>, Option<usize>)> = entries
+        .iter()
+        .map(|e| (*e, counted.get(e.name()).copied().or_else(|| zeros(e))))
+        .collect();
     if as_json {
         let tensors: Vec<_> = rows
             .iter()
@@ -102,12 +117,17 @@ pub fn inspect(out: &mut impl Write, path: &std::path::Path, as_json: bool) -> R
                 })
             })
             .collect();
-        let pruned: Vec<&str> = pairs.iter().map(|(base, _, _)| *base).collect();
+        let pruned: Vec<&str> = view
+            .pruned_pairs()
+            .into_iter()
+            .map(|(base, _, _)| base)
+            .collect();
         let doc = json!({
             "file": path.display().to_string(),
             "metadata": view.metadata(0),
             "tensors": tensors,
             "pruned": pruned,
+            "report": report.to_json(),
         });
         serde_json::to_writer_pretty(&mut *out, &doc)
             .map_err(std::io::Error::from)
@@ -132,19 +152,13 @@ pub fn inspect(out: &mut impl Write, path: &std::path::Path, as_json: bool) -> R
         "tensor", "dtype", "shape", "numel", "zeros"
     )
     .map_err(print)?;
-    let (mut total, mut bytes) = (0usize, 0usize);
-    let (mut float_entries, mut float_zeros) = (0usize, 0usize);
+    let (mut total, mut bytes) = (0usize, 0u64);
     for (e, z) in &rows {
         total = total.saturating_add(e.len());
-        bytes += e.data().len();
+        bytes += e.data().len() as u64;
         let shape = format!("{:?}", e.shape());
         // Zeros of an integer tensor are values, not pruning: not shown.
-        let z = z.filter(|_| is_prunable(e.dtype()));
-        if let Some(z) = z {
-            float_entries = float_entries.saturating_add(e.len());
-            float_zeros += z;
-        }
-        let zeros = z.map_or_else(
+        let zeros = z.filter(|_| is_prunable(e.dtype())).map_or_else(
             || "-".to_string(),
             |z| format!("{:.1}%", percent(z, e.len())),
         );
@@ -159,20 +173,28 @@ pub fn inspect(out: &mut impl Write, path: &std::path::Path, as_json: bool) -> R
         )
         .map_err(print)?;
     }
+    let sums = report.total();
     writeln!(
         out,
-        "{} tensors, {total} entries, {bytes} bytes of data; float entries: {float_zeros} of {float_entries} zero ({:.1}%)",
+        "{} tensors, {total} entries, {} of data",
         rows.len(),
-        percent(float_zeros, float_entries)
+        ndprune::report::human_bytes(bytes)
     )
     .map_err(print)?;
-    for (base, _, m) in pairs {
-        let mask = &view.entries()[m];
-        let z = zeros(mask).expect("a pair's mask is of a float dtype");
+    // A pruned pair counts once, by its mask; int and bool tensors not.
+    writeln!(out, "sparsity: {sums}").map_err(print)?;
+    writeln!(out, "bytes: {}", sums.bytes_line()).map_err(print)?;
+    for t in report
+        .tensors()
+        .iter()
+        .filter(|t| t.counting() == Counting::Mask)
+    {
         writeln!(
             out,
-            "pruned: {base} ({:.1}% of its mask is 0)",
-            percent(z, mask.len())
+            "pruned: {} ({:.1}% of its mask is 0; channels fully pruned per dim {:?})",
+            t.name(),
+            100.0 * t.sparsity().unwrap_or(0.0),
+            t.channels_pruned().unwrap_or(&[]),
         )
         .map_err(print)?;
     }

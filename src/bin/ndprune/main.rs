@@ -36,9 +36,14 @@ fn percent(part: usize, whole: usize) -> f64 {
 /// names of megabytes) just run past it.
 pub const NAME_COLUMN: usize = 48;
 
+/// Modules listed by default; past this many, only with `-v`.
+const FEW_MODULES: usize = 12;
+
 fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Result<()> {
-    let numel: usize = report.tensors.iter().map(|t| t.numel).sum();
-    let pruned: usize = report.tensors.iter().map(|t| t.after).sum();
+    let sparsity = report.sparsity();
+    let total = sparsity.total();
+    let (numel, pruned) = (total.entries, total.pruned);
+    let fraction = total.sparsity();
     if job.json {
         let tensors: Vec<_> = report
             .tensors
@@ -51,7 +56,8 @@ fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Re
                     "numel": t.numel,
                     "pruned_before": t.before,
                     "pruned_after": t.after,
-                    "sparsity": percent(t.after, t.numel) / 100.0,
+                    "sparsity": t.sparsity(),
+                    "channels_pruned": t.channels_pruned,
                 })
             })
             .collect();
@@ -65,7 +71,8 @@ fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Re
             "tensors": tensors,
             "copied": report.copied,
             "written": report.written,
-            "total": {"numel": numel, "pruned": pruned, "sparsity": percent(pruned, numel) / 100.0},
+            "total": {"numel": numel, "pruned": pruned, "sparsity": fraction},
+            "report": sparsity.to_json(),
         });
         serde_json::to_writer_pretty(&mut *out, &doc)?;
         return writeln!(out);
@@ -73,13 +80,6 @@ fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Re
     if job.quiet {
         return Ok(());
     }
-    let width = report
-        .tensors
-        .iter()
-        .map(|t| t.name.len())
-        .max()
-        .unwrap_or(6)
-        .clamp(6, NAME_COLUMN);
     let what = match &job.recipe {
         Some(r) => format!("recipe of {} steps", r.steps().len()),
         None => format!("{} amount {}", job.method.name(), job.amount),
@@ -91,30 +91,73 @@ fn print_report(out: &mut impl Write, job: &PruneJob, report: &Report) -> io::Re
         job.output.path().display(),
         if job.remove { ", removed" } else { "" }
     )?;
-    writeln!(
-        out,
-        "{:<width$}  {:<5} {:<18} {:>12} {:>8} {:>8}",
-        "tensor", "dtype", "shape", "numel", "before", "after"
-    )?;
-    for t in &report.tensors {
+    if job.verbose {
+        let width = report
+            .tensors
+            .iter()
+            .map(|t| t.name.len())
+            .max()
+            .unwrap_or(6)
+            .clamp(6, NAME_COLUMN);
         writeln!(
             out,
-            "{:<width$}  {:<5} {:<18} {:>12} {:>7.1}% {:>7.1}%",
-            t.name,
-            t.dtype.to_string(),
-            format!("{:?}", t.shape),
-            t.numel,
-            percent(t.before, t.numel),
-            percent(t.after, t.numel),
+            "{:<width$}  {:<5} {:<18} {:>12} {:>8} {:>8}  channels pruned per dim",
+            "tensor", "dtype", "shape", "numel", "before", "after"
+        )?;
+        for t in &report.tensors {
+            writeln!(
+                out,
+                "{:<width$}  {:<5} {:<18} {:>12} {:>7.1}% {:>7.1}%  {:?}",
+                t.name,
+                t.dtype.to_string(),
+                format!("{:?}", t.shape),
+                t.numel,
+                percent(t.before, t.numel),
+                percent(t.after, t.numel),
+                t.channels_pruned,
+            )?;
+        }
+    }
+    let modules = sparsity.modules();
+    if job.verbose || (modules.len() > 1 && modules.len() <= FEW_MODULES) {
+        let width = modules
+            .iter()
+            .map(|m| ndprune::report::module_label(&m.path).len())
+            .max()
+            .unwrap_or(6)
+            .clamp(6, NAME_COLUMN);
+        writeln!(
+            out,
+            "{:<width$}  {:>7} {:>12} {:>12} {:>8}",
+            "module", "tensors", "entries", "pruned", "sparsity"
+        )?;
+        for m in &modules {
+            let t = &m.totals;
+            writeln!(
+                out,
+                "{:<width$}  {:>7} {:>12} {:>12} {:>7.1}%",
+                ndprune::report::module_label(&m.path),
+                t.tensors,
+                t.entries,
+                t.pruned,
+                100.0 * t.sparsity(),
+            )?;
+        }
+    } else if modules.len() > FEW_MODULES {
+        writeln!(
+            out,
+            "({} modules hold pruned tensors; -v lists them)",
+            modules.len()
         )?;
     }
     writeln!(
         out,
         "{} tensors pruned: {pruned} of {numel} entries ({:.1}%); {} other tensors copied unchanged",
         report.tensors.len(),
-        percent(pruned, numel),
+        100.0 * fraction,
         report.copied
-    )
+    )?;
+    writeln!(out, "pruned tensors: {}", total.bytes_line())
 }
 
 /// A failure to print: a closed pipe (`ndprune inspect F | head`) ends the
