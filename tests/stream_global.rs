@@ -290,3 +290,109 @@ proptest! {
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
+
+/// Tensors large enough to be masked in blocks on several threads (each
+/// block's share of the ties counted first), with the cut among many
+/// equal magnitudes that straddle blocks: the same masks as the stable
+/// sort, and `orig * mask` with `remove`.
+#[test]
+fn large_tensors_masked_in_blocks_equal_a_stable_sort() {
+    // A fixed xorshift stream: few distinct magnitudes, both signs.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let levels = [0.0f32, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0];
+    let mut inputs = Vec::new();
+    for (n, bf16_, pruned) in [
+        (700_001, true, false),
+        (300_000, false, true),
+        (5, true, false),
+    ] {
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                let r = next();
+                let v = levels[(r % 8) as usize] * if r & 8 == 0 { 1.0 } else { -1.0 };
+                if bf16_ || r & 16 == 0 {
+                    v
+                } else {
+                    // Not a bf16 value: differs from v in its low 16 bits.
+                    v * (1.0 + f32::EPSILON)
+                }
+            })
+            .collect();
+        let prior = pruned.then(|| (0..n).map(|_| next() % 5 != 0).collect());
+        inputs.push(Input {
+            bf16: bf16_,
+            values,
+            prior,
+        });
+    }
+    let d = scratch("large", 0);
+    let input = d.join("in.safetensors");
+    write(&input, &inputs);
+    let files = CheckpointFiles::open(&input).unwrap();
+    let open: usize = inputs
+        .iter()
+        .map(|t| {
+            t.prior
+                .as_ref()
+                .map_or(t.values.len(), |p| p.iter().filter(|k| **k).count())
+        })
+        .sum();
+    for share in [0.3, 0.5, 0.77] {
+        let k = (share * open as f64) as usize;
+        let out = d.join("masks.safetensors");
+        let _ = std::fs::remove_file(&out);
+        FilePruner::new(StreamMethod::Global, Amount::Count(k))
+            .ties(StreamTies::WriteOrder)
+            .run(&files, &Output::File(out.clone()), &mut ())
+            .unwrap();
+        let file = MappedFile::open(&out).unwrap();
+        let view = file.view().unwrap();
+        let base = file.bytes().as_ptr() as usize;
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&t| {
+            view.get(&format!("t{t}.weight_mask"))
+                .unwrap()
+                .data()
+                .as_ptr() as usize
+                - base
+        });
+        let expected = reference(&inputs, &order, k);
+        for (t, want) in expected.iter().enumerate() {
+            let mask = view.get(&format!("t{t}.weight_mask")).unwrap();
+            let got: Vec<bool> = decode(mask.dtype(), mask.data())
+                .iter()
+                .map(|&m| m == 1.0)
+                .collect();
+            assert!(got == *want, "share {share}, tensor t{t}");
+        }
+        let removed = d.join("removed.safetensors");
+        let _ = std::fs::remove_file(&removed);
+        FilePruner::new(StreamMethod::Global, Amount::Count(k))
+            .ties(StreamTies::WriteOrder)
+            .remove(true)
+            .run(&files, &Output::File(removed.clone()), &mut ())
+            .unwrap();
+        let file = MappedFile::open(&removed).unwrap();
+        let view = file.view().unwrap();
+        for (t, want) in expected.iter().enumerate() {
+            let product: Vec<f32> = inputs[t]
+                .values
+                .iter()
+                .zip(want)
+                .map(|(&v, &k)| v * if k { 1.0 } else { 0.0 })
+                .collect();
+            let w = view.get(&format!("t{t}.weight")).unwrap();
+            assert!(
+                w.data() == &encode(inputs[t].bf16, &product)[..],
+                "share {share}, tensor t{t}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}

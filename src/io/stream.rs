@@ -15,6 +15,7 @@ use super::{
     alignment_rank, CheckpointError, CheckpointFloat, Dtype, LoadOptions, PendingDir, PendingFile,
     SafetensorsWriter, TargetProblem, TensorEntry, TensorSpec,
 };
+use crate::par;
 use crate::prelude::*;
 use crate::select::StreamingSelect;
 
@@ -1471,28 +1472,32 @@ impl FilePruner<'_> {
             .as_ref()
             .map_or(0, |p| p.iter().filter(|k| !**k).count());
         let keep = global.mask_flags(entries, group, g, prior.as_deref(), &plan.groups)?;
-        let after = keep.iter().filter(|k| !**k).count();
+        // One pass over the mask: its pruned entries and channels.
+        let (after, channels_pruned) = crate::report::tally_slice(&group.shape, &keep, |k| *k);
         if remove {
             let mut bytes = entries[group.orig()].data().to_vec();
-            let mut product = Vec::with_capacity(T::SIZE);
-            for (b, &k) in bytes.chunks_exact_mut(T::SIZE).zip(&keep) {
-                let x = T::read_le(b);
-                if x.is_finite() {
-                    // A finite x times 1 is x, times 0 a zero of x's sign
-                    // (the sign bit is the top bit of the last byte): its
-                    // bits masked, without a branch on the random `k`.
-                    let all = 0u8.wrapping_sub(u8::from(k));
-                    let (last, rest) = b.split_last_mut().expect("an element has bytes");
-                    rest.iter_mut().for_each(|byte| *byte &= all);
-                    *last &= all | 0x80;
-                } else {
-                    // A NaN or an infinity: multiplied, as PyTorch does (a
-                    // pruned one gives NaN; NaNs come back quiet).
-                    product.clear();
-                    (x * if k { T::one() } else { T::zero() }).write_le(&mut product);
-                    b.copy_from_slice(&product);
+            par::for_blocks_mut(&mut bytes, BLOCK * T::SIZE, |offset, block| {
+                let keep = &keep[offset / T::SIZE..];
+                let mut product = Vec::with_capacity(T::SIZE);
+                for (b, &k) in block.chunks_exact_mut(T::SIZE).zip(keep) {
+                    let x = T::read_le(b);
+                    if x.is_finite() {
+                        // A finite x times 1 is x, times 0 a zero of x's sign
+                        // (the sign bit is the top bit of the last byte): its
+                        // bits masked, without a branch on the random `k`.
+                        let all = 0u8.wrapping_sub(u8::from(k));
+                        let (last, rest) = b.split_last_mut().expect("an element has bytes");
+                        rest.iter_mut().for_each(|byte| *byte &= all);
+                        *last &= all | 0x80;
+                    } else {
+                        // A NaN or an infinity: multiplied, as PyTorch does (a
+                        // pruned one gives NaN; NaNs come back quiet).
+                        product.clear();
+                        (x * if k { T::one() } else { T::zero() }).write_le(&mut product);
+                        b.copy_from_slice(&product);
+                    }
                 }
-            }
+            });
             out.write_tensor_bytes(name, &bytes)?;
         } else {
             with_float!(group.mask_dtype, M => {
@@ -1513,6 +1518,8 @@ impl FilePruner<'_> {
             numel: keep.len(),
             before,
             after,
+            channels_pruned,
+            mask_dtype: (!remove).then_some(group.mask_dtype),
         })
     }
 }
@@ -1749,29 +1756,44 @@ fn promoted(dtypes: impl Iterator<Item = Dtype>) -> Dtype {
 /// selection, which pays for a whole histogram of the digit per feed).
 const BATCH: usize = 1 << 20;
 
+/// Entries of a tensor a thread works on at a time when its mask is made.
+const BLOCK: usize = 1 << 18;
+
+/// Replaces `buf` with entries `start..end` of `entry` as `U` (exact).
+fn decode_range<U: CheckpointFloat>(
+    entry: &TensorEntry<'_>,
+    start: usize,
+    end: usize,
+    buf: &mut Vec<U>,
+) {
+    with_float!(entry.dtype(), T => {
+        let bytes = &entry.data()[start * T::SIZE..end * T::SIZE];
+        buf.clear();
+        let pieces = bytes.chunks_exact(T::SIZE);
+        if T::DTYPE == U::DTYPE {
+            buf.extend(pieces.map(U::read_le));
+        } else if T::DTYPE == Dtype::BF16 && U::DTYPE == Dtype::F32 {
+            // A bf16 is the high half of the f32 of the same value.
+            buf.extend(pieces.map(|b| U::read_le(&[0, 0, b[0], b[1]])));
+        } else {
+            buf.extend(pieces.map(|b| U::from_f64(T::read_le(b).as_f64())));
+        }
+    })
+}
+
 /// Calls `f` with the values of `entry` as `U`, a piece at a time, in the
 /// file's (row-major) order, with the index of each piece's first entry.
 fn for_chunks<U: CheckpointFloat>(
     entry: &TensorEntry<'_>,
     mut f: impl FnMut(usize, &[U]),
 ) -> Result<(), CheckpointError> {
-    with_float!(entry.dtype(), T => {
-        let mut buf: Vec<U> = Vec::with_capacity(BATCH.min(entry.len()));
-        for (c, bytes) in entry.data().chunks(BATCH * T::SIZE).enumerate() {
-            buf.clear();
-            let pieces = bytes.chunks_exact(T::SIZE);
-            if T::DTYPE == U::DTYPE {
-                buf.extend(pieces.map(U::read_le));
-            } else if T::DTYPE == Dtype::BF16 && U::DTYPE == Dtype::F32 {
-                // A bf16 is the high half of the f32 of the same value.
-                buf.extend(pieces.map(|b| U::read_le(&[0, 0, b[0], b[1]])));
-            } else {
-                buf.extend(pieces.map(|b| U::from_f64(T::read_le(b).as_f64())));
-            }
-            f(c * BATCH, &buf);
-        }
-        Ok(())
-    })
+    let n = entry.len();
+    let mut buf: Vec<U> = Vec::with_capacity(BATCH.min(n));
+    for start in (0..n).step_by(BATCH) {
+        decode_range::<U>(entry, start, (start + BATCH).min(n), &mut buf);
+        f(start, &buf);
+    }
+    Ok(())
 }
 
 /// Calls `f` with the unpruned values of `entry` as `U` (all of them where
@@ -2131,16 +2153,53 @@ impl Global {
                     self.quotas.borrow().ties_left
                 }
             };
-            let mut left = quota;
+            // In blocks, on every thread. Tied entries go in order: a
+            // block's share is what the blocks before it leave of the
+            // quota, up to its own tied entries (counted first).
+            let entry = &entries[group.orig()];
+            let select = &self.select;
+            let blocks = numel.div_ceil(BLOCK);
+            let block = |b: usize, buf: &mut Vec<U>| {
+                let start = b * BLOCK;
+                let end = (start + BLOCK).min(numel);
+                decode_range::<U>(entry, start, end, buf);
+                prior.map(|p| &p[start..end])
+            };
+            let shares: Vec<usize> = if quota == 0 || quota == usize::MAX {
+                vec![quota; blocks]
+            } else {
+                let tied = par::map_ordered(blocks, numel, |b| {
+                    let mut buf = Vec::new();
+                    let open = block(b, &mut buf);
+                    select.count_tied(&buf, open)
+                });
+                let mut left = quota;
+                tied.iter()
+                    .map(|&t| {
+                        let share = t.min(left);
+                        left -= share;
+                        share
+                    })
+                    .collect()
+            };
+            let parts = par::map_ordered(blocks, numel, |b| {
+                let mut buf = Vec::new();
+                let open = block(b, &mut buf);
+                let mut left = shares[b];
+                let mut out = Vec::with_capacity(buf.len());
+                select.keep_flags(&buf, open, &mut left, &mut out);
+                (out, shares[b] - left)
+            });
             let mut out = Vec::with_capacity(numel);
-            for_chunks::<U>(&entries[group.orig()], |start, values| {
-                let open = prior.map(|p| &p[start..start + values.len()]);
-                self.select.keep_flags(values, open, &mut left, &mut out);
-            })?;
+            let mut used = 0usize;
+            for (flags, u) in parts {
+                out.extend_from_slice(&flags);
+                used = used.saturating_add(u);
+            }
             if known.is_none() {
                 let mut q = self.quotas.borrow_mut();
-                q.known[g] = Some(quota - left);
-                q.ties_left = left;
+                q.known[g] = Some(used);
+                q.ties_left = quota - used;
             }
             Ok(out)
         })

@@ -88,6 +88,23 @@ impl StreamingSelect {
         self.hist[bucket] += count;
     }
 
+    /// How many entries of `scores` (the candidates among them: `open`)
+    /// have the cut's magnitude, after all passes (0 before).
+    pub(crate) fn count_tied<T: PruneFloat>(&self, scores: &[T], open: Option<&[bool]>) -> usize {
+        if self.digits.is_empty() || self.pending() {
+            return 0;
+        }
+        let Some(c) = self.prefix else { return 0 };
+        match open {
+            None => scores.iter().filter(|x| x.magnitude_key() == c).count(),
+            Some(m) => scores
+                .iter()
+                .zip(m)
+                .filter(|(x, &o)| o && x.magnitude_key() == c)
+                .count(),
+        }
+    }
+
     /// Appends to `out` whether each entry of `scores` stays, after all
     /// passes (`open`: whether it is a candidate; pruned before otherwise):
     /// the flags [`StreamingSelect::mask_for`] makes ones.
