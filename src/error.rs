@@ -158,6 +158,67 @@ pub enum PruneErrorKind {
         /// The pruned tensor it belongs to.
         of: String,
     },
+    /// A channel group with no [`Role::Producer`](crate::group::Role)
+    /// member: nothing says which channels are empty.
+    #[error("a channel group needs at least one producer")]
+    NoProducer,
+    /// A tensor named twice in one channel group, or in two groups that
+    /// are shrunk together along the same dim.
+    #[error("named twice in channel groups")]
+    DuplicateMember,
+    /// A group member whose dim is not `channels * block` long.
+    #[error(
+        "dim {dim} has {size} entries; the channel group needs {channels} channels of {block}"
+    )]
+    ChannelsMismatch {
+        /// The resolved dim.
+        dim: usize,
+        /// Its length.
+        size: usize,
+        /// The group's channels.
+        channels: usize,
+        /// The member's indices per channel.
+        block: usize,
+    },
+    /// Shrinking would change what the model computes: the channel is zero
+    /// in the group's primary producer but this producer still holds
+    /// nonzero values there (a bias that feeds the next layer a constant).
+    #[error("channel {channel} is zero in `{primary}` but not here: removing it would change the model's output")]
+    InexactShrink {
+        /// The channel.
+        channel: usize,
+        /// The group's primary producer.
+        primary: String,
+    },
+    /// A constant left by a removed channel cannot be folded into this
+    /// consumer: only a 2-D weight read along dim 1 with a `bias` beside it
+    /// (a Linear) takes one exactly.
+    #[error("cannot fold a removed channel's constant output into this tensor: {reason}")]
+    NoFold {
+        /// Why not.
+        reason: &'static str,
+    },
+    /// A layer of 1-D tensors without running statistics (a LayerNorm or
+    /// GroupNorm, which normalize across channels): removing a channel
+    /// would change the others, so its group is not inferred.
+    #[error("layer `{layer}` holds 1-D tensors but no running statistics (a LayerNorm or GroupNorm mixes channels): declare its groups by hand")]
+    AmbiguousLayer {
+        /// The layer's module path.
+        layer: String,
+    },
+    /// The layers do not form a chain whose groups can be inferred: a layer
+    /// reads a width that is not the previous layer's output width.
+    #[error(
+        "layer `{layer}` reads {reads} features, the previous layer makes {channels} channels"
+    )]
+    NotAChain {
+        /// The layer that does not fit.
+        layer: String,
+        /// Its input width.
+        reads: usize,
+        /// The previous producer's output channels.
+        channels: usize,
+    },
     /// `remove` of a tensor that is not pruned.
     #[error("not pruned, so its pruning cannot be removed")]
     NotPruned,
@@ -401,6 +462,13 @@ impl PruneError {
             | K::PartOfPruning { .. }
             | K::NotPruned
             | K::DuplicateTarget { .. } => "ValueError",
+            K::NoProducer
+            | K::DuplicateMember
+            | K::ChannelsMismatch { .. }
+            | K::InexactShrink { .. }
+            | K::NoFold { .. }
+            | K::NotAChain { .. }
+            | K::AmbiguousLayer { .. } => "ValueError",
             K::DimOutOfRange { .. } => "IndexError",
             K::ShapeMismatch { .. } | K::MethodContract { .. } => "AssertionError",
             K::NoSuchModule { .. }

@@ -52,6 +52,7 @@ mod dim;
 mod error;
 mod float;
 mod fresh;
+pub mod group;
 mod history;
 #[cfg(feature = "safetensors")]
 pub mod io;

@@ -582,6 +582,36 @@ impl<T: PruneFloat> TensorStore<T> {
         self.commit_first_pruning(name, Mask::dense(mask), PruningStep::Loaded);
     }
 
+    /// Keeps only the indices `keep` (ascending, in range) along `dim` of
+    /// `name`: a parameter or buffer, or a pruned tensor, whose original,
+    /// mask and product are cut alike (its history is kept: the mask's
+    /// remaining entries are the ones those steps made). The caller checked
+    /// that `name` is there, is not a mask or an original, and that `dim`
+    /// is in range.
+    pub(crate) fn keep_along(&mut self, name: &str, dim: usize, keep: &[usize]) {
+        let cut = |t: &ArrayD<T>| standard(t.select(ndarray::Axis(dim), keep));
+        if let Some(p) = self.pruned.iter_mut().find(|p| p.name == name) {
+            let orig = orig_name(name);
+            let (_, o) = self
+                .parameters
+                .iter_mut()
+                .find(|(n, _)| *n == orig)
+                .expect("a pruned tensor's original is a parameter until `remove`");
+            *o = cut(o);
+            let mask = cut(&p.mask.mask.to_dense());
+            p.mask = MaskBuf::new(Mask::Dense(mask));
+            p.tensor = cut(&p.tensor);
+            return;
+        }
+        let (_, t) = self
+            .parameters
+            .iter_mut()
+            .chain(self.buffers.iter_mut())
+            .find(|(n, _)| n == name)
+            .expect("checked by the caller: a parameter or buffer");
+        *t = cut(t);
+    }
+
     /// Makes the pruning of `name` permanent: `name` becomes a parameter
     /// holding `orig * mask`, and `name_orig` and `name_mask` go.
     pub(crate) fn remove_pruning(&mut self, name: &str) -> Result<(), PruneError> {
