@@ -1,6 +1,6 @@
 //! Group importance: one score per channel from every tensor of a group.
 
-use ndarray::{ArrayViewD, Axis};
+use ndarray::Axis;
 
 use super::spec::{ChannelGroup, Role};
 use crate::{Module, Norm, PruneError, PruneErrorKind, PruneFloat};
@@ -120,85 +120,94 @@ impl GroupImportance {
             .expect("checked: a group has a producer");
         let mut acc = vec![0.0f64; group.channels()];
         for (i, (m, &dim)) in group.members().iter().zip(&dims).enumerate() {
-            let ranked = match self.reduction {
-                Reduction::Primary => i == primary,
-                _ => m.role() != Role::Stats,
-            };
-            if !ranked {
+            if !self.ranks(m.role(), i == primary) {
                 continue;
             }
             let t = model
                 .tensor(m.tensor())
                 .expect("checked: every member's tensor is there");
-            let local = self.member_powers(t.view(), dim, m.block(), group.channels());
-            for (a, l) in acc.iter_mut().zip(local) {
-                *a = match (self.reduction, self.norm) {
-                    (_, Norm::Inf) | (Reduction::Max, _) => {
-                        if a.is_nan() || l.is_nan() {
-                            f64::NAN
-                        } else {
-                            a.max(l)
-                        }
-                    }
-                    _ => *a + l,
-                };
+            let mut local = vec![0.0f64; group.channels()];
+            for (j, lane) in t.axis_iter(Axis(dim)).enumerate() {
+                let v = &mut local[j / m.block()];
+                for &x in lane.iter() {
+                    self.add(v, x.as_f64());
+                }
+            }
+            self.member_done(&mut local);
+            self.reduce(&mut acc, &local);
+        }
+        self.finish(&mut acc);
+        Ok(acc)
+    }
+
+    /// Whether a member of this role (the primary producer or not) is
+    /// ranked.
+    pub(crate) fn ranks(&self, role: Role, primary: bool) -> bool {
+        match self.reduction {
+            Reduction::Primary => primary,
+            _ => role != Role::Stats,
+        }
+    }
+
+    /// Adds one entry `x` to its channel's accumulator in one member:
+    /// `|x|^p`, or the largest `|x|` for `Norm::Inf` (NaN sticks).
+    pub(crate) fn add(&self, v: &mut f64, x: f64) {
+        let a = x.abs();
+        match self.norm {
+            Norm::L(p) => {
+                *v += if p == 1.0 {
+                    a
+                } else if p == 2.0 {
+                    a * a
+                } else {
+                    a.powf(p)
+                }
+            }
+            _ => {
+                *v = if v.is_nan() || a.is_nan() {
+                    f64::NAN
+                } else {
+                    v.max(a)
+                }
             }
         }
+    }
+
+    /// After a member's entries: for `Reduction::Max`, its sums become
+    /// norms, so that members compare as norms.
+    pub(crate) fn member_done(&self, local: &mut [f64]) {
+        if let (Norm::L(p), Reduction::Max) = (self.norm, self.reduction) {
+            for v in local {
+                *v = v.powf(1.0 / p);
+            }
+        }
+    }
+
+    /// Combines one member's per-channel values into the group's.
+    pub(crate) fn reduce(&self, acc: &mut [f64], local: &[f64]) {
+        for (a, &l) in acc.iter_mut().zip(local) {
+            *a = match (self.reduction, self.norm) {
+                (_, Norm::Inf) | (Reduction::Max, _) => {
+                    if a.is_nan() || l.is_nan() {
+                        f64::NAN
+                    } else {
+                        a.max(l)
+                    }
+                }
+                _ => *a + l,
+            };
+        }
+    }
+
+    /// The scores from the combined sums: their `p`-th root where they are
+    /// sums of `|x|^p`.
+    pub(crate) fn finish(&self, acc: &mut [f64]) {
         if let Norm::L(p) = self.norm {
             if self.reduction != Reduction::Max {
-                for a in &mut acc {
+                for a in acc {
                     *a = a.powf(1.0 / p);
                 }
             }
         }
-        Ok(acc)
-    }
-
-    /// Per channel: `Σ |x|^p` over the channel's slice (for `Reduction::Max`
-    /// already rooted, so that members compare as norms), or the largest
-    /// `|x|` for `Norm::Inf`.
-    fn member_powers<T: PruneFloat>(
-        &self,
-        t: ArrayViewD<'_, T>,
-        dim: usize,
-        block: usize,
-        channels: usize,
-    ) -> Vec<f64> {
-        let mut out = vec![0.0f64; channels];
-        for (j, lane) in t.axis_iter(Axis(dim)).enumerate() {
-            let c = j / block;
-            let v = &mut out[c];
-            match self.norm {
-                Norm::Inf => {
-                    for &x in lane.iter() {
-                        let a = x.as_f64().abs();
-                        *v = if v.is_nan() || a.is_nan() {
-                            f64::NAN
-                        } else {
-                            v.max(a)
-                        };
-                    }
-                }
-                Norm::L(p) => {
-                    for &x in lane.iter() {
-                        let a = x.as_f64().abs();
-                        *v += if p == 1.0 {
-                            a
-                        } else if p == 2.0 {
-                            a * a
-                        } else {
-                            a.powf(p)
-                        };
-                    }
-                }
-                _ => unreachable!("checked in GroupImportance::new"),
-            }
-        }
-        if let (Norm::L(p), Reduction::Max) = (self.norm, self.reduction) {
-            for v in &mut out {
-                *v = v.powf(1.0 / p);
-            }
-        }
-        out
     }
 }

@@ -26,7 +26,7 @@ enum Kind {
 }
 
 /// Tensor names with their shapes.
-type Shapes = Vec<(String, Vec<usize>)>;
+pub(crate) type Shapes = Vec<(String, Vec<usize>)>;
 
 /// The names of a store's tensors as a user sees them: a pruned `weight`
 /// once (not its `weight_orig` and `weight_mask`), then the buffers.
@@ -45,8 +45,7 @@ fn logical<T: PruneFloat>(store: &TensorStore<T>) -> (Shapes, Shapes) {
     (params, buffers)
 }
 
-fn classify<T: PruneFloat>(path: &str, store: &TensorStore<T>) -> Result<Kind, PruneError> {
-    let (params, buffers) = logical(store);
+fn classify(path: &str, params: &Shapes, buffers: &Shapes) -> Result<Kind, PruneError> {
     if params.is_empty() && buffers.iter().all(|(_, s)| s.len() != 1) {
         return Ok(Kind::Empty);
     }
@@ -63,7 +62,7 @@ fn classify<T: PruneFloat>(path: &str, store: &TensorStore<T>) -> Result<Kind, P
     }
     let vectors: Vec<&(String, Vec<usize>)> = params
         .iter()
-        .chain(&buffers)
+        .chain(buffers.iter())
         .filter(|(_, s)| s.len() == 1)
         .collect();
     let len = vectors.first().map(|(_, s)| s[0]);
@@ -183,20 +182,25 @@ fn join(module: &str, name: &str) -> String {
 pub fn infer_chain<T: PruneFloat, M: Module<T> + ?Sized>(
     model: &M,
 ) -> Result<Vec<ChannelGroup>, PruneError> {
-    let mut layers: Vec<(String, Kind)> = Vec::new();
-    let mut err = None;
+    let mut stores: Vec<(String, Shapes, Shapes)> = Vec::new();
     model.visit_stores("", &mut |path, store| {
-        if err.is_some() {
-            return;
-        }
-        match classify(path, store) {
-            Ok(Kind::Empty) => {}
-            Ok(k) => layers.push((path.to_string(), k)),
-            Err(e) => err = Some(e),
-        }
+        let (params, buffers) = logical(store);
+        stores.push((path.to_string(), params, buffers));
     });
-    if let Some(e) = err {
-        return Err(e);
+    infer_layers(stores)
+}
+
+/// [`infer_chain`] over layers given as (module path, parameters,
+/// buffers), each tensor by its name in the module and its shape.
+pub(crate) fn infer_layers(
+    stores: Vec<(String, Shapes, Shapes)>,
+) -> Result<Vec<ChannelGroup>, PruneError> {
+    let mut layers: Vec<(String, Kind)> = Vec::new();
+    for (path, params, buffers) in &stores {
+        match classify(path, params, buffers)? {
+            Kind::Empty => {}
+            k => layers.push((path.clone(), k)),
+        }
     }
     layers.sort_by(|a, b| natural(&a.0, &b.0));
     let mut groups = Vec::new();

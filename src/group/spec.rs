@@ -262,6 +262,15 @@ impl ChannelGroup {
         &self,
         model: &M,
     ) -> Result<Vec<usize>, PruneError> {
+        self.check_shapes(&|path| logical_shape(model, path))
+    }
+
+    /// [`ChannelGroup::check`] against tensors known by their shapes only
+    /// (`shape_of` gives a tensor's shape, or the error for a missing one).
+    pub(crate) fn check_shapes(
+        &self,
+        shape_of: &dyn Fn(&str) -> Result<Vec<usize>, PruneError>,
+    ) -> Result<Vec<usize>, PruneError> {
         if self.primary().is_none() {
             return Err(PruneErrorKind::NoProducer.into());
         }
@@ -271,7 +280,7 @@ impl ChannelGroup {
             if !seen.insert(m.tensor.as_str()) {
                 return Err(PruneError::new(&m.tensor, PruneErrorKind::DuplicateMember));
             }
-            let shape = logical_shape(model, &m.tensor)?;
+            let shape = shape_of(&m.tensor)?;
             let dim = m
                 .dim
                 .resolve(shape.len())

@@ -268,6 +268,14 @@ pub enum CheckpointError {
         /// Why.
         source: Box<PruneError>,
     },
+    /// The model's `config.json` cannot be read or rewritten for a shrink.
+    #[error("{}: model config: {problem}", Shown(path))]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: ConfigProblem,
+    },
     /// A global pruning amount larger than what is left in the tensors
     /// selected (streamed pruning).
     #[error(
@@ -598,6 +606,11 @@ pub enum TargetProblem {
         /// The input's file.
         other: PathBuf,
     },
+    /// This operation does not write that kind of output.
+    Unsupported {
+        /// What is not offered.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for TargetProblem {
@@ -626,6 +639,7 @@ impl fmt::Display for TargetProblem {
                 "the input's file {} would be copied over a file written there",
                 other.display()
             ),
+            TargetProblem::Unsupported { what } => write!(f, "not offered: {what}"),
         }
     }
 }
@@ -658,7 +672,8 @@ macro_rules! path_of {
             | CheckpointError::Prune { path, .. }
             | CheckpointError::GlobalAmount { path, .. }
             | CheckpointError::Pth { path, .. }
-            | CheckpointError::SparsityCap { path, .. } => path,
+            | CheckpointError::SparsityCap { path, .. }
+            | CheckpointError::Config { path, .. } => path,
         }
     };
 }
@@ -723,6 +738,62 @@ impl fmt::Display for Needed {
         match self.0 {
             Some(n) => write!(f, "{n} bytes"),
             None => f.write_str("no whole number of bytes that fits in memory"),
+        }
+    }
+}
+
+/// What is wrong with a model's `config.json` (see
+/// [`CheckpointError::Config`]).
+///
+/// ```
+/// use ndprune::io::ConfigProblem;
+/// let p = ConfigProblem::MissingField { field: "num_attention_heads" };
+/// assert_eq!(p.to_string(), "no `num_attention_heads`");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigProblem {
+    /// Not JSON.
+    Json {
+        /// The parser's message.
+        reason: String,
+    },
+    /// JSON, but not an object.
+    NotAnObject,
+    /// A field the shrink needs is missing.
+    MissingField {
+        /// The field.
+        field: &'static str,
+    },
+    /// A field is not a positive whole number (or does not divide as it
+    /// must: query heads by key/value heads).
+    BadField {
+        /// The field.
+        field: &'static str,
+    },
+    /// Layers would keep different widths, which the config's single
+    /// number cannot say.
+    NonUniform {
+        /// The config field.
+        what: &'static str,
+        /// The widths per layer, in layer order.
+        widths: Vec<usize>,
+    },
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigProblem::Json { reason } => write!(f, "not JSON: {reason}"),
+            ConfigProblem::NotAnObject => f.write_str("not a JSON object"),
+            ConfigProblem::MissingField { field } => write!(f, "no `{field}`"),
+            ConfigProblem::BadField { field } => {
+                write!(f, "`{field}` is not a positive whole number that fits")
+            }
+            ConfigProblem::NonUniform { what, widths } => write!(
+                f,
+                "layers would keep different widths ({widths:?}) but `{what}` is one number for all: prune every layer alike"
+            ),
         }
     }
 }

@@ -52,6 +52,7 @@ mod raw;
 mod reader;
 mod recipe;
 mod shard;
+mod shrink;
 mod spec;
 mod stream;
 mod tree;
@@ -60,7 +61,9 @@ mod writer;
 pub use atomic::{PendingDir, PendingFile};
 pub use checkpoint::{Checkpoint, LoadOptions};
 pub use dtype::CheckpointFloat;
-pub use error::{CheckpointError, FileKind, ForeignFormat, PairProblem, TargetProblem};
+pub use error::{
+    CheckpointError, ConfigProblem, FileKind, ForeignFormat, PairProblem, TargetProblem,
+};
 #[cfg(feature = "pth")]
 pub use files::ConversionWatch;
 pub use files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
@@ -69,6 +72,7 @@ pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
 pub use recipe::{Recipe, RecipeError, RecipeStep};
 pub use shard::{parse_shard_size, ShardSizeError};
+pub use shrink::{FileShrinkReport, FileShrinker, ShrinkGroups};
 pub use spec::TensorSpec;
 pub use stream::{
     is_prunable, FilePruner, Output, Progress, StreamMethod, StreamReport, StreamTies, TensorPlan,

@@ -1,0 +1,425 @@
+//! Shrinking checkpoint files: equal to shrinking in memory; Hugging Face
+//! decoder groups (MLP channels, key/value heads) with the config
+//! rewritten; failures leave nothing behind.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ndarray::ArrayD;
+use ndprune::group::{self, ChannelGroup, GroupImportance, Inexact};
+use ndprune::io::{
+    Checkpoint, CheckpointError, CheckpointFiles, ConfigProblem, FileShrinker, Output, ShrinkGroups,
+};
+use ndprune::prelude::*;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ndprune-shrink-files-{name}-{}",
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn uniform(shape: Vec<usize>, rng: &mut StdRng) -> ArrayD<f32> {
+    ArrayD::from_shape_simple_fn(shape, || rng.random_range(-1.0f32..1.0))
+}
+
+fn bn(c: usize, rng: &mut StdRng) -> Layer<f32> {
+    Layer::new()
+        .with_parameter("weight", uniform(vec![c], rng))
+        .unwrap()
+        .with_parameter("bias", uniform(vec![c], rng))
+        .unwrap()
+        .with_buffer("running_mean", uniform(vec![c], rng))
+        .unwrap()
+        .with_buffer("running_var", uniform(vec![c], rng).mapv(|v| v.abs() + 0.5))
+        .unwrap()
+}
+
+fn cnn(rng: &mut StdRng) -> Sequential<f32> {
+    let mut features = Sequential::new();
+    for (i, l) in [
+        Layer::conv2d(3, 8, 3, rng),
+        bn(8, rng),
+        Layer::new(),
+        Layer::conv2d(8, 6, 3, rng),
+        bn(6, rng),
+        Layer::new(),
+        Layer::new(),
+        Layer::new(),
+        Layer::new(),
+        Layer::new(),
+        Layer::conv2d(6, 5, 1, rng),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        features = features.with_child(&i.to_string(), l).unwrap();
+    }
+    let classifier = Sequential::new()
+        .push(Layer::linear(5 * 4, 7, rng))
+        .push(Layer::new())
+        .push(Layer::linear(7, 3, rng));
+    Sequential::new()
+        .with_child("features", features)
+        .unwrap()
+        .with_child("classifier", classifier)
+        .unwrap()
+}
+
+fn all(m: &impl Module<f32>) -> Vec<(String, ArrayD<f32>)> {
+    let mut v: Vec<_> = m
+        .state_dict()
+        .into_iter()
+        .map(|(n, t)| (n, t.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn a_pruned_checkpoint_shrinks_in_files_as_in_memory() {
+    let dir = scratch("chain");
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut model = cnn(&mut rng);
+    // `features.10` (children 0..10: "10" after "9") and the flatten block
+    // of 4 into the classifier.
+    let groups = group::infer_chain(&model).unwrap();
+    assert_eq!(groups.len(), 4);
+    for g in &groups {
+        group::prune_group(
+            &mut model,
+            g,
+            Amount::Fraction(0.4),
+            &GroupImportance::default(),
+        )
+        .unwrap();
+    }
+    let input = dir.join("in.safetensors");
+    Checkpoint::from_module(&model).save(&input).unwrap();
+
+    let mut expected = model.clone();
+    group::shrink(&mut expected, &groups, Inexact::Refuse).unwrap();
+
+    let out = dir.join("out.safetensors");
+    let report = FileShrinker::new(ShrinkGroups::Chain)
+        .run(
+            &CheckpointFiles::open(&input).unwrap(),
+            &Output::File(out.clone()),
+        )
+        .unwrap();
+    assert_eq!(report.groups.len(), 4);
+    assert!(report.bytes_after < report.bytes_before);
+    let got = Checkpoint::<f32>::load(&out).unwrap();
+    assert_eq!(all(&got), all(&expected));
+
+    // Declared groups (the same ones) give the same file.
+    let out2 = dir.join("declared.safetensors");
+    FileShrinker::new(ShrinkGroups::Declared(groups.clone()))
+        .run(
+            &CheckpointFiles::open(&input).unwrap(),
+            &Output::File(out2.clone()),
+        )
+        .unwrap();
+    assert_eq!(fs::read(&out).unwrap(), fs::read(&out2).unwrap());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_amount_in_files_equals_group_pruning_then_shrink() {
+    let dir = scratch("amount");
+    let mut rng = StdRng::seed_from_u64(12);
+    let model = cnn(&mut rng);
+    let input = dir.join("in.safetensors");
+    Checkpoint::from_module(&model).save(&input).unwrap();
+    let groups = group::infer_chain(&model).unwrap();
+    let mut expected = model.clone();
+    for g in &groups {
+        group::prune_group(
+            &mut expected,
+            g,
+            Amount::Fraction(0.5),
+            &GroupImportance::default(),
+        )
+        .unwrap();
+    }
+    group::shrink(&mut expected, &groups, Inexact::Refuse).unwrap();
+    for name in expected
+        .named_pruned()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect::<Vec<_>>()
+    {
+        prune::remove(&mut expected, &name).unwrap();
+    }
+    let out = dir.join("out.safetensors");
+    FileShrinker::new(ShrinkGroups::Chain)
+        .amount(Amount::Fraction(0.5))
+        .run(
+            &CheckpointFiles::open(&input).unwrap(),
+            &Output::File(out.clone()),
+        )
+        .unwrap();
+    let got = Checkpoint::<f32>::load(&out).unwrap();
+    assert_eq!(all(&got), all(&expected));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_inexact_channel_is_refused_and_nothing_is_written() {
+    let dir = scratch("inexact");
+    let mut rng = StdRng::seed_from_u64(13);
+    let mut model = Sequential::<f32>::new()
+        .push(Layer::linear(4, 6, &mut rng))
+        .push(Layer::linear(6, 2, &mut rng));
+    prune::ln_structured(
+        &mut model,
+        "0.weight",
+        Amount::Count(2),
+        Norm::L(2.0),
+        Dim(0),
+        None,
+    )
+    .unwrap();
+    let input = dir.join("in.safetensors");
+    Checkpoint::from_module(&model).save(&input).unwrap();
+    let before = fs::read(&input).unwrap();
+    let out = dir.join("out.safetensors");
+    let err = FileShrinker::new(ShrinkGroups::Chain)
+        .run(
+            &CheckpointFiles::open(&input).unwrap(),
+            &Output::File(out.clone()),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, CheckpointError::Prune { ref tensor, .. } if tensor == "0.bias"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    assert_eq!(fs::read(&input).unwrap(), before);
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
+    // Dropped on request, and reported.
+    let r = FileShrinker::new(ShrinkGroups::Chain)
+        .inexact(Inexact::Drop)
+        .run(
+            &CheckpointFiles::open(&input).unwrap(),
+            &Output::File(out.clone()),
+        )
+        .unwrap();
+    assert_eq!(r.groups[0].1.inexact.len(), 2);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A small LLaMA-shaped decoder: hidden 8, 4 query heads of 2 in 2
+/// key/value groups, intermediate 6, two layers, split into two shards.
+fn decoder(dir: &Path, rng: &mut StdRng, with_config: bool) {
+    let layer = |rng: &mut StdRng| {
+        let lin = |out: usize, inp: usize, rng: &mut StdRng| {
+            Layer::new()
+                .with_parameter("weight", uniform(vec![out, inp], rng))
+                .unwrap()
+        };
+        let attn = Sequential::new()
+            .with_child("q_proj", lin(8, 8, rng))
+            .unwrap()
+            .with_child("k_proj", lin(4, 8, rng))
+            .unwrap()
+            .with_child("v_proj", lin(4, 8, rng))
+            .unwrap()
+            .with_child("o_proj", lin(8, 8, rng))
+            .unwrap();
+        let mlp = Sequential::new()
+            .with_child("gate_proj", lin(6, 8, rng))
+            .unwrap()
+            .with_child("up_proj", lin(6, 8, rng))
+            .unwrap()
+            .with_child("down_proj", lin(8, 6, rng))
+            .unwrap();
+        Sequential::new()
+            .with_child("self_attn", attn)
+            .unwrap()
+            .with_child("mlp", mlp)
+            .unwrap()
+            .with_child(
+                "input_layernorm",
+                Layer::new()
+                    .with_parameter("weight", ArrayD::ones(vec![8]))
+                    .unwrap(),
+            )
+            .unwrap()
+    };
+    let mut index = serde_json::Map::new();
+    for i in 0..2 {
+        let m = Sequential::new()
+            .with_child(
+                "model",
+                Sequential::new()
+                    .with_child(
+                        "layers",
+                        Sequential::new()
+                            .with_child(&i.to_string(), layer(rng))
+                            .unwrap(),
+                    )
+                    .unwrap(),
+            )
+            .unwrap();
+        let name = format!("model-0000{}-of-00002.safetensors", i + 1);
+        let ckpt = Checkpoint::from_module(&m);
+        for (n, _) in m.state_dict() {
+            index.insert(n, serde_json::Value::String(name.clone()));
+        }
+        ckpt.save(dir.join(&name)).unwrap();
+    }
+    let doc = serde_json::json!({ "metadata": { "total_size": 0 }, "weight_map": index });
+    fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::to_vec_pretty(&doc).unwrap(),
+    )
+    .unwrap();
+    if with_config {
+        let cfg = serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "hidden_size": 8, "intermediate_size": 6,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2,
+        });
+        fs::write(
+            dir.join("config.json"),
+            serde_json::to_vec_pretty(&cfg).unwrap(),
+        )
+        .unwrap();
+    }
+    fs::write(dir.join("tokenizer.json"), b"{}").unwrap();
+}
+
+#[test]
+fn a_decoder_loses_mlp_channels_and_kv_heads_with_its_config() {
+    let dir = scratch("decoder");
+    let input = dir.join("in");
+    fs::create_dir_all(&input).unwrap();
+    let mut rng = StdRng::seed_from_u64(14);
+    decoder(&input, &mut rng, true);
+    let files = CheckpointFiles::open(&input).unwrap();
+    let plan = FileShrinker::new(ShrinkGroups::Decoder)
+        .plan(&files)
+        .unwrap();
+    // Two MLP groups and two attention groups.
+    assert_eq!(plan.groups.len(), 4);
+    let out = dir.join("out");
+    let report = FileShrinker::new(ShrinkGroups::Decoder)
+        .amount(Amount::Fraction(0.5))
+        .run(&files, &Output::Directory(out.clone()))
+        .unwrap();
+    assert_eq!(
+        report.config.get("intermediate_size"),
+        Some(&serde_json::json!(3))
+    );
+    assert_eq!(
+        report.config.get("num_key_value_heads"),
+        Some(&serde_json::json!(1))
+    );
+    assert_eq!(
+        report.config.get("num_attention_heads"),
+        Some(&serde_json::json!(2))
+    );
+    assert_eq!(report.config.get("head_dim"), Some(&serde_json::json!(2)));
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["intermediate_size"], 3);
+    assert_eq!(cfg["hidden_size"], 8);
+    assert_eq!(cfg["num_key_value_heads"], 1);
+    assert!(out.join("tokenizer.json").exists());
+    let got = Checkpoint::<f32>::load(out.join("model-00001-of-00002.safetensors")).unwrap();
+    let p = "model.layers.0.";
+    let shape = |n: &str| got.tensor(&format!("{p}{n}")).unwrap().shape().to_vec();
+    assert_eq!(shape("mlp.gate_proj.weight"), [3, 8]);
+    assert_eq!(shape("mlp.down_proj.weight"), [8, 3]);
+    assert_eq!(shape("self_attn.q_proj.weight"), [4, 8]);
+    assert_eq!(shape("self_attn.k_proj.weight"), [2, 8]);
+    assert_eq!(shape("self_attn.o_proj.weight"), [8, 4]);
+    // The kept head's rows are the input's rows, untouched.
+    let orig = Checkpoint::<f32>::load(input.join("model-00001-of-00002.safetensors")).unwrap();
+    let removed = &report
+        .groups
+        .iter()
+        .find(|(g, _)| g.primary().unwrap().tensor() == "model.layers.0.self_attn.q_proj.weight")
+        .unwrap()
+        .1
+        .removed;
+    let kept_head = 1 - removed[0];
+    let k_in = orig
+        .tensor("model.layers.0.self_attn.k_proj.weight")
+        .unwrap();
+    assert_eq!(
+        got.tensor("model.layers.0.self_attn.k_proj.weight")
+            .unwrap(),
+        &k_in
+            .slice(ndarray::s![kept_head * 2..kept_head * 2 + 2, ..])
+            .to_owned()
+            .into_dyn()
+    );
+    let q_in = orig
+        .tensor("model.layers.0.self_attn.q_proj.weight")
+        .unwrap();
+    assert_eq!(
+        got.tensor("model.layers.0.self_attn.q_proj.weight")
+            .unwrap(),
+        &q_in
+            .slice(ndarray::s![kept_head * 4..kept_head * 4 + 4, ..])
+            .to_owned()
+            .into_dyn()
+    );
+    // The index lists every tensor with the new total size.
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("model.safetensors.index.json")).unwrap())
+            .unwrap();
+    assert_eq!(index["weight_map"].as_object().unwrap().len(), 2 * 8);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_decoder_without_config_groups_only_its_mlp_and_uneven_layers_are_refused() {
+    let dir = scratch("decoder-noconfig");
+    let input = dir.join("in");
+    fs::create_dir_all(&input).unwrap();
+    let mut rng = StdRng::seed_from_u64(15);
+    decoder(&input, &mut rng, false);
+    let plan = FileShrinker::new(ShrinkGroups::Decoder)
+        .plan(&CheckpointFiles::open(&input).unwrap())
+        .unwrap();
+    assert_eq!(plan.groups.len(), 2);
+    assert_eq!(plan.notes.len(), 1);
+
+    // With a config, layers that would keep different widths are refused.
+    let dir2 = scratch("decoder-uneven");
+    let input2 = dir2.join("in");
+    fs::create_dir_all(&input2).unwrap();
+    decoder(&input2, &mut rng, true);
+    let shard = input2.join("model-00001-of-00002.safetensors");
+    let mut ckpt = Checkpoint::<f32>::load(&shard).unwrap();
+    let g = ChannelGroup::new(6)
+        .producer("model.layers.0.mlp.gate_proj.weight", Dim(0))
+        .producer("model.layers.0.mlp.up_proj.weight", Dim(0))
+        .consumer("model.layers.0.mlp.down_proj.weight", Dim(1));
+    group::prune_channels(&mut ckpt, &g, &[2]).unwrap();
+    for m in g.members() {
+        prune::remove(&mut ckpt, m.tensor()).unwrap();
+    }
+    ckpt.save(&shard).unwrap();
+    let out = dir2.join("out");
+    let err = FileShrinker::new(ShrinkGroups::Decoder)
+        .run(
+            &CheckpointFiles::open(&input2).unwrap(),
+            &Output::Directory(out.clone()),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, CheckpointError::Config { problem: ConfigProblem::NonUniform { ref widths, .. }, .. } if widths == &[5, 6]),
+        "{err}"
+    );
+    assert!(!out.exists());
+    fs::remove_dir_all(&dir).unwrap();
+    fs::remove_dir_all(&dir2).unwrap();
+}
