@@ -124,6 +124,9 @@ pub struct FileShrinkReport {
     pub files: Vec<PathBuf>,
 }
 
+/// Per entry of the input, the cuts to make: (dim, indices kept).
+type Cuts = Vec<Vec<(usize, Vec<usize>)>>;
+
 /// A tensor as a user names it: plain, or pruned as `X_orig` and `X_mask`.
 #[derive(Debug, Clone)]
 struct Logical {
@@ -253,17 +256,17 @@ impl FileShrinker {
         &self,
         input: &CheckpointFiles,
         view: &ModelView<'_>,
-    ) -> Result<(FileShrinkReport, Vec<Vec<(usize, Vec<usize>)>>), CheckpointError> {
+    ) -> Result<(FileShrinkReport, Cuts), CheckpointError> {
         let entries = view.entries();
         let origin = input.origin().to_path_buf();
-        let fail = |tensor: &str, e: PruneError| CheckpointError::Prune {
+        let fail = |tensor: String, e: PruneError| CheckpointError::Prune {
             path: origin.clone(),
-            tensor: tensor.to_string(),
+            tensor,
             source: Box::new(e),
         };
         if matches!(self.inexact, Inexact::Fold(_)) {
             return Err(fail(
-                "",
+                String::new(),
                 PruneErrorKind::NoFold {
                     reason: "folding needs the model in memory (load it and use group::shrink)",
                 }
@@ -275,8 +278,9 @@ impl FileShrinker {
         let mut config_in = None;
         let groups = match &self.groups {
             ShrinkGroups::Declared(g) => g.clone(),
-            ShrinkGroups::Chain => chain_groups(&logical)
-                .map_err(|e| fail(&e.tensor().unwrap_or("").to_string(), e))?,
+            ShrinkGroups::Chain => {
+                chain_groups(&logical).map_err(|e| fail(e.tensor().unwrap_or("").to_owned(), e))?
+            }
             ShrinkGroups::Decoder => {
                 let config = read_config(input)?;
                 let g = decoder_groups(&logical, config.as_ref(), &mut notes).map_err(|p| {
@@ -301,7 +305,7 @@ impl FileShrinker {
         for g in &groups {
             let dims = g
                 .check_shapes(&shape_of)
-                .map_err(|e| fail(&e.tensor().unwrap_or("").to_string(), e))?;
+                .map_err(|e| fail(e.tensor().unwrap_or("").to_owned(), e))?;
             let members = g.members();
             let pi = members
                 .iter()
@@ -324,7 +328,7 @@ impl FileShrinker {
                     if !z[c] {
                         if matches!(self.inexact, Inexact::Refuse) {
                             return Err(fail(
-                                m.tensor(),
+                                m.tensor().to_owned(),
                                 PruneError::new(
                                     m.tensor(),
                                     PruneErrorKind::InexactShrink {
@@ -345,7 +349,7 @@ impl FileShrinker {
                 let primary = members[pi].tensor();
                 let k = amount
                     .count_of(open.len())
-                    .map_err(|e| fail(primary, e.in_tensor(primary)))?;
+                    .map_err(|e| fail(primary.to_owned(), e.in_tensor(primary)))?;
                 let scores = self.scores(view, &logical, g, &dims);
                 let mut order = open;
                 order.sort_by(|&a, &b| rank(scores[a], scores[b]).then(a.cmp(&b)));
@@ -358,7 +362,7 @@ impl FileShrinker {
             for (m, &dim) in members.iter().zip(&dims) {
                 if !cut_dims.insert((m.tensor().to_string(), dim)) {
                     return Err(fail(
-                        m.tensor(),
+                        m.tensor().to_owned(),
                         PruneError::new(m.tensor(), PruneErrorKind::DuplicateMember),
                     ));
                 }
@@ -370,10 +374,12 @@ impl FileShrinker {
                     cuts[e].push((dim, idx.clone()));
                 }
             }
-            let mut done = GroupShrink::default();
-            done.kept = kept.len();
-            done.removed = removed;
-            done.inexact = inexact;
+            let done = GroupShrink {
+                kept: kept.len(),
+                removed,
+                inexact,
+                ..GroupShrink::default()
+            };
             results.push((g.clone(), done));
         }
         let config = match (&self.groups, config_in) {
@@ -393,10 +399,9 @@ impl FileShrinker {
                 let (shape, _) = cut_shape(e.shape(), c);
                 let n: usize = shape.iter().product();
                 let full: usize = e.shape().iter().product();
-                if full == 0 {
-                    e.data().len() as u64
-                } else {
-                    (e.data().len() / full * n) as u64
+                match e.data().len().checked_div(full) {
+                    Some(per) => (per * n) as u64,
+                    None => e.data().len() as u64,
                 }
             })
             .sum();
