@@ -13,8 +13,8 @@ use super::files::{CheckpointFiles, ModelView};
 use super::shard::SHARD_INDEX;
 use super::writer::alignment_rank;
 use super::{
-    CheckpointError, LoadOptions, Output, PendingDir, SafetensorsWriter, TargetProblem, TensorSpec,
-    INDEX_SUFFIX,
+    CheckpointError, LoadOptions, Output, PendingDir, Progress, SafetensorsWriter, TargetProblem,
+    TensorSpec, INDEX_SUFFIX,
 };
 use crate::group::{
     infer_layers, ChannelGroup, GroupImportance, GroupShrink, Inexact, Member, Role, Shapes,
@@ -237,6 +237,29 @@ impl FileShrinker {
         input: &CheckpointFiles,
         output: &Output,
     ) -> Result<FileShrinkReport, CheckpointError> {
+        self.run_with(input, output, &mut ())
+    }
+
+    /// [`FileShrinker::run`], telling `progress` what is written (as
+    /// [`crate::io::FilePruner::run`] does).
+    ///
+    /// ```
+    /// use ndprune::io::{CheckpointFiles, FileShrinker, Output, ShrinkGroups};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = std::env::temp_dir().join("ndprune-doc-shrink-with.safetensors");
+    /// # ndprune::io::Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// let out = std::env::temp_dir().join("ndprune-doc-shrink-with-out.safetensors");
+    /// FileShrinker::new(ShrinkGroups::Chain).run_with(&CheckpointFiles::open(&path)?, &Output::File(out.clone()), &mut ())?;
+    /// assert!(out.exists());
+    /// # std::fs::remove_file(&path)?; std::fs::remove_file(&out)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn run_with(
+        &self,
+        input: &CheckpointFiles,
+        output: &Output,
+        progress: &mut dyn Progress,
+    ) -> Result<FileShrinkReport, CheckpointError> {
         if let Output::Shards { dir, .. } = output {
             return Err(CheckpointError::BadTarget {
                 path: dir.clone(),
@@ -248,7 +271,7 @@ impl FileShrinker {
         output.check()?;
         let view = input.view()?;
         let (mut report, cuts) = self.plan_view(input, &view)?;
-        report.files = write(input, &view, &cuts, output, &report.config)?;
+        report.files = write(input, &view, &cuts, output, &report.config, progress)?;
         Ok(report)
     }
 
@@ -848,6 +871,7 @@ fn write(
     cuts: &[Vec<(usize, Vec<usize>)>],
     output: &Output,
     config: &Map<String, Value>,
+    progress: &mut dyn Progress,
 ) -> Result<Vec<PathBuf>, CheckpointError> {
     let entries = view.entries();
     let n_files = match output {
@@ -869,7 +893,31 @@ fn write(
         let e = &entries[i];
         TensorSpec::new(e.name(), e.dtype(), cut_shape(e.shape(), &cuts[i]).0)
     };
-    let write_file = |out: &mut SafetensorsWriter<super::PendingFile>, list: &[usize]| {
+    let bytes: u64 = files.iter().flatten().map(|&i| spec_of(i).byte_len()).sum();
+    progress.start(entries.len(), bytes);
+    let result = write_all(input, view, cuts, output, config, &files, progress);
+    progress.finished();
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_all(
+    input: &CheckpointFiles,
+    view: &ModelView<'_>,
+    cuts: &[Vec<(usize, Vec<usize>)>],
+    output: &Output,
+    config: &Map<String, Value>,
+    files: &[Vec<usize>],
+    progress: &mut dyn Progress,
+) -> Result<Vec<PathBuf>, CheckpointError> {
+    let entries = view.entries();
+    let spec_of = |i: usize| {
+        let e = &entries[i];
+        TensorSpec::new(e.name(), e.dtype(), cut_shape(e.shape(), &cuts[i]).0)
+    };
+    let write_file = |out: &mut SafetensorsWriter<super::PendingFile>,
+                      list: &[usize],
+                      progress: &mut dyn Progress| {
         for (j, &i) in list.iter().enumerate() {
             if let Some(&next) = list.get(j + 1) {
                 input.files()[view.shard_of(next)].prefetch(entries[next].data());
@@ -888,19 +936,23 @@ fn write(
                 }
                 out.write_tensor_bytes(e.name(), bytes.as_deref().expect("at least one cut"))?;
             }
+            progress.wrote(e.name(), spec_of(i).byte_len());
         }
         Ok::<(), CheckpointError>(())
     };
     match output {
         Output::File(path) => {
             let specs = files[0].iter().map(|&i| spec_of(i)).collect();
-            let mut out = SafetensorsWriter::create_like(
+            progress.creating();
+            let made = SafetensorsWriter::create_like(
                 path,
                 input.files()[0].path(),
                 specs,
                 view.metadata(0),
-            )?;
-            write_file(&mut out, &files[0])?;
+            );
+            progress.created(made.as_ref().ok().map(|w| w.get_ref().temp_path()));
+            let mut out = made?;
+            write_file(&mut out, &files[0], progress)?;
             out.commit()?;
             Ok(vec![PathBuf::from(path.file_name().unwrap_or_default())])
         }
@@ -913,7 +965,10 @@ fn write(
                     .unwrap_or_else(|| PathBuf::from(SHARD_INDEX));
                 (name, index)
             });
-            let dir = PendingDir::create(path)?;
+            progress.creating();
+            let made = PendingDir::create(path);
+            progress.created(made.as_ref().ok().map(PendingDir::temp_path));
+            let dir = made?;
             let mut names = Vec::new();
             let mut weight_map = Map::new();
             let mut total: u64 = 0;
@@ -930,7 +985,7 @@ fn write(
                     specs,
                     view.metadata(s),
                 )?;
-                write_file(&mut out, list)?;
+                write_file(&mut out, list, progress)?;
                 out.commit()?;
                 names.push(PathBuf::from(name));
             }

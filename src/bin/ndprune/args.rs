@@ -33,6 +33,52 @@ pub enum Command {
     Remove(RemoveArgs),
     /// List the tensors of a file: dtype, shape, number of zeros.
     Inspect(InspectArgs),
+    /// Make a model smaller: cut the channels that are zero in every tensor
+    /// that shares them (pruned by channel groups, or after ln_structured
+    /// with the biases pruned too) out of IN, and write the smaller model to
+    /// OUT; with --amount, first choose that share of each group's channels
+    /// by group importance. Groups are inferred for a chain of layers
+    /// (--groups chain), a Hugging Face decoder (--groups decoder: MLP
+    /// channels and key/value heads, config.json rewritten), or read from a
+    /// JSON file.
+    Shrink(ShrinkArgs),
+}
+
+/// `ndprune shrink IN OUT`.
+#[derive(Debug, Args)]
+pub struct ShrinkArgs {
+    /// The checkpoint: a safetensors file, an index or a directory.
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// Where to write: a .safetensors file, or a new directory for a
+    /// sharded IN (the same shards, the index and other files beside).
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
+    /// The channel groups: `chain`, `decoder`, or a JSON file of groups:
+    /// `[{"channels": 8, "members": [{"tensor": "0.weight", "dim": 0,
+    /// "role": "producer", "block": 1}, ...]}, ...]` (role: producer,
+    /// consumer or stats; block defaults to 1).
+    #[arg(long, value_name = "chain|decoder|FILE", default_value = "chain")]
+    pub groups: String,
+    /// Also remove this share (or count) of each group's remaining
+    /// channels, those of lowest group importance (L2 over everything a
+    /// channel owns).
+    #[arg(long, value_parser = parse_amount)]
+    pub amount: Option<Amount>,
+    /// Remove channels that still feed a constant (a bias left unpruned):
+    /// the smaller model then differs from the masked one. Without it
+    /// such a channel is an error.
+    #[arg(long)]
+    pub drop_inexact: bool,
+    /// Print what would be removed; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print no report.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// The pruning methods.
@@ -249,7 +295,7 @@ pub struct PruneJob {
     pub quiet: bool,
 }
 
-fn parse_amount(s: &str) -> Result<Amount, String> {
+pub fn parse_amount(s: &str) -> Result<Amount, String> {
     let s = s.trim();
     let amount = if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
         Amount::Count(s.parse().map_err(|e| format!("{e}"))?)

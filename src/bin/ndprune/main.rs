@@ -20,6 +20,7 @@ mod args;
 mod cleanup;
 mod inspect;
 mod run;
+mod shrink;
 
 use args::{Cli, Command, PruneJob};
 use ndprune::io::StreamReport as Report;
@@ -306,6 +307,7 @@ fn main() -> ExitCode {
         }
         Command::Prune(a) => prune(args::check(a)),
         Command::Remove(a) => prune(args::check_remove(a)),
+        Command::Shrink(a) => shrink::shrink(a),
         Command::Inspect(a) => {
             let mut out = io::stdout().lock();
             match inspect::inspect(&mut out, &a.file, a.json) {

@@ -17,9 +17,19 @@ pub type Failure = CheckpointError;
 
 /// The progress bar (by bytes written, with the time left) and the
 /// registration of the temporary output for the signal handlers.
-struct Shown {
+pub struct Shown {
     bar: ProgressBar,
     quiet: bool,
+}
+
+impl Shown {
+    /// A bar, drawn on long runs unless `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        Shown {
+            bar: ProgressBar::hidden(),
+            quiet,
+        }
+    }
 }
 
 impl Progress for Shown {
