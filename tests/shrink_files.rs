@@ -423,3 +423,74 @@ fn a_decoder_without_config_groups_only_its_mlp_and_uneven_layers_are_refused() 
     fs::remove_dir_all(&dir).unwrap();
     fs::remove_dir_all(&dir2).unwrap();
 }
+
+/// The checkpoint `tools/transformers_shrink_roundtrip.py` saved with
+/// transformers' `save_pretrained` (a bf16 LLaMA in two shards, with its
+/// config): shrunk here as there, the same channels go (the script checked
+/// that the result loads into the smaller config and gives the masked
+/// model's logits), and every kept row is the input's.
+#[test]
+fn a_transformers_checkpoint_shrinks_as_the_round_trip_checked() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf-llama");
+    let expected: serde_json::Value =
+        serde_json::from_slice(&fs::read(fixture.join("expected.json")).unwrap()).unwrap();
+    let amount: f64 = expected["amount"].as_str().unwrap().parse().unwrap();
+    let dir = scratch("hf-llama");
+    let out = dir.join("out");
+    let input = CheckpointFiles::open(fixture.join("in")).unwrap();
+    let report = FileShrinker::new(ShrinkGroups::Decoder)
+        .amount(Amount::Fraction(amount))
+        .run(&input, &Output::Directory(out.clone()))
+        .unwrap();
+    assert_eq!(
+        serde_json::Value::Object(report.config.clone()),
+        expected["config"]
+    );
+    for (g, r) in &report.groups {
+        let name = g.primary().unwrap().tensor();
+        let want: Vec<usize> = expected["removed"][name]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {name} in expected.json"))
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(r.removed, want, "{name}");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("config.json")).unwrap()).unwrap();
+    for (k, v) in expected["config"].as_object().unwrap() {
+        assert_eq!(&cfg[k], v, "{k}");
+    }
+    // Kept MLP rows are the input's, byte for byte (bf16 read as raw).
+    let view_in = input.view().unwrap();
+    let files_out = CheckpointFiles::open(&out).unwrap();
+    let view_out = files_out.view().unwrap();
+    let name = "model.layers.1.mlp.up_proj.weight";
+    let (a, b) = (view_in.get(name).unwrap(), view_out.get(name).unwrap());
+    let removed = &report
+        .groups
+        .iter()
+        .find(|(g, _)| g.primary().unwrap().tensor() == "model.layers.1.mlp.gate_proj.weight")
+        .unwrap()
+        .1
+        .removed;
+    let row = a.shape()[1] * 2;
+    let kept: Vec<u8> = (0..a.shape()[0])
+        .filter(|r| !removed.contains(r))
+        .flat_map(|r| a.data()[r * row..(r + 1) * row].to_vec())
+        .collect();
+    assert_eq!(b.data(), kept.as_slice());
+    // Tensors outside the groups are copied as they are.
+    for n in [
+        "model.embed_tokens.weight",
+        "lm_head.weight",
+        "model.norm.weight",
+    ] {
+        assert_eq!(
+            view_in.get(n).unwrap().data(),
+            view_out.get(n).unwrap().data(),
+            "{n}"
+        );
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}

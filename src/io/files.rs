@@ -361,6 +361,9 @@ impl CheckpointFiles {
             ([], [file]) => {
                 let mut files = Self::open_file(file)?;
                 files.origin = dir.to_path_buf();
+                // `config.json` and the tokenizer files beside one file
+                // go with it, as beside shards.
+                files.others = other_files(dir, file, std::slice::from_ref(file))?;
                 Ok(files)
             }
             ([], []) if bin_indexes.len() > 1 => Err(none(format!(

@@ -412,6 +412,18 @@ impl FileShrinker {
                     problem: p,
                 })?
             }
+            (ShrinkGroups::Decoder, None) => {
+                // No config to rewrite: say what it must become.
+                let empty = Map::new();
+                let wanted = decoder_config(&empty, &results).unwrap_or_default();
+                let cut = results.iter().any(|(_, r)| !r.removed.is_empty());
+                if let Some(w) = wanted.get("intermediate_size").filter(|_| cut) {
+                    notes.push(format!(
+                        "no config.json beside the checkpoint: the model's intermediate_size is now {w}"
+                    ));
+                }
+                Map::new()
+            }
             _ => Map::new(),
         };
         let bytes_before: u64 = entries.iter().map(|e| e.data().len() as u64).sum();
