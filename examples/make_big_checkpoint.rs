@@ -126,6 +126,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = serde_json::json!({
         "architectures": ["LlamaForCausalLM"], "hidden_size": HIDDEN,
         "intermediate_size": INTER, "num_hidden_layers": layers, "torch_dtype": "bfloat16",
+        "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": 128,
     });
     std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
     println!(
