@@ -65,7 +65,6 @@ pub enum ShrinkGroups {
 /// or not at all; memory holds one cut tensor at a time.
 ///
 /// ```
-/// use ndprune::group::{self, GroupImportance};
 /// use ndprune::io::{Checkpoint, CheckpointFiles, FileShrinker, Output, ShrinkGroups};
 /// use ndprune::prelude::*;
 /// use rand::SeedableRng;
@@ -272,6 +271,12 @@ impl FileShrinker {
         let view = input.view()?;
         let (mut report, cuts) = self.plan_view(input, &view)?;
         report.files = write(input, &view, &cuts, output, &report.config, progress)?;
+        if matches!(output, Output::File(_)) && !report.config.is_empty() {
+            report.notes.push(format!(
+                "the output is one file, with no config.json beside it: the model's config must become {}",
+                Value::Object(report.config.clone())
+            ));
+        }
         Ok(report)
     }
 
@@ -322,6 +327,23 @@ impl FileShrinker {
                 .map(|l| l.shape.clone())
                 .ok_or_else(|| PruneError::new(name, PruneErrorKind::NoSuchTensor))
         };
+        // Members are cut and read element by element: their elements
+        // must be whole bytes (no packed 4- or 6-bit dtypes).
+        for m in groups.iter().flat_map(ChannelGroup::members) {
+            if let Some(l) = logical.get(m.tensor()) {
+                for &e in &l.parts {
+                    let d = entries[e].dtype();
+                    if d.bitsize() % 8 != 0 || d.bitsize() == 0 {
+                        return Err(CheckpointError::WrongDtype {
+                            path: origin.clone(),
+                            tensor: entries[e].name().to_string(),
+                            wanted: Dtype::U8,
+                            found: d,
+                        });
+                    }
+                }
+            }
+        }
         let mut results = Vec::with_capacity(groups.len());
         let mut cuts: Vec<Vec<(usize, Vec<usize>)>> = vec![Vec::new(); entries.len()];
         let mut cut_dims = std::collections::BTreeSet::new();
