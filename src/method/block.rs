@@ -93,7 +93,14 @@ impl BlockNorm {
 /// zeros, as `torch.ao`'s next `step()` does) and never revives an entry.
 /// `sparsity_level` is the level the call reaches, not an increment:
 /// blocks whose entries are all pruned count as chosen first, and entries
-/// pruned before count as a chosen block's first zeros.
+/// pruned before count as a chosen block's first zeros. This is what
+/// `torch.ao` reaches by stepping again with whole blocks or a level of 1
+/// (tested); with fewer zeros than the block size `torch.ao` recomputes
+/// the mask from scratch and may drop a block chosen before, giving its
+/// pruned entries back, which ndprune never does. (For `f16`/`bf16`,
+/// `torch.ao`'s mask after whole-block pruning is `float32`, so its next
+/// step ranks the weight promoted to `float32`; ndprune ranks in the
+/// tensor's dtype, which can order equal-looking scores differently.)
 ///
 /// ```
 /// use ndprune::prelude::*;
