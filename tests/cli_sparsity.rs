@@ -44,7 +44,7 @@ fn ok(out: &Output) {
 /// adapter.
 fn model_file(path: &Path) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let model = Sequential::new()
+    let model = Sequential::<f32>::new()
         .push(Layer::linear(16, 8, &mut rng))
         .push(Layer::linear(8, 4, &mut rng))
         .push(Layer::conv2d(4, 4, 3, &mut rng));
