@@ -72,8 +72,8 @@ pub use error::{KeyShape, PruneError, PruneErrorKind};
 pub use float::PruneFloat;
 pub use history::{PruningStep, RandomSource};
 pub use method::{
-    BlockNorm, BlockSparsity, CustomFromMask, Identity, L1Unstructured, LnStructured,
-    NmStructured, PruningKind, PruningMethod, RandomStructured, RandomUnstructured,
+    BlockNorm, BlockSparsity, CustomFromMask, Identity, L1Unstructured, LnStructured, NmStructured,
+    PruningKind, PruningMethod, RandomStructured, RandomUnstructured,
 };
 pub use module::{Glob, Layer, LoadReport, Module, Selector, Sequential, TensorStore};
 pub use norm::Norm;
@@ -91,8 +91,8 @@ pub mod prelude {
     pub use crate::prune;
     pub use crate::{
         Amount, BlockSparsity, CustomFromMask, Dim, Identity, L1Unstructured, Layer, LnStructured,
-        Module, NmStructured, Norm,
-        PruneError, PruneErrorKind, PruneFloat, PruningMethod, PruningStep, RandomStructured,
-        RandomUnstructured, Sequential, SparsityReport, TensorStore, TieBreak, TorchGenerator,
+        Module, NmStructured, Norm, PruneError, PruneErrorKind, PruneFloat, PruningMethod,
+        PruningStep, RandomStructured, RandomUnstructured, Sequential, SparsityReport, TensorStore,
+        TieBreak, TorchGenerator,
     };
 }

@@ -10,7 +10,10 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 fn load(file: &str) -> Vec<Value> {
-    let path = format!("{}/tests/fixtures/ao/{file}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/ao/{file}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).expect("fixture present");
     let v: Value = serde_json::from_str(&text).expect("fixture is JSON");
     v["cases"].as_array().expect("cases").clone()
@@ -143,7 +146,11 @@ fn check<T: FromLe>(case: &Value) -> bool {
             // The generic path (compute_mask on a dense mask) agrees.
             let ones = ArrayD::<T>::ones(w.raw_dim());
             let dense = m.compute_mask(w.view(), ones.view()).unwrap();
-            assert_eq!(bits_of(&dense), want.as_str().unwrap(), "{name} compute_mask");
+            assert_eq!(
+                bits_of(&dense),
+                want.as_str().unwrap(),
+                "{name} compute_mask"
+            );
         }
         prune::block_sparsity(&mut layer, "weight", &m, None).unwrap();
         let got = bits_of(layer.buffer("weight_mask").unwrap());
@@ -152,7 +159,10 @@ fn check<T: FromLe>(case: &Value) -> bool {
     let Some(nm) = case["nm"].as_array() else {
         return false;
     };
-    let (n, m) = (nm[0].as_u64().unwrap() as usize, nm[1].as_u64().unwrap() as usize);
+    let (n, m) = (
+        nm[0].as_u64().unwrap() as usize,
+        nm[1].as_u64().unwrap() as usize,
+    );
     let want = masks[0].as_str().unwrap();
     let mut l = Layer::new().with_parameter("weight", w.clone()).unwrap();
     prune::block_sparsity(&mut l, "weight", &BlockSparsity::nm(n, m).unwrap(), None).unwrap();
@@ -164,7 +174,11 @@ fn check<T: FromLe>(case: &Value) -> bool {
     }
     let mut l = Layer::new().with_parameter("weight", w).unwrap();
     prune::nm_structured(&mut l, "weight", n, m, Dim(1), None).unwrap();
-    assert_eq!(bits_of(l.buffer("weight_mask").unwrap()), want, "{name} NmStructured");
+    assert_eq!(
+        bits_of(l.buffer("weight_mask").unwrap()),
+        want,
+        "{name} NmStructured"
+    );
     true
 }
 
@@ -241,11 +255,7 @@ fn kept_per_group(mask: &ArrayD<f32>, m: usize) -> Vec<usize> {
     for i in 0..a {
         for g in 0..len / m {
             for k in 0..c {
-                out.push(
-                    (0..m)
-                        .filter(|&j| mask[[i, g * m + j, k]] == 1.0)
-                        .count(),
-                );
+                out.push((0..m).filter(|&j| mask[[i, g * m + j, k]] == 1.0).count());
             }
         }
     }
@@ -487,8 +497,8 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
         PruneErrorKind::NotTwoDimensional { .. }
     ));
     let scores = ArrayD::<f32>::ones(vec![4, 4]);
-    let err = prune::nm_structured(&mut layer, "weight", 2, 2, Dim(1), Some(scores.view()))
-        .unwrap_err();
+    let err =
+        prune::nm_structured(&mut layer, "weight", 2, 2, Dim(1), Some(scores.view())).unwrap_err();
     assert!(matches!(err.kind(), PruneErrorKind::ShapeMismatch { .. }));
     assert!(!prune::is_pruned(&layer) && !prune::is_pruned(&c));
     // A dense mask that is not 0/1 is refused by compute_mask.

@@ -98,7 +98,17 @@ fn nm_prunes_like_the_library_and_again_on_its_output() {
     ok(&ndprune(&prune_args(
         a,
         b,
-        &["--method", "nm", "--n", "1", "--m", "4", "--include", "*.weight", "-q"],
+        &[
+            "--method",
+            "nm",
+            "--n",
+            "1",
+            "--m",
+            "4",
+            "--include",
+            "*.weight",
+            "-q",
+        ],
     )));
     for t in ["0.weight", "1.weight", "2.weight"] {
         prune::nm_structured(&mut want, t, 1, 4, Dim(1), None).unwrap();
@@ -163,7 +173,7 @@ fn block_prunes_like_the_library_and_recipes_run_both() {
         &recipe,
         r#"{"steps": [
             {"method": "block_sparsity", "amount": 0.5, "block": [1, 4], "zeros_per_block": 2,
-             "block_norm": "l1", "include": ["[01].weight"]},
+             "block_norm": "l1", "include": ["0.weight", "1.weight"]},
             {"method": "nm_structured", "n": 2, "m": 4, "include": ["0.weight"]}
         ]}"#,
     )
@@ -209,21 +219,61 @@ fn bad_nm_and_block_arguments_are_usage_errors() {
         &["--method", "block", "--amount", "0.5"],
         &["--method", "block", "--block", "0x4", "--amount", "0.5"],
         &["--method", "block", "--block", "1x4", "--amount", "3"],
-        &["--method", "block", "--block", "1x4", "--zeros-per-block", "5", "--amount", "0.5"],
+        &[
+            "--method",
+            "block",
+            "--block",
+            "1x4",
+            "--zeros-per-block",
+            "5",
+            "--amount",
+            "0.5",
+        ],
         &["--method", "l1_unstructured", "--amount", "0.5", "--m", "4"],
-        &["--method", "l1_unstructured", "--amount", "0.5", "--block", "1x4"],
-        &["--method", "ln_structured", "--amount", "0.5", "--n", "abc", "--dim", "0"],
+        &[
+            "--method",
+            "l1_unstructured",
+            "--amount",
+            "0.5",
+            "--block",
+            "1x4",
+        ],
+        &[
+            "--method",
+            "ln_structured",
+            "--amount",
+            "0.5",
+            "--n",
+            "abc",
+            "--dim",
+            "0",
+        ],
     ];
     for rest in cases {
         let r = ndprune(&prune_args(i, o, rest));
-        assert_eq!(r.status.code(), Some(2), "{rest:?}: {}", String::from_utf8_lossy(&r.stderr));
+        assert_eq!(
+            r.status.code(),
+            Some(2),
+            "{rest:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
         assert!(!out.exists(), "{rest:?}");
     }
     // The issue's spelling works.
     ok(&ndprune(&prune_args(
         i,
         o,
-        &["--method", "nm", "--n", "2", "--m", "4", "--include", "[01].weight", "-q"],
+        &[
+            "--method",
+            "nm",
+            "--n",
+            "2",
+            "--m",
+            "4",
+            "--include",
+            "[01].weight",
+            "-q",
+        ],
     )));
     let m: ArrayD<f32> = Checkpoint::<f32>::load(&out)
         .unwrap()

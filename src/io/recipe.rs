@@ -601,7 +601,10 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
         None if method == "nm_structured" => Amount::Count(0),
         None => return Err(bad("amount", "missing".into())),
         Some(_) if method == "nm_structured" => {
-            return Err(bad("amount", "nm_structured takes none (n of every m are kept)".into()))
+            return Err(bad(
+                "amount",
+                "nm_structured takes none (n of every m are kept)".into(),
+            ))
         }
         Some(v) => parse_amount(v, s, "amount")?,
     };

@@ -1300,7 +1300,9 @@ impl<'s> FilePruner<'s> {
                     Amount::Count(c) => c as f64,
                 };
                 BlockSparsity::new(level, block)
-                    .and_then(|b| b.with_zeros_per_block(zeros_per_block.unwrap_or(block.0 * block.1)))
+                    .and_then(|b| {
+                        b.with_zeros_per_block(zeros_per_block.unwrap_or(block.0 * block.1))
+                    })
                     .map(|b| b.with_norm(norm))
                     .and_then(|b| prune::block_sparsity(single, path, &b, None))
             }

@@ -129,7 +129,12 @@ mod tests {
 
     #[test]
     fn every_segment_is_visited_once_in_bits_and_dense() {
-        for (numel, seg) in [(1000usize, 7usize), (64, 64), (3 * par::CHUNK + 5, 96), (10, 3)] {
+        for (numel, seg) in [
+            (1000usize, 7usize),
+            (64, 64),
+            (3 * par::CHUNK + 5, 96),
+            (10, 3),
+        ] {
             let mut bits = vec![0u64; numel.div_ceil(64)];
             set_run(&mut bits, 0, numel);
             for_segments_bits(&mut bits, numel, seg, &First);

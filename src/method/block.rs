@@ -353,10 +353,11 @@ impl BlockSparsity {
         }
         let k = ((self.level * blocks as f64).round_ties_even() as usize).min(blocks - 1);
         let scores = scores.expect("scores are read when blocks are ranked");
-        let keys: Vec<u64> = par::map_ordered(br, h * w, |r| self.block_row_keys(scores, live, w, h, r))
-            .into_iter()
-            .flatten()
-            .collect();
+        let keys: Vec<u64> =
+            par::map_ordered(br, h * w, |r| self.block_row_keys(scores, live, w, h, r))
+                .into_iter()
+                .flatten()
+                .collect();
         let mut chosen = vec![false; blocks];
         for b in smallest_of_many(&keys, k, self.ties) {
             chosen[b] = true;
@@ -380,7 +381,9 @@ impl BlockSparsity {
                 let cols = c * self.cols..((c + 1) * self.cols).min(w);
                 let count = rows.len() * cols.len();
                 let mut any_live = false;
-                let entries = rows.clone().flat_map(|a| cols.clone().map(move |b| a * w + b));
+                let entries = rows
+                    .clone()
+                    .flat_map(|a| cols.clone().map(move |b| a * w + b));
                 let mean = if T::KEY_BITS == 64 {
                     let mut sum = 0.0f64;
                     for i in entries {
@@ -587,7 +590,12 @@ impl<T: PruneFloat> FastPath<T> for BlockSparsity {
     ) -> Result<(), PruneError> {
         let scores = importance.as_standard_layout();
         let scores = scores.as_slice().expect("standard layout");
-        let plan = self.plan(mask.shape(), importance.shape(), Some(scores), Live::Dense(flat(mask)))?;
+        let plan = self.plan(
+            mask.shape(),
+            importance.shape(),
+            Some(scores),
+            Live::Dense(flat(mask)),
+        )?;
         match plan {
             Plan::Keep => {}
             Plan::PruneAll => mask.fill(T::zero()),

@@ -160,24 +160,31 @@ impl NmStructured {
             }
             .into());
         }
-        Ok((inner, self.m.saturating_mul(inner)))
+        let unit = self.m.saturating_mul(inner).max(1);
+        Ok((inner, unit.saturating_mul((SEGMENT / unit).max(1))))
     }
 }
 
-/// The per-segment work: a segment is `m` runs of `inner` entries (the
-/// channels `g·m .. g·m + m` at one outer index), holding `inner` groups.
+/// The per-segment work: a segment is a whole number of units, a unit
+/// `m` runs of `inner` entries (the channels `g·m .. g·m + m` at one
+/// outer index) holding `inner` groups.
 struct Groups<'a, T> {
     scores: &'a [T],
     n: usize,
     m: usize,
     inner: usize,
+    seg: usize,
     ties: TieBreak,
 }
+
+/// Entries per segment handed to a worker at a time (whole units).
+const SEGMENT: usize = 4096;
 
 impl<T: PruneFloat> SegmentWork for Groups<'_, T> {
     fn run<S: SegmentMask>(&self, segment: usize, len: usize, mask: &mut S) {
         let (m, inner) = (self.m, self.inner);
-        let base = segment * m * inner;
+        let unit = m * inner;
+        let base = segment * self.seg;
         let scores = &self.scores[base..base + len];
         let mut small_keys = [0u64; 16];
         let mut small_pruned = [false; 16];
@@ -190,10 +197,12 @@ impl<T: PruneFloat> SegmentWork for Groups<'_, T> {
             big_pruned.resize(m, false);
             (&mut big_keys, &mut big_pruned)
         };
-        for i in 0..inner {
+        let k = m - self.n;
+        for (u, i) in (0..len / unit).flat_map(|u| (0..inner).map(move |i| (u, i))) {
+            let first = u * unit + i;
             let mut live = 0;
             for (j, key) in keys.iter_mut().enumerate() {
-                let at = j * inner + i;
+                let at = first + j * inner;
                 *key = if mask.live(at) {
                     live += 1;
                     // Pruned entries take key 0, below every live one.
@@ -205,10 +214,30 @@ impl<T: PruneFloat> SegmentWork for Groups<'_, T> {
             if live <= self.n {
                 continue;
             }
-            smallest_in_group(keys, m - self.n, self.ties, pruned);
+            if m <= 16 {
+                // Distinct keys (the common case): rank by counting.
+                let (mut tie, mut go) = (false, 0u32);
+                for (a, &ka) in keys.iter().enumerate() {
+                    let mut less = 0usize;
+                    for (b, &kb) in keys.iter().enumerate() {
+                        less += usize::from(kb < ka);
+                        tie |= kb == ka && a != b;
+                    }
+                    go |= u32::from(less < k) << a;
+                }
+                if !tie {
+                    for j in 0..m {
+                        if go >> j & 1 == 1 {
+                            mask.prune(first + j * inner);
+                        }
+                    }
+                    continue;
+                }
+            }
+            smallest_in_group(keys, k, self.ties, pruned);
             for (j, &p) in pruned.iter().enumerate() {
                 if p {
-                    mask.prune(j * inner + i);
+                    mask.prune(first + j * inner);
                 }
             }
         }
@@ -216,12 +245,13 @@ impl<T: PruneFloat> SegmentWork for Groups<'_, T> {
 }
 
 impl NmStructured {
-    fn work<'a, T: PruneFloat>(&self, scores: &'a [T], inner: usize) -> Groups<'a, T> {
+    fn work<'a, T: PruneFloat>(&self, scores: &'a [T], inner: usize, seg: usize) -> Groups<'a, T> {
         Groups {
             scores,
             n: self.n,
             m: self.m,
             inner,
+            seg,
             ties: self.ties,
         }
     }
@@ -272,7 +302,7 @@ impl<T: PruneFloat> FastPath<T> for NmStructured {
         let numel = scores.len();
         let mut bits = vec![0u64; numel.div_ceil(64)];
         set_run(&mut bits, 0, numel);
-        for_segments_bits(&mut bits, numel, seg, &self.work(scores, inner));
+        for_segments_bits(&mut bits, numel, seg, &self.work(scores, inner, seg));
         Ok(Mask::Bits { shape, bits })
     }
 
@@ -298,7 +328,7 @@ impl<T: PruneFloat> FastPath<T> for NmStructured {
         };
         let scores = importance.as_standard_layout();
         let scores = scores.as_slice().expect("standard layout");
-        for_segments_bits(bits, scores.len(), seg, &self.work(scores, inner));
+        for_segments_bits(bits, scores.len(), seg, &self.work(scores, inner, seg));
         Some(Ok(()))
     }
 
@@ -311,7 +341,7 @@ impl<T: PruneFloat> FastPath<T> for NmStructured {
         let (inner, seg) = self.layout(mask.shape(), importance.shape())?;
         let scores = importance.as_standard_layout();
         let scores = scores.as_slice().expect("standard layout");
-        for_segments_dense(flat_mut(mask), seg, &self.work(scores, inner));
+        for_segments_dense(flat_mut(mask), seg, &self.work(scores, inner, seg));
         Ok(())
     }
 }

@@ -420,9 +420,10 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
     let mut nm = None;
     match (method, args.n.as_deref(), args.m) {
         (Method::LnStructured, Some(n), None) => {
-            norm = Some(parse_norm(n).unwrap_or_else(|e| {
-                usage(ErrorKind::InvalidValue, format!("--n {n:?}: {e}"))
-            }));
+            norm = Some(
+                parse_norm(n)
+                    .unwrap_or_else(|e| usage(ErrorKind::InvalidValue, format!("--n {n:?}: {e}"))),
+            );
         }
         (Method::Nm, Some(n), Some(group)) => {
             let n: usize = n.trim().parse().unwrap_or_else(|_| {
@@ -454,7 +455,9 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
                 Amount::Count(c @ (0 | 1)) => c as f64,
                 Amount::Count(c) => usage(
                     ErrorKind::InvalidValue,
-                    format!("block takes a sparsity level in [0, 1] as --amount, not the count {c}"),
+                    format!(
+                        "block takes a sparsity level in [0, 1] as --amount, not the count {c}"
+                    ),
                 ),
             };
             let norm = match args.block_norm {
@@ -462,7 +465,9 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
                 Some(BlockNormArg::L2) | None => BlockNorm::L2,
             };
             let b = BlockSparsity::new(level, shape)
-                .and_then(|b| b.with_zeros_per_block(args.zeros_per_block.unwrap_or(shape.0 * shape.1)))
+                .and_then(|b| {
+                    b.with_zeros_per_block(args.zeros_per_block.unwrap_or(shape.0 * shape.1))
+                })
                 .unwrap_or_else(|e| usage(ErrorKind::InvalidValue, e.to_string()));
             Some(b.with_norm(norm))
         }

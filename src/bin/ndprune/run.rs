@@ -9,8 +9,8 @@ use ndprune::io::{
 };
 
 use crate::args::{Method, PruneJob};
-use ndprune::Dim;
 use crate::cleanup;
+use ndprune::Dim;
 
 /// Why a call failed (exit status 1). Every message names the file, and
 /// the tensor by its name in the file.
