@@ -257,6 +257,59 @@ impl NmStructured {
     }
 }
 
+impl NmStructured {
+    /// A first pruning whose groups are runs of `m ≤ 16` entries: the kept
+    /// bits written straight into zeroed words, nothing read but the
+    /// scores (the same masks as the general path).
+    fn fresh_contiguous<T: PruneFloat>(&self, scores: &[T], bits: &mut [u64]) {
+        let (m, k) = (self.m, self.m - self.n);
+        let unit = m / gcd(m, 64) * 64;
+        let per = (crate::par::CHUNK / unit).max(1) * unit;
+        crate::par::for_weighted_blocks_mut(bits, per / 64, 64, |word_off, words| {
+            let first = word_off * 64;
+            let count = (words.len() * 64).min(scores.len() - first);
+            let mut keys = [0u64; 16];
+            let mut pruned = [false; 16];
+            for (g, group) in scores[first..first + count].chunks_exact(m).enumerate() {
+                for (key, &x) in keys.iter_mut().zip(group) {
+                    *key = x.magnitude_key();
+                }
+                let keys = &keys[..m];
+                let (mut tie, mut keep) = (false, 0u32);
+                for (a, &ka) in keys.iter().enumerate() {
+                    let mut less = 0usize;
+                    for (b, &kb) in keys.iter().enumerate() {
+                        less += usize::from(kb < ka);
+                        tie |= kb == ka && a != b;
+                    }
+                    keep |= u32::from(less >= k) << a;
+                }
+                if tie {
+                    smallest_in_group(keys, k, self.ties, &mut pruned[..m]);
+                    keep = 0;
+                    for (j, &p) in pruned[..m].iter().enumerate() {
+                        keep |= u32::from(!p) << j;
+                    }
+                }
+                let pos = g * m;
+                for j in 0..m {
+                    if keep >> j & 1 == 1 {
+                        words[(pos + j) / 64] |= 1u64 << ((pos + j) % 64);
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 impl<T: PruneFloat> PruningMethod<T> for NmStructured {
     fn kind(&self) -> PruningKind {
         PruningKind::Global
@@ -301,6 +354,10 @@ impl<T: PruneFloat> FastPath<T> for NmStructured {
         let scores = scores.as_slice().expect("standard layout");
         let numel = scores.len();
         let mut bits = vec![0u64; numel.div_ceil(64)];
+        if inner == 1 && self.m <= 16 {
+            self.fresh_contiguous(scores, &mut bits);
+            return Ok(Mask::Bits { shape, bits });
+        }
         set_run(&mut bits, 0, numel);
         for_segments_bits(&mut bits, numel, seg, &self.work(scores, inner, seg));
         Ok(Mask::Bits { shape, bits })
