@@ -119,9 +119,40 @@ fn memory_floor(c: &mut Criterion) {
     group.finish();
 }
 
+/// N:M (2:4 and 4:8 along the input dim) and torch.ao-style block
+/// sparsity, the mask alone (in bits, as the store holds it) through a
+/// first pruning of a fresh layer.
+fn sparsity(c: &mut Criterion) {
+    let mut group = c.benchmark_group("nm_and_block");
+    for side in [1024usize, 4096] {
+        let t = normal(vec![side, side], 7);
+        for (label, n, m) in [("2:4", 2, 4), ("4:8", 4, 8)] {
+            let method = NmStructured::new(n, m, Dim(1)).unwrap();
+            let id = BenchmarkId::new(format!("nm{label}"), side * side);
+            group.bench_with_input(id, &t, |b, t| {
+                b.iter(|| {
+                    let mut layer = Layer::new().with_parameter("weight", t.clone()).unwrap();
+                    prune::apply(&mut layer, "weight", &method, None).unwrap();
+                    black_box(layer)
+                })
+            });
+        }
+        let block = BlockSparsity::new(0.5, (4, 4)).unwrap();
+        let id = BenchmarkId::new("block4x4/0.5", side * side);
+        group.bench_with_input(id, &t, |b, t| {
+            b.iter(|| {
+                let mut layer = Layer::new().with_parameter("weight", t.clone()).unwrap();
+                prune::apply(&mut layer, "weight", &block, None).unwrap();
+                black_box(layer)
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
-    targets = norms, selection, masks, memory_floor
+    targets = norms, selection, masks, memory_floor, sparsity
 }
 criterion_main!(benches);

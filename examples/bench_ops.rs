@@ -98,6 +98,22 @@ const WORKLOADS: &[Workload] = &[
         },
     },
     Workload {
+        name: "nm_2_4_linear4096",
+        shapes: LINEAR,
+        run: |m, p, t| {
+            let method = NmStructured::new(2, 4, Dim(1))?.with_tie_break(t);
+            prune::apply(m, &p[0], &method, None)
+        },
+    },
+    Workload {
+        name: "block_4x4_half_linear4096",
+        shapes: LINEAR,
+        run: |m, p, t| {
+            let method = BlockSparsity::new(0.5, (4, 4))?.with_tie_break(t);
+            prune::apply(m, &p[0], &method, None)
+        },
+    },
+    Workload {
         name: "global_unstructured_24x4M",
         shapes: GLOBAL,
         run: |m, p, t| {

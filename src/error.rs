@@ -318,6 +318,57 @@ pub enum PruneErrorKind {
         /// The pattern.
         pattern: String,
     },
+    /// An N:M pattern that is not one: `m` of 0, `n` above `m`, or a
+    /// group too large to index (`m` above `u32::MAX`).
+    #[error("invalid N:M pattern {n}:{m}: m must lie in 1..=2^32-1 and n must not exceed m")]
+    InvalidNm {
+        /// Entries kept per group.
+        n: usize,
+        /// Entries per group.
+        m: usize,
+    },
+    /// A block shape with a side of 0 or too many entries to index
+    /// (above `u32::MAX`), or more zeros per block than the block holds.
+    #[error(
+        "invalid block sparsity: block {rows}x{cols} with {zeros_per_block} zeros per block \
+         (sides must be at least 1, the block at most 2^32-1 entries, the zeros at most rows x cols)"
+    )]
+    InvalidBlock {
+        /// Rows of a block.
+        rows: usize,
+        /// Columns of a block.
+        cols: usize,
+        /// Zeros asked for in each chosen block.
+        zeros_per_block: usize,
+    },
+    /// A sparsity level that is NaN or outside `[0, 1]`.
+    #[error("invalid sparsity level {level}: it must lie in [0, 1]")]
+    InvalidSparsityLevel {
+        /// The level as given.
+        level: f64,
+    },
+    /// A dim whose length is not a multiple of the group (N:M) or block
+    /// side laid along it, where the method cannot pad (see
+    /// [`NmStructured`](crate::NmStructured) and
+    /// [`BlockSparsity`](crate::BlockSparsity)).
+    #[error("dim {dim} of shape {shape:?} has length {len}, not a multiple of {group}")]
+    IndivisibleGroups {
+        /// The tensor's shape.
+        shape: Vec<usize>,
+        /// The dim (resolved).
+        dim: usize,
+        /// Its length.
+        len: usize,
+        /// The group size or block side along it.
+        group: usize,
+    },
+    /// Block sparsity of a tensor that is not 2-D (as in `torch.ao`,
+    /// whose `WeightNormSparsifier` handles matrices only).
+    #[error("block sparsity needs a 2-D tensor, this one has shape {shape:?}")]
+    NotTwoDimensional {
+        /// The tensor's shape.
+        shape: Vec<usize>,
+    },
     /// A result too large to hold: `count` items of `what` (e.g. the norms
     /// of `2^40` channels of a tensor with no entries).
     #[error("{what}: {count} items are too many to hold in memory")]
@@ -478,6 +529,10 @@ impl PruneError {
             | K::InvalidChildName { .. } => "AttributeError",
             K::LoadStateDict { .. } => "RuntimeError",
             K::InvalidPattern { .. } | K::NoMatch { .. } => "ValueError",
+            K::InvalidNm { .. } | K::InvalidBlock { .. } | K::InvalidSparsityLevel { .. } => {
+                "ValueError"
+            }
+            K::IndivisibleGroups { .. } | K::NotTwoDimensional { .. } => "RuntimeError",
             K::NormUndefined { .. }
             | K::EmptyNorm { .. }
             | K::NanNuclear

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{Amount, Dim, Norm, PruningKind, TieBreak};
+use crate::{Amount, BlockNorm, Dim, Norm, PruningKind, TieBreak};
 
 /// One step in the pruning history of a tensor
 /// ([`TensorStore::pruning_history`](crate::TensorStore::pruning_history)):
@@ -76,6 +76,34 @@ pub enum PruningStep {
         /// The channel dim, as given.
         dim: Dim,
         /// The rule for equal norms at the cut.
+        tie_break: TieBreak,
+        /// Whether importance scores were given.
+        importance_scores: bool,
+    },
+    /// [`NmStructured`](crate::NmStructured).
+    NmStructured {
+        /// Entries kept per group.
+        n: usize,
+        /// Entries per group.
+        m: usize,
+        /// The dim the groups lie along, as given.
+        dim: Dim,
+        /// The rule for equal magnitudes at a group's cut.
+        tie_break: TieBreak,
+        /// Whether importance scores were given.
+        importance_scores: bool,
+    },
+    /// [`BlockSparsity`](crate::BlockSparsity).
+    BlockSparsity {
+        /// The fraction of blocks chosen.
+        sparsity_level: f64,
+        /// The block shape `(rows, cols)`.
+        block: (usize, usize),
+        /// Entries pruned in each chosen block.
+        zeros_per_block: usize,
+        /// What entries are ranked by.
+        norm: BlockNorm,
+        /// The rule for equal scores at a cut.
         tie_break: TieBreak,
         /// Whether importance scores were given.
         importance_scores: bool,
@@ -170,6 +198,12 @@ impl PruningStep {
             | PruningStep::LnStructured {
                 importance_scores, ..
             }
+            | PruningStep::NmStructured {
+                importance_scores, ..
+            }
+            | PruningStep::BlockSparsity {
+                importance_scores, ..
+            }
             | PruningStep::User {
                 importance_scores, ..
             } => *importance_scores,
@@ -230,6 +264,31 @@ impl fmt::Display for PruningStep {
                 importance_scores,
             } => {
                 write!(f, "LnStructured(amount={amount}, n={norm}, dim={}", dim.0)?;
+                tail(f, Some(tie_break), *importance_scores)
+            }
+            PruningStep::NmStructured {
+                n,
+                m,
+                dim,
+                tie_break,
+                importance_scores,
+            } => {
+                write!(f, "NmStructured(n={n}, m={m}, dim={}", dim.0)?;
+                tail(f, Some(tie_break), *importance_scores)
+            }
+            PruningStep::BlockSparsity {
+                sparsity_level,
+                block,
+                zeros_per_block,
+                norm,
+                tie_break,
+                importance_scores,
+            } => {
+                write!(
+                    f,
+                    "BlockSparsity(sparsity_level={sparsity_level}, block={}x{}, zeros_per_block={zeros_per_block}, norm={norm}",
+                    block.0, block.1
+                )?;
                 tail(f, Some(tie_break), *importance_scores)
             }
             PruningStep::RandomUnstructured { amount, source } => {

@@ -73,8 +73,8 @@ pub use error::{KeyShape, PruneError, PruneErrorKind};
 pub use float::PruneFloat;
 pub use history::{PruningStep, RandomSource};
 pub use method::{
-    CustomFromMask, Identity, L1Unstructured, LnStructured, PruningKind, PruningMethod,
-    RandomStructured, RandomUnstructured,
+    BlockNorm, BlockSparsity, CustomFromMask, Identity, L1Unstructured, LnStructured, NmStructured,
+    PruningKind, PruningMethod, RandomStructured, RandomUnstructured,
 };
 pub use module::{Glob, Layer, LoadReport, Module, Selector, Sequential, TensorStore};
 pub use norm::Norm;
@@ -91,8 +91,9 @@ pub use torch_rng::TorchGenerator;
 pub mod prelude {
     pub use crate::prune;
     pub use crate::{
-        Amount, CustomFromMask, Dim, Identity, L1Unstructured, Layer, LnStructured, Module, Norm,
-        PruneError, PruneErrorKind, PruneFloat, PruningMethod, PruningStep, RandomStructured,
-        RandomUnstructured, Sequential, SparsityReport, TensorStore, TieBreak, TorchGenerator,
+        Amount, BlockSparsity, CustomFromMask, Dim, Identity, L1Unstructured, Layer, LnStructured,
+        Module, NmStructured, Norm, PruneError, PruneErrorKind, PruneFloat, PruningMethod,
+        PruningStep, RandomStructured, RandomUnstructured, Sequential, SparsityReport, TensorStore,
+        TieBreak, TorchGenerator,
     };
 }

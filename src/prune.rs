@@ -16,6 +16,13 @@
 //! | `prune.remove(m, "weight")` | `prune::remove(&mut m, "weight")` |
 //! | `prune.is_pruned(m)` | `prune::is_pruned(&m)` |
 //! | `MyMethod.apply(m, "weight", ...)` | `prune::apply(&mut m, "weight", &my_method, None)` |
+//!
+//! Beyond `torch.nn.utils.prune`, with `torch.ao.pruning`'s semantics:
+//!
+//! | PyTorch | ndprune |
+//! |---|---|
+//! | `WeightNormSparsifier(sparsity_level=1.0, sparse_block_shape=(1, 4), zeros_per_block=2)` | `prune::nm_structured(&mut m, "weight", 2, 4, Dim(1), None)` |
+//! | `WeightNormSparsifier(sparsity_level=0.5, sparse_block_shape=(4, 4))` | `prune::block_sparsity(&mut m, "weight", &BlockSparsity::new(0.5, (4, 4))?, None)` |
 
 use std::collections::HashMap;
 
@@ -24,8 +31,9 @@ use rand::Rng;
 
 use crate::reparam;
 use crate::{
-    Amount, CustomFromMask, Dim, Identity, L1Unstructured, LnStructured, Module, Norm, PruneError,
-    PruneFloat, PruningMethod, RandomStructured, RandomUnstructured,
+    Amount, BlockSparsity, CustomFromMask, Dim, Identity, L1Unstructured, LnStructured, Module,
+    NmStructured, Norm, PruneError, PruneFloat, PruningMethod, RandomStructured,
+    RandomUnstructured,
 };
 
 /// Applies any pruning method, built-in or your own, to the tensor at
@@ -200,6 +208,71 @@ where
         &RandomStructured::from_rng(amount, dim, rng)?,
         None,
     )
+}
+
+/// Keeps `n` of every `m` consecutive entries along `dim`, those of
+/// largest magnitude (of `importance_scores` if given, else of the
+/// tensor): N:M sparsity, see [`NmStructured`].
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use ndarray::array;
+/// # fn main() -> Result<(), PruneError> {
+/// let w = array![[0.5f32, -0.1, 2.0, 0.05], [1.0, 2.0, 3.0, 4.0]].into_dyn();
+/// let mut layer = Layer::new().with_parameter("weight", w)?;
+/// prune::nm_structured(&mut layer, "weight", 2, 4, Dim(1), None)?;
+/// assert_eq!(
+///     layer.buffer("weight_mask").unwrap(),
+///     &array![[1.0f32, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0]].into_dyn()
+/// );
+/// // A row of 6 is not whole groups of 4: refused, nothing changes.
+/// let mut odd = Layer::new().with_parameter("weight", ndarray::ArrayD::<f32>::ones(vec![2, 6]))?;
+/// assert!(prune::nm_structured(&mut odd, "weight", 2, 4, Dim(1), None).is_err());
+/// assert!(!prune::is_pruned(&odd));
+/// # Ok(()) }
+/// ```
+pub fn nm_structured<T: PruneFloat, M: Module<T> + ?Sized>(
+    module: &mut M,
+    name: &str,
+    n: usize,
+    m: usize,
+    dim: Dim,
+    importance_scores: Option<ArrayViewD<'_, T>>,
+) -> Result<(), PruneError> {
+    apply(
+        module,
+        name,
+        &NmStructured::new(n, m, dim)?,
+        importance_scores,
+    )
+}
+
+/// Block sparsity of a 2-D tensor, as `torch.ao`'s
+/// `WeightNormSparsifier` (see [`BlockSparsity`]), scored by
+/// `importance_scores` if given, else by the tensor.
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use ndarray::array;
+/// # fn main() -> Result<(), PruneError> {
+/// let w = array![[1.0f32, 0.2, 3.0, 4.0], [0.5, 0.1, 2.0, 1.0]].into_dyn();
+/// let mut layer = Layer::new().with_parameter("weight", w)?;
+/// // Half of the 1x2 blocks, and in each of those, 1 of its 2 entries.
+/// let method = BlockSparsity::new(0.5, (1, 2))?.with_zeros_per_block(1)?;
+/// prune::block_sparsity(&mut layer, "weight", &method, None)?;
+/// assert_eq!(
+///     layer.buffer("weight_mask").unwrap(),
+///     &array![[1.0f32, 0.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0]].into_dyn()
+/// );
+/// # Ok(()) }
+/// ```
+pub fn block_sparsity<T: PruneFloat, M: Module<T> + ?Sized>(
+    module: &mut M,
+    name: &str,
+    method: &BlockSparsity,
+    importance_scores: Option<ArrayViewD<'_, T>>,
+) -> Result<(), PruneError> {
+    apply(module, name, method, importance_scores)
 }
 
 /// Prunes where `mask` is 0 (same shape as the tensor, only 0 and 1).

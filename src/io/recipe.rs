@@ -567,7 +567,7 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
     let Value::Object(obj) = v else {
         return Err(bad("steps", format!("step {s} is no object")));
     };
-    const FIELDS: [&str; 9] = [
+    const FIELDS: [&str; 13] = [
         "method",
         "amount",
         "n",
@@ -577,6 +577,10 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
         "include",
         "exclude",
         "overrides",
+        "m",
+        "block",
+        "zeros_per_block",
+        "block_norm",
     ];
     for key in obj.keys() {
         if !FIELDS.contains(&key.as_str()) {
@@ -592,10 +596,26 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
     let method = method
         .as_str()
         .ok_or_else(|| bad("method", format!("{method} is no method name")))?;
-    let amount_v = obj
-        .get("amount")
-        .ok_or_else(|| bad("amount", "missing".into()))?;
-    let amount = parse_amount(amount_v, s, "amount")?;
+    let amount = match obj.get("amount") {
+        // N:M keeps n of every m: it has no amount.
+        None if method == "nm_structured" => Amount::Count(0),
+        None => return Err(bad("amount", "missing".into())),
+        Some(_) if method == "nm_structured" => {
+            return Err(bad(
+                "amount",
+                "nm_structured takes none (n of every m are kept)".into(),
+            ))
+        }
+        Some(v) => parse_amount(v, s, "amount")?,
+    };
+    let count = |field: &str| -> Result<usize, RecipeError> {
+        let v = obj
+            .get(field)
+            .ok_or_else(|| bad(field, format!("{method} needs it")))?;
+        v.as_u64()
+            .and_then(|x| usize::try_from(x).ok())
+            .ok_or_else(|| bad(field, format!("{v} is no count (an integer of 0 or more)")))
+    };
     let need = |field: &str| {
         obj.get(field)
             .ok_or_else(|| bad(field, format!("{method} needs it")))
@@ -660,16 +680,58 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
             }
         }
         "global" => StreamMethod::Global,
+        "nm_structured" => {
+            let (n, m) = (count("n")?, count("m")?);
+            let dim = if obj.contains_key("dim") { dim(())? } else { Dim(1) };
+            crate::NmStructured::new(n, m, dim).map_err(|e| bad("m", e.to_string()))?;
+            StreamMethod::NmStructured { n, m, dim }
+        }
+        "block_sparsity" => {
+            let v = need("block")?;
+            let sides: Option<Vec<usize>> = v.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok()))
+                    .collect()
+            });
+            let block = match sides.as_deref() {
+                Some(&[r, c]) if v.as_array().map(Vec::len) == Some(2) => (r, c),
+                _ => return Err(bad("block", format!("{v} is no block shape ([rows, cols])"))),
+            };
+            let zeros_per_block = if obj.contains_key("zeros_per_block") {
+                Some(count("zeros_per_block")?)
+            } else {
+                None
+            };
+            let norm = match obj.get("block_norm").map(|v| v.as_str()) {
+                None | Some(Some("l2")) => crate::BlockNorm::L2,
+                Some(Some("l1")) => crate::BlockNorm::L1,
+                Some(_) => return Err(bad("block_norm", "expected \"l1\" or \"l2\"".into())),
+            };
+            let level = match amount {
+                Amount::Fraction(f) => f,
+                Amount::Count(c) => c as f64,
+            };
+            crate::BlockSparsity::new(level, block)
+                .and_then(|b| b.with_zeros_per_block(zeros_per_block.unwrap_or(block.0 * block.1)))
+                .map_err(|e| bad("block", e.to_string()))?;
+            StreamMethod::BlockSparsity {
+                block,
+                zeros_per_block,
+                norm,
+            }
+        }
         other => {
             return Err(bad(
                 "method",
-                format!("unknown method `{other}` (expected l1_unstructured, ln_structured, random_unstructured, random_structured or global)"),
+                format!("unknown method `{other}` (expected l1_unstructured, ln_structured, random_unstructured, random_structured, global, nm_structured or block_sparsity)"),
             ))
         }
     };
     // A field the method does not take is a mistake, not ignored.
     let takes: &[&str] = match method {
         StreamMethod::LnStructured { .. } => &["n", "dim"],
+        StreamMethod::NmStructured { .. } => &["n", "m", "dim"],
+        StreamMethod::BlockSparsity { .. } => &["block", "zeros_per_block", "block_norm"],
         StreamMethod::RandomUnstructured { .. } | StreamMethod::TorchRandomUnstructured { .. } => {
             &["seed", "torch_seed"]
         }
@@ -678,7 +740,16 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
         }
         _ => &[],
     };
-    for field in ["n", "dim", "seed", "torch_seed"] {
+    for field in [
+        "n",
+        "m",
+        "dim",
+        "seed",
+        "torch_seed",
+        "block",
+        "zeros_per_block",
+        "block_norm",
+    ] {
         if obj.contains_key(field) && !takes.contains(&field) {
             return Err(bad(field, format!("{} takes no `{field}`", method.name())));
         }

@@ -113,6 +113,28 @@ pub enum StreamMethod {
     /// Ties at the cut go lowest index first in the order the tensors are
     /// written, or in PyTorch's order (see [`StreamTies`]).
     Global,
+    /// N:M sparsity of each tensor ([`NmStructured`]): `n` of every `m`
+    /// consecutive entries along `dim` kept. The amount is not used (give
+    /// any; the CLI gives 0).
+    NmStructured {
+        /// Entries kept per group.
+        n: usize,
+        /// Entries per group.
+        m: usize,
+        /// The dim the groups lie along.
+        dim: Dim,
+    },
+    /// Block sparsity of each (2-D) tensor ([`BlockSparsity`]); the amount
+    /// is the sparsity level, a fraction in `[0, 1]` (the counts 0 and 1
+    /// stand for 0.0 and 1.0).
+    BlockSparsity {
+        /// The block shape `(rows, cols)`.
+        block: (usize, usize),
+        /// Zeros in each chosen block (`None`: the whole block).
+        zeros_per_block: Option<usize>,
+        /// What entries are ranked by.
+        norm: crate::BlockNorm,
+    },
 }
 
 impl StreamMethod {
@@ -132,6 +154,8 @@ impl StreamMethod {
                 "random_structured"
             }
             StreamMethod::Global => "global",
+            StreamMethod::NmStructured { .. } => "nm_structured",
+            StreamMethod::BlockSparsity { .. } => "block_sparsity",
         }
     }
 }
@@ -1263,6 +1287,25 @@ impl<'s> FilePruner<'s> {
                 RandomStructured::with_torch_generator(amount, dim, gen())
                     .and_then(|m| prune::apply(single, path, &m, None))
             }
+            StreamMethod::NmStructured { n, m, dim } => {
+                prune::nm_structured(single, path, n, m, dim, None)
+            }
+            StreamMethod::BlockSparsity {
+                block,
+                zeros_per_block,
+                norm,
+            } => {
+                let level = match amount {
+                    Amount::Fraction(f) => f,
+                    Amount::Count(c) => c as f64,
+                };
+                BlockSparsity::new(level, block)
+                    .and_then(|b| {
+                        b.with_zeros_per_block(zeros_per_block.unwrap_or(block.0 * block.1))
+                    })
+                    .map(|b| b.with_norm(norm))
+                    .and_then(|b| prune::block_sparsity(single, path, &b, None))
+            }
             StreamMethod::Global => unreachable!("global pruning has its masks computed"),
         }
     }
@@ -1345,6 +1388,17 @@ impl<'s> FilePruner<'s> {
             .map_err(&err)?;
         if trial.pruned().unwrap_or(0) <= limit {
             *single = trial;
+            return Ok(());
+        }
+        if matches!(
+            stage.method,
+            StreamMethod::NmStructured { .. } | StreamMethod::BlockSparsity { .. }
+        ) {
+            // No amount to bisect on: the step does all it does or
+            // nothing, and nothing is the most that fits the cap.
+            if single.pruned().is_none() {
+                prune::identity(single, &group.name).map_err(&err)?;
+            }
             return Ok(());
         }
         // Pruning more units never prunes fewer entries: bisect on the

@@ -12,6 +12,7 @@ mod bits;
 mod buf;
 pub(crate) mod channels;
 mod layout;
+pub(crate) mod segments;
 
 pub(crate) use bits::{bit, count_bits, set_run};
 pub(crate) use buf::MaskBuf;

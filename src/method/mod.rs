@@ -11,15 +11,19 @@ mod fast;
 
 pub(crate) use fast::FastPath;
 pub(crate) use ln::check_scores_shape;
+mod block;
 mod identity;
 mod l1;
 mod ln;
+mod nm;
 mod random;
 
+pub use block::{BlockNorm, BlockSparsity};
 pub use custom::CustomFromMask;
 pub use identity::Identity;
 pub use l1::L1Unstructured;
 pub use ln::LnStructured;
+pub use nm::NmStructured;
 pub use random::{RandomStructured, RandomUnstructured};
 
 use std::fmt;

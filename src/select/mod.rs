@@ -31,6 +31,7 @@
 
 mod apply;
 mod channels;
+mod group;
 mod radix;
 mod sample;
 mod stream;
@@ -42,5 +43,6 @@ pub use tie::TieBreak;
 
 pub(crate) use apply::{prune_smallest, MaskSlot};
 pub(crate) use channels::channels_to_keep;
+pub(crate) use group::{smallest_in_group, smallest_of_many};
 pub(crate) use radix::count_candidates;
 pub(crate) use sample::sample_in_order;

@@ -7,7 +7,7 @@ use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use ndprune::io::{Output, INDEX_SUFFIX};
-use ndprune::{Amount, Dim, L1Unstructured, Norm};
+use ndprune::{Amount, BlockNorm, BlockSparsity, Dim, L1Unstructured, NmStructured, Norm};
 
 /// Prune safetensors checkpoints with the semantics of PyTorch's
 /// torch.nn.utils.prune.
@@ -18,6 +18,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of the `prune` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Prune tensors of IN and write the result to OUT (IN is never changed).
@@ -99,6 +101,15 @@ pub enum Method {
     /// Channels along --dim of each tensor, at random (--seed).
     #[value(name = "random_structured", alias = "random-structured")]
     RandomStructured,
+    /// N:M sparsity of each tensor: --n of every --m consecutive entries
+    /// along --dim (default 1, the input dim) kept, by magnitude.
+    #[value(name = "nm", alias = "nm_structured")]
+    Nm,
+    /// Block sparsity of each 2-D tensor as torch.ao's
+    /// WeightNormSparsifier: --amount (the sparsity level) of the --block
+    /// blocks, --zeros-per-block zeros in each.
+    #[value(name = "block", alias = "block_sparsity")]
+    Block,
 }
 
 impl Method {
@@ -109,8 +120,19 @@ impl Method {
             Method::Global => "global",
             Method::RandomUnstructured => "random_unstructured",
             Method::RandomStructured => "random_structured",
+            Method::Nm => "nm",
+            Method::Block => "block",
         }
     }
+}
+
+/// What block sparsity ranks entries by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BlockNormArg {
+    /// |w|.
+    L1,
+    /// w * w.
+    L2,
 }
 
 /// Tie rules of global pruning.
@@ -143,20 +165,34 @@ pub struct PruneArgs {
     #[arg(long, value_enum, required_unless_present = "recipe")]
     pub method: Option<Method>,
     /// How much: a count of entries or channels ("5"), or a fraction of what
-    /// is left ("0.3"), as PyTorch reads an int or a float.
-    #[arg(long, value_parser = parse_amount, allow_negative_numbers = true, required_unless_present = "recipe")]
+    /// is left ("0.3"), as PyTorch reads an int or a float. For block, the
+    /// sparsity level (a fraction of the blocks, in [0, 1]); nm takes none.
+    #[arg(long, value_parser = parse_amount, allow_negative_numbers = true)]
     pub amount: Option<Amount>,
     /// A recipe file, JSON (.json) or TOML (.toml): ordered steps run in
     /// one pass (see the README). Its globs are segment-aware: `*` never crosses a dot.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "amount", "n", "dim", "seed", "torch_seed", "include", "exclude"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "amount", "n", "m", "block", "zeros_per_block", "block_norm", "dim", "seed", "torch_seed", "include", "exclude"])]
     pub recipe: Option<PathBuf>,
     /// Print the plan (each step, the tensors it selects, the sparsity each
     /// tensor would reach) and write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// The norm of ln_structured: a number p, "inf", "-inf", "fro" or "nuc".
-    #[arg(long, value_parser = parse_norm, allow_negative_numbers = true)]
-    pub n: Option<Norm>,
+    /// For ln_structured, the norm: a number p, "inf", "-inf", "fro" or
+    /// "nuc". For nm, the entries kept in each group of --m.
+    #[arg(long, allow_negative_numbers = true)]
+    pub n: Option<String>,
+    /// The group size of nm (keep --n of every --m).
+    #[arg(long)]
+    pub m: Option<usize>,
+    /// The block shape of block, ROWSxCOLS ("1x4", "4x4").
+    #[arg(long, value_name = "RxC", value_parser = parse_block)]
+    pub block: Option<(usize, usize)>,
+    /// Zeros in each chosen block of block [default: the whole block].
+    #[arg(long)]
+    pub zeros_per_block: Option<usize>,
+    /// What block ranks entries by: l2 (w*w, torch.ao's default) or l1 (|w|).
+    #[arg(long, value_enum)]
+    pub block_norm: Option<BlockNormArg>,
     /// The channel dim of ln_structured and random_structured (negative
     /// counts from the end).
     #[arg(long, allow_negative_numbers = true)]
@@ -244,6 +280,10 @@ pub fn check_remove(a: RemoveArgs) -> PruneJob {
         recipe: None,
         dry_run: false,
         n: None,
+        m: None,
+        block: None,
+        zeros_per_block: None,
+        block_norm: None,
         dim: None,
         seed: None,
         torch_seed: None,
@@ -282,6 +322,10 @@ pub struct PruneJob {
     /// `ndprune remove`: every pair made permanent, nothing pruned.
     pub remove_only: bool,
     pub norm: Option<Norm>,
+    /// nm's `(n, m)`.
+    pub nm: Option<(usize, usize)>,
+    /// block's method (the level is `amount`).
+    pub block: Option<BlockSparsity>,
     pub dim: Option<Dim>,
     pub seed: u64,
     pub torch_seed: Option<u64>,
@@ -312,6 +356,21 @@ pub fn parse_amount(s: &str) -> Result<Amount, String> {
     };
     L1Unstructured::new(amount).map_err(|e| e.to_string())?;
     Ok(amount)
+}
+
+fn parse_block(s: &str) -> Result<(usize, usize), String> {
+    let (r, c) = s
+        .trim()
+        .split_once(['x', 'X'])
+        .ok_or_else(|| "expected ROWSxCOLS, such as 1x4".to_string())?;
+    let side = |t: &str| {
+        t.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("bad block side {t:?}: expected a positive integer"))
+    };
+    let block = (side(r)?, side(c)?);
+    BlockSparsity::new(0.0, block).map_err(|e| e.to_string())?;
+    Ok(block)
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -387,6 +446,15 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
         args.method = Some(Method::Global);
         args.amount = Some(Amount::Count(0));
     }
+    if args.method == Some(Method::Nm) {
+        if args.amount.is_some() {
+            usage(
+                ErrorKind::ArgumentConflict,
+                "nm takes no --amount: --n of every --m are kept".into(),
+            );
+        }
+        args.amount = Some(Amount::Count(0));
+    }
     let (Some(method), Some(amount)) = (args.method, args.amount) else {
         usage(
             ErrorKind::MissingRequiredArgument,
@@ -395,24 +463,86 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
     };
     let m = method.name();
     let needs_dim = matches!(method, Method::LnStructured | Method::RandomStructured);
+    let takes_dim = needs_dim || method == Method::Nm;
+    let mut norm = None;
+    let mut nm = None;
+    match (method, args.n.as_deref(), args.m) {
+        (Method::LnStructured, Some(n), None) => {
+            norm = Some(
+                parse_norm(n)
+                    .unwrap_or_else(|e| usage(ErrorKind::InvalidValue, format!("--n {n:?}: {e}"))),
+            );
+        }
+        (Method::Nm, Some(n), Some(group)) => {
+            let n: usize = n.trim().parse().unwrap_or_else(|_| {
+                usage(
+                    ErrorKind::InvalidValue,
+                    format!("--n {n:?}: nm keeps a count of entries, such as 2"),
+                )
+            });
+            NmStructured::new(n, group, Dim(1))
+                .unwrap_or_else(|e| usage(ErrorKind::InvalidValue, e.to_string()));
+            nm = Some((n, group));
+        }
+        (Method::LnStructured, None, _) => usage(
+            ErrorKind::MissingRequiredArgument,
+            "ln_structured needs --n".into(),
+        ),
+        (Method::Nm, _, _) => usage(
+            ErrorKind::MissingRequiredArgument,
+            "nm needs --n and --m (keep n of every m)".into(),
+        ),
+        (_, None, None) => {}
+        (_, Some(_), _) => usage(ErrorKind::ArgumentConflict, format!("{m} takes no --n")),
+        (_, None, Some(_)) => usage(ErrorKind::ArgumentConflict, format!("{m} takes no --m")),
+    }
+    let block = match (method, args.block) {
+        (Method::Block, Some(shape)) => {
+            let level = match amount {
+                Amount::Fraction(f) => f,
+                Amount::Count(c @ (0 | 1)) => c as f64,
+                Amount::Count(c) => usage(
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "block takes a sparsity level in [0, 1] as --amount, not the count {c}"
+                    ),
+                ),
+            };
+            let norm = match args.block_norm {
+                Some(BlockNormArg::L1) => BlockNorm::L1,
+                Some(BlockNormArg::L2) | None => BlockNorm::L2,
+            };
+            let b = BlockSparsity::new(level, shape)
+                .and_then(|b| {
+                    b.with_zeros_per_block(args.zeros_per_block.unwrap_or(shape.0 * shape.1))
+                })
+                .unwrap_or_else(|e| usage(ErrorKind::InvalidValue, e.to_string()));
+            Some(b.with_norm(norm))
+        }
+        (Method::Block, None) => usage(
+            ErrorKind::MissingRequiredArgument,
+            "block needs --block ROWSxCOLS".into(),
+        ),
+        (_, _) => {
+            if args.block.is_some() || args.zeros_per_block.is_some() || args.block_norm.is_some() {
+                usage(
+                    ErrorKind::ArgumentConflict,
+                    format!("{m} takes no --block, --zeros-per-block or --block-norm"),
+                );
+            }
+            None
+        }
+    };
     let random = matches!(
         method,
         Method::RandomUnstructured | Method::RandomStructured
     );
-    match (method, args.n) {
-        (Method::LnStructured, None) => usage(
-            ErrorKind::MissingRequiredArgument,
-            "ln_structured needs --n".into(),
-        ),
-        (Method::LnStructured, Some(_)) | (_, None) => {}
-        (_, Some(_)) => usage(ErrorKind::ArgumentConflict, format!("{m} takes no --n")),
-    }
-    match (needs_dim, args.dim) {
-        (true, None) => usage(
+    match (needs_dim, takes_dim, args.dim) {
+        (true, _, None) => usage(
             ErrorKind::MissingRequiredArgument,
             format!("{m} needs --dim"),
         ),
-        (false, Some(_)) => usage(ErrorKind::ArgumentConflict, format!("{m} takes no --dim")),
+        (_, false, Some(_)) => usage(ErrorKind::ArgumentConflict, format!("{m} takes no --dim")),
         _ => {}
     }
     if !random && (args.seed.is_some() || args.torch_seed.is_some()) {
@@ -468,7 +598,9 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
         amount,
         recipe,
         remove_only: false,
-        norm: args.n,
+        norm,
+        nm,
+        block,
         dim: args.dim.map(Dim),
         seed: args.seed.unwrap_or(0),
         torch_seed: args.torch_seed,

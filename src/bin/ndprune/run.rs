@@ -10,6 +10,7 @@ use ndprune::io::{
 
 use crate::args::{Method, PruneJob};
 use crate::cleanup;
+use ndprune::Dim;
 
 /// Why a call failed (exit status 1). Every message names the file, and
 /// the tensor by its name in the file.
@@ -97,6 +98,22 @@ fn method(job: &PruneJob) -> StreamMethod {
             }
         }
         Method::Global => StreamMethod::Global,
+        Method::Nm => {
+            let (n, m) = job.nm.expect("args::check requires --n and --m for nm");
+            StreamMethod::NmStructured {
+                n,
+                m,
+                dim: job.dim.unwrap_or(Dim(1)),
+            }
+        }
+        Method::Block => {
+            let b = job.block.expect("args::check requires --block for block");
+            StreamMethod::BlockSparsity {
+                block: b.block(),
+                zeros_per_block: Some(b.zeros_per_block()),
+                norm: b.norm(),
+            }
+        }
     }
 }
 
