@@ -45,6 +45,7 @@ mod txn;
 
 pub use importance::{GroupImportance, Reduction};
 pub use infer::infer_chain;
+#[cfg(feature = "safetensors")]
 pub(crate) use infer::{infer_layers, Shapes};
 pub use prune::{prune_channels, prune_group};
 pub use shrink::{shrink, GroupShrink, Inexact, ShrinkReport};
