@@ -10,6 +10,10 @@ use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+#[path = "support/models.rs"]
+mod models;
+use models::{bn, uniform};
+
 /// Everything a model holds, for before/after comparisons.
 fn state(m: &Sequential<f32>) -> Vec<(String, ArrayD<f32>)> {
     let mut all: Vec<(String, ArrayD<f32>)> = m
@@ -124,22 +128,6 @@ fn forward(m: &Sequential<f32>, ops: &[Op], x: &ArrayD<f32>) -> ArrayD<f32> {
         };
     }
     x
-}
-
-fn uniform(shape: Vec<usize>, rng: &mut StdRng) -> ArrayD<f32> {
-    ArrayD::from_shape_simple_fn(shape, || rng.random_range(-1.0f32..1.0))
-}
-
-fn bn(c: usize, rng: &mut StdRng) -> Layer<f32> {
-    Layer::new()
-        .with_parameter("weight", uniform(vec![c], rng))
-        .unwrap()
-        .with_parameter("bias", uniform(vec![c], rng))
-        .unwrap()
-        .with_buffer("running_mean", uniform(vec![c], rng))
-        .unwrap()
-        .with_buffer("running_var", uniform(vec![c], rng).mapv(|v| v.abs() + 0.5))
-        .unwrap()
 }
 
 /// A random MLP: Linear (BatchNorm) ReLU ... Linear.

@@ -12,7 +12,11 @@ use ndprune::io::{
 };
 use ndprune::prelude::*;
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
+
+#[path = "support/models.rs"]
+mod models;
+use models::{bn, uniform};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -22,22 +26,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn uniform(shape: Vec<usize>, rng: &mut StdRng) -> ArrayD<f32> {
-    ArrayD::from_shape_simple_fn(shape, || rng.random_range(-1.0f32..1.0))
-}
-
-fn bn(c: usize, rng: &mut StdRng) -> Layer<f32> {
-    Layer::new()
-        .with_parameter("weight", uniform(vec![c], rng))
-        .unwrap()
-        .with_parameter("bias", uniform(vec![c], rng))
-        .unwrap()
-        .with_buffer("running_mean", uniform(vec![c], rng))
-        .unwrap()
-        .with_buffer("running_var", uniform(vec![c], rng).mapv(|v| v.abs() + 0.5))
-        .unwrap()
 }
 
 fn cnn(rng: &mut StdRng) -> Sequential<f32> {

@@ -5,11 +5,10 @@ use std::fmt;
 
 use ndarray::{ArrayD, ArrayViewD};
 
-use super::container::check_binary;
 use super::fast::FastPath;
 use super::{PruningKind, PruningMethod};
 use crate::mask::segments::{for_segments_bits, for_segments_dense, SegmentMask, SegmentWork};
-use crate::mask::{bit, flat, flat_mut, set_run, standard, Mask, MaskState};
+use crate::mask::{bit, flat, flat_mut, set_run, Mask, MaskState};
 use crate::select::{smallest_in_group, smallest_of_many};
 use crate::{par, PruneError, PruneErrorKind, PruneFloat, PruningStep, TieBreak};
 
@@ -500,11 +499,7 @@ impl<T: PruneFloat> PruningMethod<T> for BlockSparsity {
         t: ArrayViewD<'_, T>,
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
-        super::check_scores_shape(t.shape(), default_mask.shape())?;
-        check_binary(default_mask.view())?;
-        let mut mask = standard(default_mask.to_owned());
-        FastPath::update_mask(self, t, &mut mask, MaskState::Existing)?;
-        Ok(mask)
+        super::fast::update_existing(self, t, default_mask)
     }
 
     fn fast_path(&self) -> Option<&dyn FastPath<T>> {

@@ -74,3 +74,18 @@ pub trait FastPath<T: PruneFloat> {
         container::update_masks_jointly(self.method(), importances, masks, states)
     }
 }
+
+/// `compute_mask` of a method whose kernel updates an existing mask in
+/// place (N:M, block sparsity): the scores' shape and the mask's 0/1 values
+/// checked, then the kernel run on a standard-layout copy of the mask.
+pub(super) fn update_existing<T: PruneFloat>(
+    method: &dyn FastPath<T>,
+    t: ArrayViewD<'_, T>,
+    default_mask: ArrayViewD<'_, T>,
+) -> Result<ArrayD<T>, PruneError> {
+    super::check_scores_shape(t.shape(), default_mask.shape())?;
+    container::check_binary(default_mask.view())?;
+    let mut mask = crate::mask::standard(default_mask.to_owned());
+    method.update_mask(t, &mut mask, MaskState::Existing)?;
+    Ok(mask)
+}

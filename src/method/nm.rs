@@ -2,12 +2,11 @@
 
 use ndarray::{ArrayD, ArrayViewD};
 
-use super::container::check_binary;
 use super::fast::FastPath;
 use super::{PruningKind, PruningMethod};
 use crate::mask::channels::view3;
 use crate::mask::segments::{for_segments_bits, for_segments_dense, SegmentMask, SegmentWork};
-use crate::mask::{flat_mut, set_run, standard, Mask, MaskState};
+use crate::mask::{flat_mut, set_run, Mask, MaskState};
 use crate::select::smallest_in_group;
 use crate::{Dim, PruneError, PruneErrorKind, PruneFloat, PruningStep, TieBreak};
 
@@ -320,11 +319,7 @@ impl<T: PruneFloat> PruningMethod<T> for NmStructured {
         t: ArrayViewD<'_, T>,
         default_mask: ArrayViewD<'_, T>,
     ) -> Result<ArrayD<T>, PruneError> {
-        super::check_scores_shape(t.shape(), default_mask.shape())?;
-        check_binary(default_mask.view())?;
-        let mut mask = standard(default_mask.to_owned());
-        FastPath::update_mask(self, t, &mut mask, MaskState::Existing)?;
-        Ok(mask)
+        super::fast::update_existing(self, t, default_mask)
     }
 
     fn fast_path(&self) -> Option<&dyn FastPath<T>> {

@@ -193,8 +193,13 @@ pub fn inspect(out: &mut impl Write, path: &std::path::Path, as_json: bool) -> R
             out,
             "pruned: {} ({:.1}% of its mask is 0; channels fully pruned per dim {:?})",
             t.name(),
-            100.0 * t.sparsity().unwrap_or(0.0),
-            t.channels_pruned().unwrap_or(&[]),
+            // Filtered to `Counting::Mask`: a mask's zeros and channels
+            // are always counted.
+            100.0
+                * t.sparsity()
+                    .expect("a tensor counted by its mask has a sparsity"),
+            t.channels_pruned()
+                .expect("a tensor counted by its mask has its channels counted"),
         )
         .map_err(print)?;
     }
