@@ -1108,8 +1108,10 @@ fn check_amounts<T: PruneFloat>(records: &[Record<T>]) -> Result<(), TestCaseErr
                 let nuc_impossible = norm == Norm::Nuc && ndim != 3;
                 // A pruned 1-dim tensor with nothing left, seen as [0, n]: the
                 // norm of each entry is taken over no entries.
+                // `L(inf)` is the max, as `Inf` is; `L(-inf)` is covered by
+                // the negative orders.
                 let no_identity = matches!(norm, Norm::Inf | Norm::NegInf)
-                    || matches!(norm, Norm::L(p) if p < 0.0);
+                    || matches!(norm, Norm::L(p) if p < 0.0 || p == f64::INFINITY);
                 let empty_norm = ndim == 1
                     && dim == -1
                     && no_identity
@@ -1788,6 +1790,40 @@ fn pruning_an_orig_is_refused_and_changes_nothing() {
         layer.store().pruning_history("weight").map(<[_]>::len),
         Some(2)
     );
+}
+
+/// The input CI met: a 1-dim tensor with nothing left, then an `L(inf)`
+/// structured call along dim -1. PyTorch sees the tensor as `[0, 1]`, so
+/// the max of each channel is taken over no entries and the call fails;
+/// `L(inf)` is the same norm as `Inf`, and property 2 must know it.
+#[test]
+fn p2_knows_l_inf_over_nothing_fails() {
+    let init = Init {
+        a: ndarray::array![0.0].into_dyn(),
+        b: ndarray::array![0.0].into_dyn(),
+    };
+    let steps = [
+        Step::Custom {
+            target: "a.weight",
+            mask: MaskSpec {
+                seed: 37736229,
+                density: 0.0,
+                flaw: Flaw::None,
+            },
+        },
+        Step::Ln {
+            target: "a.weight",
+            amount: AmountSpec::Relative(0.0),
+            norm: Norm::L(f64::INFINITY),
+            dim: -1,
+            scores: Scores::Default,
+        },
+    ];
+    let records = run::<f32>(&init, &steps);
+    let err = records[1].result.as_ref().expect_err("the max of nothing");
+    assert!(matches!(err.kind(), PruneErrorKind::EmptyNorm { .. }));
+    check_amounts(&records).expect("property 2 holds in f32");
+    check_amounts(&run::<f64>(&init, &steps)).expect("property 2 holds in f64");
 }
 
 proptest! {
