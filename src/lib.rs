@@ -63,8 +63,11 @@ mod par;
 pub mod prune;
 mod reparam;
 pub mod report;
+mod rounding;
+pub mod schedule;
 pub mod select;
 mod torch_rng;
+pub mod wanda;
 
 pub use amount::Amount;
 pub use dim::Dim;
@@ -72,11 +75,12 @@ pub use error::{KeyShape, PruneError, PruneErrorKind};
 pub use float::PruneFloat;
 pub use history::{PruningStep, RandomSource};
 pub use method::{
-    CustomFromMask, Identity, L1Unstructured, LnStructured, PruningKind, PruningMethod,
+    CustomFromMask, Identity, L1Unstructured, LnStructured, PerRowUnstructured, PruningKind, PruningMethod,
     RandomStructured, RandomUnstructured,
 };
 pub use module::{Glob, Layer, LoadReport, Module, Selector, Sequential, TensorStore};
 pub use norm::Norm;
+pub use rounding::Rounding;
 pub use report::{Counting, ModuleSparsity, SparsityReport, TensorSparsity, Totals};
 pub use select::TieBreak;
 pub use torch_rng::TorchGenerator;

@@ -14,12 +14,14 @@ pub(crate) use ln::check_scores_shape;
 mod identity;
 mod l1;
 mod ln;
+mod per_row;
 mod random;
 
 pub use custom::CustomFromMask;
 pub use identity::Identity;
 pub use l1::L1Unstructured;
 pub use ln::LnStructured;
+pub use per_row::PerRowUnstructured;
 pub use random::{RandomStructured, RandomUnstructured};
 
 use std::fmt;
