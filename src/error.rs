@@ -277,7 +277,9 @@ pub enum PruneErrorKind {
     },
     /// A gradual pruning step did not reach the count it computed: a
     /// broken invariant of ndprune, reported instead of carried on.
-    #[error("gradual pruning at step {step} reached {reached} pruned entries, not the {target} due")]
+    #[error(
+        "gradual pruning at step {step} reached {reached} pruned entries, not the {target} due"
+    )]
     ScheduleMissed {
         /// The step.
         step: i64,
@@ -305,7 +307,9 @@ pub enum PruneErrorKind {
         value: f64,
     },
     /// A batch of inputs whose last dim is not the layer's `in_features`.
-    #[error("inputs of shape {got:?}: the last dim must be the layer's {in_features} input features")]
+    #[error(
+        "inputs of shape {got:?}: the last dim must be the layer's {in_features} input features"
+    )]
     ActivationShape {
         /// The layer's input features.
         in_features: usize,

@@ -75,13 +75,13 @@ pub use error::{KeyShape, PruneError, PruneErrorKind};
 pub use float::PruneFloat;
 pub use history::{PruningStep, RandomSource};
 pub use method::{
-    CustomFromMask, Identity, L1Unstructured, LnStructured, PerRowUnstructured, PruningKind, PruningMethod,
-    RandomStructured, RandomUnstructured,
+    CustomFromMask, Identity, L1Unstructured, LnStructured, PerRowUnstructured, PruningKind,
+    PruningMethod, RandomStructured, RandomUnstructured,
 };
 pub use module::{Glob, Layer, LoadReport, Module, Selector, Sequential, TensorStore};
 pub use norm::Norm;
-pub use rounding::Rounding;
 pub use report::{Counting, ModuleSparsity, SparsityReport, TensorSparsity, Totals};
+pub use rounding::Rounding;
 pub use select::TieBreak;
 pub use torch_rng::TorchGenerator;
 

@@ -12,13 +12,16 @@
   begin_step` to float32, the division by the float32 constant `end_step -
   begin_step`, the clamp to [0, 1], `(1 - p) ** power` in float32, the
   float32 constants `initial - final` (subtracted in Python floats) and
-  `final`. `should_prune` is `_should_prune_in_step`. These cases check
+  `final`. `should_prune` is `_should_prune_in_step`. `pow` is C's `powf`
+  (see `powf` below). These cases check
   ndprune against that transcription, not against TensorFlow.
 
 Values are stored as their IEEE bits (f64: u64, f32: u32), so nothing is
 lost in JSON. Run: ~/torchenv/bin/python tools/make_schedule_cases.py
 """
 
+import ctypes
+import ctypes.util
 import json
 import struct
 import warnings
@@ -116,6 +119,20 @@ POLY = [
 ]
 
 
+# C's powf (glibc's is correctly rounded in practice), which Rust's
+# f32::powf calls too. numpy's and torch's vectorised float32 pow differ
+# from it by an ULP on a good share of inputs (numpy 2.4: 20 % of random
+# cubes), and TensorFlow's Eigen kernel may as well: that is the one step
+# of the transcription that cannot be pinned to TensorFlow without it.
+_LIBM = ctypes.CDLL(ctypes.util.find_library("m"))
+_LIBM.powf.restype = ctypes.c_float
+_LIBM.powf.argtypes = [ctypes.c_float, ctypes.c_float]
+
+
+def powf(x, y):
+    return np.float32(_LIBM.powf(float(x), float(y)))
+
+
 def tf_polynomial_decay(initial, final, begin, end, power, step):
     """TF-MOT's PolynomialDecay.__call__, transcribed to numpy float32."""
     f32 = np.float32
@@ -124,7 +141,7 @@ def tf_polynomial_decay(initial, final, begin, end, power, step):
         span = f32(end - begin)  # a Python int made a float32 constant
         p = np.minimum(f32(1.0), np.maximum(f32(0.0), elapsed / span))
         scale = f32(initial - final)  # Python floats, then float32
-        return scale * np.power(f32(1) - p, f32(power)) + f32(final)
+        return scale * powf(f32(1) - p, f32(power)) + f32(final)
 
 
 def tf_should_prune(begin, end, frequency, step):

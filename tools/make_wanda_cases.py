@@ -34,7 +34,7 @@ import torch
 
 
 def bits(t):
-    t = t.contiguous()
+    t = t.contiguous().flatten()
     if t.dtype == torch.float32:
         return t.view(torch.int32).numpy().astype(np.uint32).tolist()
     if t.dtype == torch.float64:

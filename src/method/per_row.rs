@@ -179,7 +179,10 @@ mod tests {
         let t = array![[1.0f64, 1.0, f64::NAN, 1.0], [-0.0, 0.0, 3.0, 0.0]].into_dyn();
         let ones = ArrayD::ones(vec![2, 4]);
         let mask = m.compute_mask(t.view(), ones.view()).unwrap();
-        assert_eq!(mask, array![[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]].into_dyn());
+        assert_eq!(
+            mask,
+            array![[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]].into_dyn()
+        );
     }
 
     #[test]

@@ -352,7 +352,11 @@ impl<S: Schedule> GradualPruner<S> {
         }
         let expected = match self.scope {
             Scope::Global => counts[0].max(before),
-            Scope::PerTensor => found.iter().zip(&counts).map(|(f, &k)| k.max(f.pruned)).sum(),
+            Scope::PerTensor => found
+                .iter()
+                .zip(&counts)
+                .map(|(f, &k)| k.max(f.pruned))
+                .sum(),
         };
         if after != expected {
             return Err(PruneErrorKind::ScheduleMissed {
