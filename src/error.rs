@@ -324,6 +324,12 @@ pub enum PruneErrorKind {
         /// The bad value.
         value: f64,
     },
+    /// Activation norms stored as a tensor that is not 1-D.
+    #[error("activation norms must be a 1-D tensor, this one has shape {shape:?}")]
+    NormsShape {
+        /// The stored shape.
+        shape: Vec<usize>,
+    },
     /// No activation norms for a tensor that Wanda is to prune.
     #[error("no activation norms for this tensor")]
     MissingActivationNorms,
@@ -493,6 +499,7 @@ impl PruneError {
             | K::InvalidActivationNorm { .. }
             | K::ActivationShape { .. }
             | K::NonFiniteActivation { .. }
+            | K::NormsShape { .. }
             | K::MissingActivationNorms => "ValueError",
             K::ScheduleMissed { .. } => "RuntimeError",
             K::WrongMethodKind { .. } => "TypeError",

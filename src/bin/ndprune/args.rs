@@ -53,6 +53,11 @@ pub enum Method {
     /// Channels along --dim of each tensor, at random (--seed).
     #[value(name = "random_structured", alias = "random-structured")]
     RandomStructured,
+    /// Wanda: in each output row of each weight [out, in], the entries of
+    /// smallest |W| * ||X||_2, the input norms from --act-norms; a
+    /// fraction is rounded down per row, as the reference code does.
+    #[value(name = "wanda")]
+    Wanda,
 }
 
 impl Method {
@@ -63,6 +68,7 @@ impl Method {
             Method::Global => "global",
             Method::RandomUnstructured => "random_unstructured",
             Method::RandomStructured => "random_structured",
+            Method::Wanda => "wanda",
         }
     }
 }
@@ -128,6 +134,11 @@ pub struct PruneArgs {
     /// dims. A pruned X_orig/X_mask pair is named X.
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,
+    /// Wanda's activation norms: a safetensors file holding, for each
+    /// weight to prune, a 1-D float tensor of the same name with the L2
+    /// norm of each input feature over the calibration inputs.
+    #[arg(long, value_name = "FILE")]
+    pub act_norms: Option<PathBuf>,
     /// Leave the tensors whose name matches this glob (repeatable).
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
@@ -201,6 +212,7 @@ pub fn check_remove(a: RemoveArgs) -> PruneJob {
         dim: None,
         seed: None,
         torch_seed: None,
+        act_norms: None,
         include: Vec::new(),
         exclude: Vec::new(),
         ties: Ties::Torch,
@@ -239,6 +251,8 @@ pub struct PruneJob {
     pub dim: Option<Dim>,
     pub seed: u64,
     pub torch_seed: Option<u64>,
+    /// Wanda's activation-norm file.
+    pub act_norms: Option<PathBuf>,
     pub include: Option<GlobSet>,
     pub exclude: GlobSet,
     pub remove: bool,
@@ -369,6 +383,17 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
         (false, Some(_)) => usage(ErrorKind::ArgumentConflict, format!("{m} takes no --dim")),
         _ => {}
     }
+    match (method, &args.act_norms) {
+        (Method::Wanda, None) if recipe.is_none() => usage(
+            ErrorKind::MissingRequiredArgument,
+            "wanda needs --act-norms".into(),
+        ),
+        (Method::Wanda, _) | (_, None) => {}
+        (_, Some(_)) => usage(
+            ErrorKind::ArgumentConflict,
+            format!("{m} takes no --act-norms"),
+        ),
+    }
     if !random && (args.seed.is_some() || args.torch_seed.is_some()) {
         usage(ErrorKind::ArgumentConflict, format!("{m} takes no seed"));
     }
@@ -426,6 +451,7 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
         dim: args.dim.map(Dim),
         seed: args.seed.unwrap_or(0),
         torch_seed: args.torch_seed,
+        act_norms: args.act_norms,
         include,
         exclude,
         remove: args.remove,
