@@ -148,7 +148,7 @@ impl PolynomialDecay {
         let elapsed = (i128::from(step) - i128::from(self.begin_step)) as f32;
         // The Python integer `end_step - begin_step` made an f32 constant.
         let span = ((self.end_step - self.begin_step) as f64) as f32;
-        let p = (elapsed / span).max(0.0).min(1.0);
+        let p = (elapsed / span).clamp(0.0, 1.0);
         let scale = (self.initial_sparsity - self.final_sparsity) as f32;
         scale * (1.0f32 - p).powf(self.power) + self.final_sparsity as f32
     }
