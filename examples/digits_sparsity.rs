@@ -73,8 +73,8 @@ const FINE_TUNE_LR: f32 = 0.05;
 /// Gradual pruning: schedule steps (one epoch each), then epochs at the
 /// final sparsity, for each final sparsity in percent.
 const GRADUAL_STEPS: usize = 8;
-const GRADUAL_TAIL: usize = 4;
-const GRADUAL_FINALS: [u32; 4] = [70, 80, 90, 95];
+const GRADUAL_TAIL: usize = 2;
+const GRADUAL_FINALS: [u32; 3] = [80, 90, 95];
 
 static FONT: &[u8] = include_bytes!("data/DejaVuSans.ttf");
 
