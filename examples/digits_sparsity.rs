@@ -360,7 +360,10 @@ fn main() -> Result<()> {
         caption,
     )?;
     let second = vec![
-        ("l1_unstructured (per layer), one shot".to_string(), l1_curve),
+        (
+            "l1_unstructured (per layer), one shot".to_string(),
+            l1_curve,
+        ),
         ("magnitude per row, one shot".to_string(), row_curve),
         ("Wanda (per row), one shot".to_string(), wanda_curve),
         (

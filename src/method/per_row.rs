@@ -131,7 +131,7 @@ impl<T: PruneFloat> PruningMethod<T> for PerRowUnstructured {
             .expect("as_standard_layout gives contiguous row-major data");
         let mut mask = standard(default_mask.to_owned());
         let rows = t.shape()[0];
-        let width = if rows == 0 { 0 } else { t.len() / rows };
+        let width = t.len().checked_div(rows).unwrap_or(0);
         let out = flat_mut(&mut mask);
         // Each row's count first: a call that fails changes nothing.
         let mut counts = Vec::with_capacity(rows);
