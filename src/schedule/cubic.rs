@@ -65,7 +65,7 @@ impl CubicSL {
     ///
     /// ```
     /// use ndprune::schedule::{CubicSL, Schedule};
-    /// let s = ndprune::schedule::CubicSL::new(0.5).unwrap();
+    /// let s = CubicSL::new(0.5).unwrap();
     /// assert_eq!(s.sparsity(1000), 0.5); // t₀ + 10 × 100
     /// ```
     pub fn new(final_sl: f64) -> Result<Self, PruneError> {

@@ -106,7 +106,7 @@ impl PolynomialDecay {
     /// The same schedule with another exponent (finite, above 0).
     ///
     /// ```
-    /// use ndprune::schedule::{PolynomialDecay, Schedule};
+    /// use ndprune::schedule::PolynomialDecay;
     /// let linear = PolynomialDecay::new(0.0, 0.5, 0, 10).unwrap().with_power(1.0).unwrap();
     /// assert_eq!(linear.sparsity_f32(5), 0.25);
     /// assert!(PolynomialDecay::new(0.0, 0.5, 0, 10).unwrap().with_power(0.0).is_err());
@@ -141,7 +141,9 @@ impl PolynomialDecay {
     /// ```
     /// use ndprune::schedule::PolynomialDecay;
     /// let s = PolynomialDecay::new(0.1, 0.7, 0, 3).unwrap();
-    /// assert_eq!(s.sparsity_f32(-5), 0.1f32);
+    /// // Before begin_step: TF-MOT's f32(0.1 − 0.7) + f32(0.7), one ULP off 0.1.
+    /// assert_eq!(s.sparsity_f32(-5), (0.1f64 - 0.7) as f32 + 0.7f32);
+    /// assert_eq!(s.sparsity_f32(3), 0.7f32);
     /// ```
     pub fn sparsity_f32(&self, step: i64) -> f32 {
         // `tf.cast(step - begin_step, tf.float32)`: an int64 rounded once.
