@@ -24,7 +24,14 @@
 //! `recompute_pruned()`, repeated up to about 95 % sparsity, next to one-shot
 //! L1 pruning at the same per-layer sparsity.
 //!
-//! The plot goes to `docs/digits_sparsity.png` and `docs/digits_sparsity.svg`.
+//! Then gradual pruning during fine-tuning on torch.ao's cubic schedule
+//! (`CubicSL` through a `GradualPruner`, per tensor) against one-shot L1 at
+//! the same sparsity, with and without the same epochs of fine-tuning; and
+//! Wanda (activation norms of each layer's inputs over the training set)
+//! against magnitude pruning, per row and per layer, one shot.
+//!
+//! The plots go to `docs/digits_sparsity.png` / `.svg` and
+//! `docs/digits_gradual_wanda.png` / `.svg`.
 
 use std::error::Error;
 use std::fs::File;
@@ -35,6 +42,9 @@ use std::time::Instant;
 use flate2::read::GzDecoder;
 use ndarray::{Array1, Array2, ArrayD, ArrayView2, Axis, Ix2};
 use ndprune::prelude::*;
+use ndprune::schedule::{CubicSL, GradualPruner, Scope};
+use ndprune::wanda::{self, NormAccumulator};
+use ndprune::{PerRowUnstructured, Rounding};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use rand::rngs::StdRng;
@@ -59,6 +69,12 @@ const ROUNDS: usize = 14;
 const ROUND_SHARE: f64 = 0.2;
 const FINE_TUNE_EPOCHS: usize = 3;
 const FINE_TUNE_LR: f32 = 0.05;
+
+/// Gradual pruning: schedule steps (one epoch each), then epochs at the
+/// final sparsity, for each final sparsity in percent.
+const GRADUAL_STEPS: usize = 8;
+const GRADUAL_TAIL: usize = 2;
+const GRADUAL_FINALS: [u32; 3] = [80, 90, 95];
 
 static FONT: &[u8] = include_bytes!("data/DejaVuSans.ttf");
 
@@ -231,8 +247,94 @@ fn main() -> Result<()> {
         );
     }
 
+    // Gradual pruning on the cubic schedule during fine-tuning, against
+    // one-shot L1 to the same per-layer counts, fine-tuned as long or not.
+    let epochs = GRADUAL_STEPS + GRADUAL_TAIL;
+    println!(
+        "\nGradual pruning during fine-tuning: CubicSL from 0 to the final sparsity over {GRADUAL_STEPS} steps \
+         (one epoch each), then {GRADUAL_TAIL} epochs; per tensor, lr {FINE_TUNE_LR}"
+    );
+    println!(
+        "{:>8} | {:>11} | {:>22} | {:>13}",
+        "sparsity", "one-shot l1", "one-shot l1 + fine-tune", "gradual cubic"
+    );
+    println!("{:-<9}+{:-<13}+{:-<24}+{:-<14}", "", "", "", "");
+    let mut gradual_curve = vec![(0.0, 100.0 * dense_acc)];
+    let mut tuned_oneshot_curve = vec![(0.0, 100.0 * dense_acc)];
+    for &pct in &GRADUAL_FINALS {
+        let s_f = f64::from(pct) / 100.0;
+        let schedule = CubicSL::new(s_f)?.with_steps(0, 1, GRADUAL_STEPS as i64)?;
+        let pruner = GradualPruner::new(schedule, WEIGHTS, Scope::PerTensor)?;
+        let mut gradual = rebuild(&trained);
+        for step in 0..epochs {
+            let done = pruner.step(&mut gradual, step as i64)?;
+            assert_eq!(done.after, done.target);
+            train_epoch(&mut gradual, &train, FINE_TUNE_LR, &mut rng);
+        }
+        let mut oneshot = rebuild(&trained);
+        for w in WEIGHTS {
+            prune::l1_unstructured(&mut oneshot, w, Amount::Fraction(s_f), None)?;
+            assert_eq!(pruned_count(&oneshot, w), pruned_count(&gradual, w));
+        }
+        let oneshot_acc = accuracy(&oneshot, &test);
+        for _ in 0..epochs {
+            train_epoch(&mut oneshot, &train, FINE_TUNE_LR, &mut rng);
+        }
+        let sparsity = 100.0 * weight_sparsity(&gradual);
+        let (tuned_acc, gradual_acc) = (accuracy(&oneshot, &test), accuracy(&gradual, &test));
+        gradual_curve.push((sparsity, 100.0 * gradual_acc));
+        tuned_oneshot_curve.push((sparsity, 100.0 * tuned_acc));
+        println!(
+            "{:>7.1}% | {:>11.1} | {:>23.1} | {:>13.1}",
+            sparsity,
+            100.0 * oneshot_acc,
+            100.0 * tuned_acc,
+            100.0 * gradual_acc
+        );
+    }
+
+    // Wanda: the norms of each layer's inputs over the training set, from
+    // the trained dense model; against magnitude per row and per layer.
+    let f = forward(&model, train.x.view());
+    let mut norms = Vec::with_capacity(3);
+    for (inputs, n) in [(train.x.view(), 64), (f.h1.view(), 128), (f.h2.view(), 64)] {
+        let mut acc = NormAccumulator::new(n);
+        acc.update(inputs)?;
+        norms.push(acc.norms()?);
+    }
+    println!("\nWanda (|W| x ||X||_2, per output row, rounded down) against magnitude, one shot, no fine-tuning");
+    println!(
+        "{:>8} | {:>15} | {:>17} | {:>11}",
+        "sparsity", "l1 (per layer)", "magnitude per row", "Wanda"
+    );
+    println!("{:-<9}+{:-<17}+{:-<19}+{:-<12}", "", "", "", "");
+    let mut wanda_curve = Vec::new();
+    let mut row_curve = Vec::new();
+    for (i, &pct) in SPARSITIES.iter().enumerate() {
+        let amount = Amount::Fraction(f64::from(pct) / 100.0);
+        let mut by_wanda = rebuild(&trained);
+        let mut by_row = rebuild(&trained);
+        let per_row = PerRowUnstructured::new(amount)?.with_rounding(Rounding::Down);
+        for (w, n) in WEIGHTS.iter().zip(&norms) {
+            wanda::prune(&mut by_wanda, w, n, amount)?;
+            prune::apply(&mut by_row, w, &per_row, None)?;
+        }
+        let (wanda_acc, row_acc) = (accuracy(&by_wanda, &test), accuracy(&by_row, &test));
+        let sparsity = 100.0 * weight_sparsity(&by_wanda);
+        wanda_curve.push((sparsity, 100.0 * wanda_acc));
+        row_curve.push((sparsity, 100.0 * row_acc));
+        println!(
+            "{:>7.1}% | {:>15.1} | {:>17.1} | {:>11.1}",
+            sparsity,
+            curves[0][i].1,
+            100.0 * row_acc,
+            100.0 * wanda_acc
+        );
+    }
+
     let docs = root.join("docs");
     std::fs::create_dir_all(&docs)?;
+    let l1_curve = curves[0].clone();
     let mut series: Vec<(String, Vec<(f64, f64)>)> = methods
         .iter()
         .map(|m| format!("{m}, one shot"))
@@ -246,18 +348,52 @@ fn main() -> Result<()> {
         .map_err(|_| "DejaVuSans.ttf is no valid font")?;
     let png = docs.join("digits_sparsity.png");
     let svg = docs.join("digits_sparsity.svg");
+    let caption = "MLP 64-128-64-10 on UCI digits: test accuracy vs. weight sparsity";
     plot(
         BitMapBackend::new(&png, (960, 600)).into_drawing_area(),
         &series,
+        caption,
     )?;
     plot(
         SVGBackend::new(&svg, (960, 600)).into_drawing_area(),
         &series,
+        caption,
+    )?;
+    let second = vec![
+        (
+            "l1_unstructured (per layer), one shot".to_string(),
+            l1_curve,
+        ),
+        ("magnitude per row, one shot".to_string(), row_curve),
+        ("Wanda (per row), one shot".to_string(), wanda_curve),
+        (
+            format!("l1 one shot + {epochs} epochs fine-tune"),
+            tuned_oneshot_curve,
+        ),
+        (
+            format!("gradual CubicSL, {epochs} epochs fine-tune"),
+            gradual_curve,
+        ),
+    ];
+    let caption = "Digits MLP: Wanda vs. magnitude (one shot); gradual cubic vs. one shot";
+    let png2 = docs.join("digits_gradual_wanda.png");
+    let svg2 = docs.join("digits_gradual_wanda.svg");
+    plot(
+        BitMapBackend::new(&png2, (960, 600)).into_drawing_area(),
+        &second,
+        caption,
+    )?;
+    plot(
+        SVGBackend::new(&svg2, (960, 600)).into_drawing_area(),
+        &second,
+        caption,
     )?;
     println!(
-        "\nWrote {} and {} ({:.1} s in all)",
+        "\nWrote {}, {}, {} and {} ({:.1} s in all)",
         png.strip_prefix(&root)?.display(),
         svg.strip_prefix(&root)?.display(),
+        png2.strip_prefix(&root)?.display(),
+        svg2.strip_prefix(&root)?.display(),
         start.elapsed().as_secs_f64()
     );
     Ok(())
@@ -491,6 +627,7 @@ fn weight_sparsity(model: &Sequential<f32>) -> f64 {
 fn plot<DB: DrawingBackend>(
     area: DrawingArea<DB, plotters::coord::Shift>,
     series: &[(String, Vec<(f64, f64)>)],
+    caption: &str,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -504,10 +641,7 @@ where
     ];
     area.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&area)
-        .caption(
-            "MLP 64-128-64-10 on UCI digits: test accuracy vs. weight sparsity",
-            ("sans-serif", 24),
-        )
+        .caption(caption, ("sans-serif", 24))
         .margin(20)
         .margin_right(35)
         .x_label_area_size(55)

@@ -369,6 +369,82 @@ pub enum PruneErrorKind {
         /// The tensor's shape.
         shape: Vec<usize>,
     },
+    /// A schedule parameter out of its range (see [`crate::schedule`]).
+    #[error("invalid schedule: {parameter} = {value}: {reason}")]
+    InvalidSchedule {
+        /// The parameter, as the schedule's constructor names it.
+        parameter: &'static str,
+        /// Its value (an integer step widened to `f64`).
+        value: f64,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// A schedule (of your own) gave a sparsity outside `[0, 1]`.
+    #[error("the schedule gave sparsity {value} at step {step}: a sparsity lies in [0, 1]")]
+    ScheduledSparsity {
+        /// The step.
+        step: i64,
+        /// The sparsity it gave.
+        value: f64,
+    },
+    /// A gradual pruning step did not reach the count it computed: a
+    /// broken invariant of ndprune, reported instead of carried on.
+    #[error(
+        "gradual pruning at step {step} reached {reached} pruned entries, not the {target} due"
+    )]
+    ScheduleMissed {
+        /// The step.
+        step: i64,
+        /// The count due.
+        target: usize,
+        /// The count the masks hold.
+        reached: usize,
+    },
+    /// Activation norms that do not fit the weight: Wanda needs a weight
+    /// `[out_features, in_features]` and one norm per input feature.
+    #[error("activation norms: {norms} given, for a weight of shape {shape:?} (Wanda needs a matrix [out_features, in_features] and in_features norms)")]
+    ActivationNormsMismatch {
+        /// The weight's shape.
+        shape: Vec<usize>,
+        /// How many norms were given.
+        norms: usize,
+    },
+    /// An activation norm that is NaN, infinite or negative (or a sum of
+    /// squares that overflowed `f64`).
+    #[error("activation norm {index} is {value}: a norm is finite and not negative")]
+    InvalidActivationNorm {
+        /// The input feature.
+        index: usize,
+        /// The bad value.
+        value: f64,
+    },
+    /// A batch of inputs whose last dim is not the layer's `in_features`.
+    #[error(
+        "inputs of shape {got:?}: the last dim must be the layer's {in_features} input features"
+    )]
+    ActivationShape {
+        /// The layer's input features.
+        in_features: usize,
+        /// The shape given.
+        got: Vec<usize>,
+    },
+    /// A batch of inputs holding NaN or an infinity.
+    #[error("input entry {index} (row-major) is {value}: activations must be finite")]
+    NonFiniteActivation {
+        /// Flat (row-major) index of the first bad entry.
+        index: usize,
+        /// The bad value.
+        value: f64,
+    },
+    /// Activation norms stored as a tensor that is not 1-D.
+    #[error("activation norms must be a 1-D tensor, this one has shape {shape:?}")]
+    NormsShape {
+        /// The stored shape.
+        shape: Vec<usize>,
+    },
+    /// No activation norms for a tensor that Wanda is to prune.
+    #[error("no activation norms for this tensor")]
+    MissingActivationNorms,
     /// A result too large to hold: `count` items of `what` (e.g. the norms
     /// of `2^40` channels of a tensor with no entries).
     #[error("{what}: {count} items are too many to hold in memory")]
@@ -540,6 +616,15 @@ impl PruneError {
             | K::InvalidNorm { .. }
             | K::MethodFailed { .. }
             | K::TooLarge { .. } => "RuntimeError",
+            K::InvalidSchedule { .. }
+            | K::ScheduledSparsity { .. }
+            | K::ActivationNormsMismatch { .. }
+            | K::InvalidActivationNorm { .. }
+            | K::ActivationShape { .. }
+            | K::NonFiniteActivation { .. }
+            | K::NormsShape { .. }
+            | K::MissingActivationNorms => "ValueError",
+            K::ScheduleMissed { .. } => "RuntimeError",
             K::WrongMethodKind { .. } => "TypeError",
         }
     }

@@ -64,8 +64,11 @@ mod par;
 pub mod prune;
 mod reparam;
 pub mod report;
+mod rounding;
+pub mod schedule;
 pub mod select;
 mod torch_rng;
+pub mod wanda;
 
 pub use amount::Amount;
 pub use dim::Dim;
@@ -74,11 +77,12 @@ pub use float::PruneFloat;
 pub use history::{PruningStep, RandomSource};
 pub use method::{
     BlockNorm, BlockSparsity, CustomFromMask, Identity, L1Unstructured, LnStructured, NmStructured,
-    PruningKind, PruningMethod, RandomStructured, RandomUnstructured,
+    PerRowUnstructured, PruningKind, PruningMethod, RandomStructured, RandomUnstructured,
 };
 pub use module::{Glob, Layer, LoadReport, Module, Selector, Sequential, TensorStore};
 pub use norm::Norm;
 pub use report::{Counting, ModuleSparsity, SparsityReport, TensorSparsity, Totals};
+pub use rounding::Rounding;
 pub use select::TieBreak;
 pub use torch_rng::TorchGenerator;
 

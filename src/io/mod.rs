@@ -46,6 +46,7 @@ mod dtype;
 mod error;
 mod files;
 mod mixed;
+mod norms;
 #[cfg(feature = "pth")]
 pub mod pth;
 mod raw;
@@ -68,6 +69,7 @@ pub use error::{
 pub use files::ConversionWatch;
 pub use files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
 pub use mixed::{MixedCheckpoint, MixedFloat};
+pub use norms::read_activation_norms;
 pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
 pub use recipe::{Recipe, RecipeError, RecipeStep};

@@ -2,7 +2,7 @@
 //! memory maps to the output, whatever the size of the model.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use ndarray::ArrayD;
@@ -135,6 +135,13 @@ pub enum StreamMethod {
         /// What entries are ranked by.
         norm: crate::BlockNorm,
     },
+    /// Wanda ([`crate::wanda::prune`]): in each output row of each
+    /// selected weight `[out, in]`, the amount of the row's entries of
+    /// smallest `|W| · ‖X‖₂`, with the norms given by
+    /// [`FilePruner::activation_norms`] (by the weight's name; a selected
+    /// tensor without norms, or with norms of another length, fails the
+    /// run naming it).
+    Wanda,
 }
 
 impl StreamMethod {
@@ -156,6 +163,7 @@ impl StreamMethod {
             StreamMethod::Global => "global",
             StreamMethod::NmStructured { .. } => "nm_structured",
             StreamMethod::BlockSparsity { .. } => "block_sparsity",
+            StreamMethod::Wanda => "wanda",
         }
     }
 }
@@ -566,6 +574,8 @@ pub struct FilePruner<'s> {
     ties: StreamTies,
     /// The most any tensor's fraction of pruned entries may reach (recipes).
     cap: Option<f64>,
+    /// Wanda's activation norms, by weight name.
+    act_norms: HashMap<String, crate::wanda::ActivationNorms>,
 }
 
 /// A safetensors header's `__metadata__`.
@@ -638,6 +648,7 @@ impl<'s> FilePruner<'s> {
             remove: false,
             ties: StreamTies::default(),
             cap: None,
+            act_norms: HashMap::new(),
         }
     }
 
@@ -667,6 +678,7 @@ impl<'s> FilePruner<'s> {
             remove: true,
             ties: StreamTies::default(),
             cap: None,
+            act_norms: HashMap::new(),
         }
     }
 
@@ -678,7 +690,38 @@ impl<'s> FilePruner<'s> {
             remove: false,
             ties: StreamTies::default(),
             cap,
+            act_norms: HashMap::new(),
         }
+    }
+
+    /// The activation norms of [`StreamMethod::Wanda`], by weight name
+    /// (as [`read_activation_norms`](super::read_activation_norms) reads
+    /// them from a file).
+    ///
+    /// ```
+    /// use ndprune::io::{Checkpoint, CheckpointFiles, FilePruner, Output, StreamMethod};
+    /// use ndprune::wanda::ActivationNorms;
+    /// use ndprune::prelude::*;
+    /// use std::collections::HashMap;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir();
+    /// let (input, output) = (dir.join("ndprune-doc-wanda-in.safetensors"), dir.join("ndprune-doc-wanda-out.safetensors"));
+    /// let w = ndarray::array![[1.0f32, -2.0, 3.0, 0.5], [4.0, 1.0, -1.0, 2.0]].into_dyn();
+    /// Checkpoint::new(Sequential::new().with_child("fc", Layer::new().with_parameter("weight", w)?)?).save(&input)?;
+    /// let norms = HashMap::from([("fc.weight".to_string(), ActivationNorms::new(vec![10.0, 1.0, 0.1, 1.0])?)]);
+    /// FilePruner::new(StreamMethod::Wanda, Amount::Fraction(0.5))
+    ///     .activation_norms(norms)
+    ///     .run(&CheckpointFiles::open(&input)?, &Output::File(output.clone()), &mut ())?;
+    /// let pruned = Checkpoint::<f32>::load(&output)?;
+    /// assert_eq!(pruned.tensor("fc.weight").unwrap(), &ndarray::array![[1.0f32, -2.0, 0.0, 0.0], [4.0, 0.0, -0.0, 2.0]].into_dyn());
+    /// # Ok(()) }
+    /// ```
+    pub fn activation_norms(
+        mut self,
+        norms: HashMap<String, crate::wanda::ActivationNorms>,
+    ) -> Self {
+        self.act_norms = norms;
+        self
     }
 
     /// How [`StreamMethod::Global`] breaks ties at the cut (PyTorch's
@@ -1306,6 +1349,13 @@ impl<'s> FilePruner<'s> {
                     .map(|b| b.with_norm(norm))
                     .and_then(|b| prune::block_sparsity(single, path, &b, None))
             }
+            StreamMethod::Wanda => match self.act_norms.get(&group.name) {
+                Some(norms) => crate::wanda::prune(single, path, norms, amount),
+                None => Err(PruneError::new(
+                    path,
+                    PruneErrorKind::MissingActivationNorms,
+                )),
+            },
             StreamMethod::Global => unreachable!("global pruning has its masks computed"),
         }
     }

@@ -16,6 +16,7 @@ mod identity;
 mod l1;
 mod ln;
 mod nm;
+mod per_row;
 mod random;
 
 pub use block::{BlockNorm, BlockSparsity};
@@ -24,6 +25,7 @@ pub use identity::Identity;
 pub use l1::L1Unstructured;
 pub use ln::LnStructured;
 pub use nm::NmStructured;
+pub use per_row::PerRowUnstructured;
 pub use random::{RandomStructured, RandomUnstructured};
 
 use std::fmt;

@@ -110,6 +110,11 @@ pub enum Method {
     /// blocks, --zeros-per-block zeros in each.
     #[value(name = "block", alias = "block_sparsity")]
     Block,
+    /// Wanda: in each output row of each weight [out, in], the entries of
+    /// smallest |W| * ||X||_2, the input norms from --act-norms; a
+    /// fraction is rounded down per row, as the reference code does.
+    #[value(name = "wanda")]
+    Wanda,
 }
 
 impl Method {
@@ -122,6 +127,7 @@ impl Method {
             Method::RandomStructured => "random_structured",
             Method::Nm => "nm",
             Method::Block => "block",
+            Method::Wanda => "wanda",
         }
     }
 }
@@ -210,6 +216,11 @@ pub struct PruneArgs {
     /// dims. A pruned X_orig/X_mask pair is named X.
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,
+    /// Wanda's activation norms: a safetensors file holding, for each
+    /// weight to prune, a 1-D float tensor of the same name with the L2
+    /// norm of each input feature over the calibration inputs.
+    #[arg(long, value_name = "FILE")]
+    pub act_norms: Option<PathBuf>,
     /// Leave the tensors whose name matches this glob (repeatable).
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
@@ -287,6 +298,7 @@ pub fn check_remove(a: RemoveArgs) -> PruneJob {
         dim: None,
         seed: None,
         torch_seed: None,
+        act_norms: None,
         include: Vec::new(),
         exclude: Vec::new(),
         ties: Ties::Torch,
@@ -329,6 +341,8 @@ pub struct PruneJob {
     pub dim: Option<Dim>,
     pub seed: u64,
     pub torch_seed: Option<u64>,
+    /// Wanda's activation-norm file.
+    pub act_norms: Option<PathBuf>,
     pub include: Option<GlobSet>,
     pub exclude: GlobSet,
     pub remove: bool,
@@ -545,6 +559,17 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
         (_, false, Some(_)) => usage(ErrorKind::ArgumentConflict, format!("{m} takes no --dim")),
         _ => {}
     }
+    match (method, &args.act_norms) {
+        (Method::Wanda, None) if recipe.is_none() => usage(
+            ErrorKind::MissingRequiredArgument,
+            "wanda needs --act-norms".into(),
+        ),
+        (Method::Wanda, _) | (_, None) => {}
+        (_, Some(_)) => usage(
+            ErrorKind::ArgumentConflict,
+            format!("{m} takes no --act-norms"),
+        ),
+    }
     if !random && (args.seed.is_some() || args.torch_seed.is_some()) {
         usage(ErrorKind::ArgumentConflict, format!("{m} takes no seed"));
     }
@@ -604,6 +629,7 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
         dim: args.dim.map(Dim),
         seed: args.seed.unwrap_or(0),
         torch_seed: args.torch_seed,
+        act_norms: args.act_norms,
         include,
         exclude,
         remove: args.remove,

@@ -114,6 +114,7 @@ fn method(job: &PruneJob) -> StreamMethod {
                 norm: b.norm(),
             }
         }
+        Method::Wanda => StreamMethod::Wanda,
     }
 }
 
@@ -127,14 +128,14 @@ pub fn run(job: &PruneJob, input: &CheckpointFiles) -> Result<StreamReport, Fail
     if job.remove_only {
         return FilePruner::remove_pruning().run(input, &job.output, &mut shown);
     }
-    pruner(job, input)
+    pruner(job, input)?
         .remove(job.remove)
         .run(input, &job.output, &mut shown)
 }
 
 /// The pruner a call asks for: its recipe, or its one method on the
 /// tensors its globs select (`run` and `dry_run` alike).
-fn pruner<'j>(job: &'j PruneJob, input: &CheckpointFiles) -> FilePruner<'j> {
+fn pruner<'j>(job: &'j PruneJob, input: &CheckpointFiles) -> Result<FilePruner<'j>, Failure> {
     let pruner = match &job.recipe {
         // A recipe naming no tensor of IN is a usage error: nothing written.
         Some(recipe) => recipe
@@ -148,10 +149,14 @@ fn pruner<'j>(job: &'j PruneJob, input: &CheckpointFiles) -> FilePruner<'j> {
             included && !job.exclude.is_match(spec.name())
         }),
     };
-    pruner.ties(job.ties)
+    let pruner = match &job.act_norms {
+        Some(path) => pruner.activation_norms(ndprune::io::read_activation_norms(path)?),
+        None => pruner,
+    };
+    Ok(pruner.ties(job.ties))
 }
 
 /// The plan of `--dry-run`: what `run` would do, nothing written.
 pub fn dry_run(job: &PruneJob, input: &CheckpointFiles) -> Result<Vec<TensorPlan>, Failure> {
-    pruner(job, input).dry_run(input)
+    pruner(job, input)?.dry_run(input)
 }
