@@ -46,6 +46,7 @@ mod dtype;
 mod error;
 mod files;
 mod mixed;
+mod pipe;
 #[cfg(feature = "pth")]
 pub mod pth;
 mod raw;
