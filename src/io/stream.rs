@@ -954,11 +954,7 @@ impl<'s> FilePruner<'s> {
         progress: &mut dyn Progress,
     ) -> Result<StreamReport, CheckpointError> {
         let entries = view.entries();
-        let t0 = std::time::Instant::now();
         let (gens, globals) = self.prepare(input, view, plan)?;
-        if std::env::var_os("NDPRUNE_PHASES").is_some() {
-            eprintln!("[phases] prepare {:.2?}", t0.elapsed());
-        }
         let bytes: u64 = plan
             .files
             .iter()
@@ -1124,9 +1120,6 @@ impl<'s> FilePruner<'s> {
                 written?
             }
         };
-        if std::env::var_os("NDPRUNE_PHASES").is_some() {
-            eprintln!("[phases] total {:.2?}", t0.elapsed());
-        }
         Ok(StreamReport {
             tensors: reports.into_iter().flatten().collect(),
             copied: plan.copied,
