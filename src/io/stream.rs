@@ -1776,6 +1776,10 @@ fn decode_range<U: CheckpointFloat>(
     })
 }
 
+/// Entries from which a tensor's digit is counted on its own, from the
+/// file's bytes ([`digit_counts`]), rather than fed in a batch.
+const DIRECT_FROM: usize = 1 << 18;
+
 /// Entries decoded at a time by one thread, into a buffer that stays in
 /// its cache.
 const SUB: usize = 2048;
@@ -2103,9 +2107,11 @@ impl Global {
                 }
                 let p = prior(g)?;
                 let first_pass = select.current_digit() == Some((16, 16));
-                if p.is_none() {
+                if p.is_none() && entries[group.orig()].len() >= DIRECT_FROM {
                     // Every entry a candidate: the digit counted straight
-                    // from the file's bytes, on every thread.
+                    // from the file's bytes, on every thread. (Small
+                    // tensors go in batches: a histogram each would cost
+                    // more than their entries.)
                     let digit = select.current_digit().expect("a pass is pending");
                     let counts = digit_counts::<U>(&entries[group.orig()], digit, select.prefix());
                     if is_narrow && first_pass {
