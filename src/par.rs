@@ -68,6 +68,42 @@ pub(crate) fn for_weighted_blocks_mut<T: Send>(
     }
 }
 
+/// `f(i, a_block, b_block)` over consecutive blocks: the `i`-th block
+/// of `block` elements of `a` with the `i`-th of `block * per` elements of
+/// `b` (the last ones may be shorter); the results in order.
+pub(crate) fn map_blocks_mut2<A: Send, B: Send, R: Send>(
+    a: &mut [A],
+    b: &mut [B],
+    block: usize,
+    per: usize,
+    f: impl Fn(usize, &mut [A], &mut [B]) -> R + Sync + Send,
+) -> Vec<R> {
+    let block = block.max(1);
+    let per = per.max(1);
+    #[cfg(feature = "rayon")]
+    if a.len() >= PARALLEL_FROM {
+        return a
+            .par_chunks_mut(block)
+            .zip(b.par_chunks_mut(block * per))
+            .enumerate()
+            .map(|(i, (x, y))| f(i, x, y))
+            .collect();
+    }
+    a.chunks_mut(block)
+        .zip(b.chunks_mut(block * per))
+        .enumerate()
+        .map(|(i, (x, y))| f(i, x, y))
+        .collect()
+}
+
+/// How many threads the parallel loops use.
+pub(crate) fn threads() -> usize {
+    #[cfg(feature = "rayon")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "rayon"))]
+    1
+}
+
 /// Sums `f(offset, chunk, counters)` over consecutive chunks of `data` into
 /// a vector of `len` integer counters (integer sums: any order gives the
 /// same result). Each thread's share is cut into a few parts, each counting

@@ -984,6 +984,10 @@ pub(crate) struct Tally {
     /// The index, in every dim but the last, of the next row.
     at: Vec<usize>,
     kept: usize,
+    /// Entries of the current row fed so far ([`Tally::feed`]), and
+    /// whether one of them is kept.
+    col: usize,
+    row_any: bool,
 }
 
 impl Tally {
@@ -999,6 +1003,8 @@ impl Tally {
                 .collect(),
             at: vec![0; shape.len().saturating_sub(1)],
             kept: 0,
+            col: 0,
+            row_any: false,
         }
     }
 
@@ -1030,6 +1036,40 @@ impl Tally {
             }
         }
         self.kept += kept;
+        self.end_row(any);
+    }
+
+    /// The next entries' flags (true: kept), any number of them: rows may
+    /// start and end anywhere in them. The same counts as [`Tally::row`]
+    /// fed whole rows.
+    pub(crate) fn feed(&mut self, mut flags: &[bool]) {
+        let row_len = self.row_len();
+        if self.entries() == 0 {
+            return;
+        }
+        while !flags.is_empty() {
+            let take = (row_len - self.col).min(flags.len());
+            let (part, rest) = flags.split_at(take);
+            let kept: usize = part.iter().map(|&f| usize::from(f)).sum();
+            self.kept += kept;
+            self.row_any |= kept > 0;
+            if let Some(last) = self.live.last_mut() {
+                for (l, &f) in last[self.col..self.col + take].iter_mut().zip(part) {
+                    *l |= f;
+                }
+            }
+            self.col += take;
+            if self.col == row_len {
+                let any = std::mem::take(&mut self.row_any);
+                self.col = 0;
+                self.end_row(any);
+            }
+            flags = rest;
+        }
+    }
+
+    /// Ends a row (`any`: one of its entries is kept).
+    fn end_row(&mut self, any: bool) {
         let outer = self.at.len();
         if any {
             for d in 0..outer {
@@ -1245,6 +1285,24 @@ mod tests {
                 assert_eq!(pruned, kept.iter().filter(|k| !**k).count(), "{shape:?}");
                 assert_eq!(channels, by_slicing(&kept), "{shape:?} {seed}");
                 assert!(pruned <= n);
+                // Fed in pieces that start and end anywhere in a row.
+                let flat = kept.as_slice().unwrap();
+                let mut tally = Tally::new(&shape);
+                let mut at = 0;
+                for piece in 0.. {
+                    let len = (piece * 7 + seed as usize) % 5;
+                    let end = (at + len).min(flat.len());
+                    tally.feed(&flat[at..end]);
+                    at = end;
+                    if at == flat.len() {
+                        break;
+                    }
+                }
+                assert_eq!(
+                    tally.finish(),
+                    (pruned, channels),
+                    "{shape:?} {seed} in pieces"
+                );
             }
         }
     }

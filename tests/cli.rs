@@ -1806,3 +1806,47 @@ fn a_signal_mid_write_removes_the_conversion_of_a_pytorch_input() {
     assert_eq!(temporaries(&d), Vec::<String>::new());
     assert_eq!(child_names(&tmp), Vec::<String>::new(), "conversion left");
 }
+
+/// A write that fails midway (the file size limit, `EFBIG`) on the writing
+/// thread of a global run: exit 1, the writer's error, no output and no
+/// temporary left, for a file and for a directory output.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_write_failing_midway_leaves_nothing() {
+    use std::os::unix::process::CommandExt;
+    let d = dir("fsize");
+    let input = d.join("in.safetensors");
+    // 8 tensors of 8 MiB: the output passes the limit after a few.
+    big_file(&input, 8, 1 << 21);
+    let limit = std::fs::metadata(&input).unwrap().len() / 3;
+    for output in [d.join("out.safetensors"), d.join("out-dir")] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ndprune"));
+        cmd.args(prune_args(
+            s(&input),
+            s(&output),
+            &[
+                "--method", "global", "--amount", "0.5", "--remove", "--ties", "written", "-q",
+            ],
+        ));
+        // SAFETY: only signal and setrlimit between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // A write past the limit then fails with EFBIG instead of
+                // killing the process.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let l = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &l);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("writing"), "{}", stderr(&out));
+        assert!(!output.exists(), "{output:?}");
+        assert_eq!(temporaries(&d), Vec::<String>::new());
+        assert_eq!(child_names(&d), ["in.safetensors"]);
+    }
+}

@@ -311,6 +311,8 @@ fn large_tensors_masked_in_blocks_equal_a_stable_sort() {
         (700_001, true, false),
         (300_000, false, true),
         (5, true, false),
+        // Written in several pieces of the writing thread's buffers.
+        (9_000_001, true, false),
     ] {
         let values: Vec<f32> = (0..n)
             .map(|_| {

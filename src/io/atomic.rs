@@ -40,6 +40,7 @@ use super::CheckpointError;
 pub struct PendingFile {
     out: BufWriter<NamedTempFile>,
     target: PathBuf,
+    behind: DropBehind,
 }
 
 impl fmt::Debug for PendingFile {
@@ -120,8 +121,9 @@ impl PendingFile {
                 .map_err(|e| CheckpointError::io(&target, "setting the permissions of", e))?;
         }
         Ok(PendingFile {
-            out: BufWriter::with_capacity(1 << 20, temp),
+            out: BufWriter::with_capacity(BUFFER, temp),
             target,
+            behind: DropBehind::default(),
         })
     }
 
@@ -293,13 +295,91 @@ fn sync_parent(path: &Path) {
     }
 }
 
+/// The buffer of a [`PendingFile`].
+const BUFFER: usize = 1 << 20;
+
+/// Writes a large file out to disk as it goes, and takes what is on disk
+/// out of the page cache: a file of many gigabytes written once would
+/// otherwise fill the cache and push out the pages of other files (the
+/// input a streamed run reads a second time), and leave gigabytes to
+/// write at the final sync. Only advice to the kernel: the bytes written
+/// and their durability (the sync at commit) are the same without it.
+#[derive(Debug, Default)]
+struct DropBehind {
+    /// Bytes written to the file (through the buffer).
+    written: u64,
+    /// Where the window whose writing was started begins.
+    started: u64,
+    /// Bytes up to which the file is on disk and out of the cache.
+    dropped: u64,
+}
+
+impl DropBehind {
+    /// Bytes in a window written out at once.
+    const WINDOW: u64 = 32 << 20;
+
+    /// Counts `n` more bytes written to `file`; once a window is full, starts
+    /// writing it out, waits for the window before it, and drops that one
+    /// from the cache (on Linux; elsewhere nothing happens).
+    fn wrote(&mut self, file: &File, n: usize) {
+        self.written += n as u64;
+        // What the buffer may still hold is not in the file yet.
+        let end = self.written.saturating_sub(BUFFER as u64);
+        if end < self.started + Self::WINDOW {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = file.as_raw_fd();
+            let off = |x: u64| x as libc::off64_t;
+            // SAFETY: plain system calls on an open descriptor; they only
+            // schedule, wait for or drop cached pages of the file. Their
+            // failures change nothing written: they are ignored.
+            unsafe {
+                libc::sync_file_range(
+                    fd,
+                    off(self.started),
+                    off(end - self.started),
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+                if self.started > self.dropped {
+                    let (from, len) = (off(self.dropped), off(self.started - self.dropped));
+                    libc::sync_file_range(
+                        fd,
+                        from,
+                        len,
+                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                            | libc::SYNC_FILE_RANGE_WRITE
+                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                    );
+                    libc::posix_fadvise(
+                        fd,
+                        self.dropped as libc::off_t,
+                        (self.started - self.dropped) as libc::off_t,
+                        libc::POSIX_FADV_DONTNEED,
+                    );
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = file;
+        self.dropped = self.started;
+        self.started = end;
+    }
+}
+
 impl Write for PendingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.write(buf)
+        let n = self.out.write(buf)?;
+        self.behind.wrote(self.out.get_ref().as_file(), n);
+        Ok(n)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.out.write_all(buf)
+        self.out.write_all(buf)?;
+        self.behind.wrote(self.out.get_ref().as_file(), buf.len());
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {

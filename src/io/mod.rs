@@ -47,6 +47,7 @@ mod error;
 mod files;
 mod mixed;
 mod norms;
+mod pipe;
 #[cfg(feature = "pth")]
 pub mod pth;
 mod raw;

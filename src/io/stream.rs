@@ -10,6 +10,7 @@ use num_traits::{One, Zero};
 use serde_json::{Map, Value};
 
 use super::files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
+use super::pipe::{self, Sink};
 use super::shard::{layout, shard_name, ShardSizeError, SHARD_INDEX};
 use super::{
     alignment_rank, CheckpointError, CheckpointFloat, Dtype, LoadOptions, PendingDir, PendingFile,
@@ -1035,40 +1036,45 @@ impl<'s> FilePruner<'s> {
             .rfind(|o| *o != TieOrder::NoTies)
             .unwrap_or_default();
         let mut reports: Vec<Option<TensorReport>> = vec![None; plan.groups.len()];
-        let mut write_file = |out: &mut SafetensorsWriter<PendingFile>,
+        // Each file is written on a thread of its own while its next
+        // tensors are computed (`pipe`): the disk and the cores work at
+        // once, in the memory of a few buffers.
+        let mut write_file = |out: SafetensorsWriter<PendingFile>,
                               tensors: &[(TensorSpec, Source)],
                               progress: &mut dyn Progress|
-         -> Result<(), CheckpointError> {
+         -> Result<SafetensorsWriter<PendingFile>, CheckpointError> {
             let source_of = |source: &Source| match *source {
                 Source::Copy(i) => i,
                 Source::Orig(g) | Source::Mask(g) | Source::Removed(g) => plan.groups[g].orig(),
             };
-            for (j, (spec, source)) in tensors.iter().enumerate() {
-                // The next tensor's bytes are read from disk while this one
-                // is computed and written.
-                if let Some((_, next)) = tensors.get(j + 1) {
-                    let i = source_of(next);
-                    input.files()[view.shard_of(i)].prefetch(entries[i].data());
-                }
-                match *source {
-                    Source::Copy(i) => out.write_tensor_bytes(spec.name(), entries[i].data())?,
-                    Source::Orig(g) => {
-                        out.write_tensor_bytes(spec.name(), entries[plan.groups[g].orig()].data())?
+            pipe::write_on_thread(out, |sink| {
+                for (j, (spec, source)) in tensors.iter().enumerate() {
+                    // The next tensor's bytes are read from disk while this
+                    // one is computed and written.
+                    if let Some((_, next)) = tensors.get(j + 1) {
+                        let i = source_of(next);
+                        input.files()[view.shard_of(i)].prefetch(entries[i].data());
                     }
-                    Source::Mask(g) | Source::Removed(g) => {
-                        let group = &plan.groups[g];
-                        let remove = matches!(source, Source::Removed(_));
-                        let file = input.files()[view.shard_of(group.orig())].path();
-                        let gen = gens.get(g);
-                        let report = with_float!(group.dtype, T => self.write_pruned::<T>(
-                            entries, plan, g, file, &globals, gen, out, spec.name(), remove
-                        ))?;
-                        reports[g] = Some(report);
+                    match *source {
+                        Source::Copy(i) => sink.borrowed(spec.name(), entries[i].data())?,
+                        Source::Orig(g) => {
+                            sink.borrowed(spec.name(), entries[plan.groups[g].orig()].data())?
+                        }
+                        Source::Mask(g) | Source::Removed(g) => {
+                            let group = &plan.groups[g];
+                            let remove = matches!(source, Source::Removed(_));
+                            let file = input.files()[view.shard_of(group.orig())].path();
+                            let gen = gens.get(g);
+                            let report = with_float!(group.dtype, T => self.write_pruned::<T>(
+                                entries, plan, g, file, &globals, gen, sink, spec.name(), remove
+                            ))?;
+                            reports[g] = Some(report);
+                        }
                     }
+                    progress.wrote(spec.name(), spec.byte_len());
                 }
-                progress.wrote(spec.name(), spec.byte_len());
-            }
-            Ok(())
+                Ok(())
+            })
         };
         let files = match output {
             Output::File(path) => {
@@ -1078,10 +1084,8 @@ impl<'s> FilePruner<'s> {
                 progress.creating();
                 let made = SafetensorsWriter::create_like(path, like, specs, metadata);
                 progress.created(made.as_ref().ok().map(|w| w.get_ref().temp_path()));
-                let written = made.and_then(|mut out| {
-                    write_file(&mut out, &plan.files[0], progress)?;
-                    out.commit()
-                });
+                let written =
+                    made.and_then(|out| write_file(out, &plan.files[0], progress)?.commit());
                 progress.finished();
                 written?;
                 vec![PathBuf::from(path.file_name().unwrap_or_default())]
@@ -1151,14 +1155,13 @@ impl<'s> FilePruner<'s> {
                             total += spec.byte_len();
                             weight_map.insert(spec.name().to_string(), Value::String(name.clone()));
                         }
-                        let mut out = SafetensorsWriter::create_like(
+                        let out = SafetensorsWriter::create_like(
                             dir.temp_path().join(name),
                             like,
                             specs,
                             *metadata,
                         )?;
-                        write_file(&mut out, tensors, progress)?;
-                        out.commit()?;
+                        write_file(out, tensors, progress)?.commit()?;
                         names.push(PathBuf::from(name));
                     }
                     if let Some((name, like)) = &index {
@@ -1491,7 +1494,7 @@ impl<'s> FilePruner<'s> {
     /// output tensor (a mask in the dtype of the mask it replaces: each
     /// tensor of a pair keeps its dtype).
     #[allow(clippy::too_many_arguments)]
-    fn write_pruned<T: CheckpointFloat>(
+    fn write_pruned<'a, T: CheckpointFloat>(
         &self,
         entries: &[TensorEntry<'_>],
         plan: &Plan,
@@ -1499,8 +1502,8 @@ impl<'s> FilePruner<'s> {
         file: &Path,
         globals: &[Option<Global>],
         gen: Option<&TorchGenerator>,
-        out: &mut SafetensorsWriter<PendingFile>,
-        name: &str,
+        out: &mut Sink<'a>,
+        name: &'a str,
         remove: bool,
     ) -> Result<TensorReport, CheckpointError> {
         let group = &plan.groups[g];
@@ -1509,7 +1512,7 @@ impl<'s> FilePruner<'s> {
                 let global = globals[0]
                     .as_ref()
                     .expect("a global step's cut is computed before it is used");
-                return Self::write_global::<T>(entries, plan, g, global, out, name, remove);
+                return Self::write_global(entries, plan, g, global, out, name, remove);
             }
         }
         let err = pruning(file, &group.name);
@@ -1537,10 +1540,10 @@ impl<'s> FilePruner<'s> {
         // One pass over the mask written: its pruned entries and channels.
         let (numel, (after, channels_pruned)) = (mask.len(), crate::report::tally_zeros(&mask));
         match removed {
-            Some(w) => out.write_array(name, w.view())?,
+            Some(w) => out.array(name, w.view())?,
             None => with_float!(group.mask_dtype, M => {
                 let mask = mask.mapv(|m| M::from_f64(m.as_f64()));
-                out.write_array(name, mask.view())?
+                out.array(name, mask.view())?
             }),
         }
         Ok(TensorReport {
@@ -1559,15 +1562,15 @@ impl<'s> FilePruner<'s> {
 impl FilePruner<'_> {
     /// [`FilePruner::write_pruned`] for a run of one global step: the mask
     /// from the file's bytes, and with `remove` the values `X_orig * mask`
-    /// multiplied in `T` as [`prune::remove`] multiplies them, entry by
+    /// multiplied in their dtype as [`prune::remove`] multiplies them, entry by
     /// entry, without building the one-tensor module (the same bytes).
-    fn write_global<T: CheckpointFloat>(
+    fn write_global<'a>(
         entries: &[TensorEntry<'_>],
         plan: &Plan,
         g: usize,
         global: &Global,
-        out: &mut SafetensorsWriter<PendingFile>,
-        name: &str,
+        out: &mut Sink<'a>,
+        name: &'a str,
         remove: bool,
     ) -> Result<TensorReport, CheckpointError> {
         let group = &plan.groups[g];
@@ -1575,51 +1578,43 @@ impl FilePruner<'_> {
         let before = prior
             .as_ref()
             .map_or(0, |p| p.iter().filter(|k| !**k).count());
-        let keep = global.mask_flags(entries, group, g, prior.as_deref(), &plan.groups)?;
-        // One pass over the mask: its pruned entries and channels.
-        let (after, channels_pruned) = crate::report::tally_slice(&group.shape, &keep, |k| *k);
-        if remove {
-            let mut bytes = entries[group.orig()].data().to_vec();
-            par::for_blocks_mut(&mut bytes, BLOCK * T::SIZE, |offset, block| {
-                let keep = &keep[offset / T::SIZE..];
-                let mut product = Vec::with_capacity(T::SIZE);
-                for (b, &k) in block.chunks_exact_mut(T::SIZE).zip(keep) {
-                    let x = T::read_le(b);
-                    if x.is_finite() {
-                        // A finite x times 1 is x, times 0 a zero of x's sign
-                        // (the sign bit is the top bit of the last byte): its
-                        // bits masked, without a branch on the random `k`.
-                        let all = 0u8.wrapping_sub(u8::from(k));
-                        let (last, rest) = b.split_last_mut().expect("an element has bytes");
-                        rest.iter_mut().for_each(|byte| *byte &= all);
-                        *last &= all | 0x80;
-                    } else {
-                        // A NaN or an infinity: multiplied, as PyTorch does (a
-                        // pruned one gives NaN; NaNs come back quiet).
-                        product.clear();
-                        (x * if k { T::one() } else { T::zero() }).write_le(&mut product);
-                        b.copy_from_slice(&product);
-                    }
-                }
-            });
-            out.write_tensor_bytes(name, &bytes)?;
+        let out_dtype = if remove {
+            group.dtype
         } else {
-            with_float!(group.mask_dtype, M => {
-                let (mut one, mut zero) = (Vec::new(), Vec::new());
-                M::one().write_le(&mut one);
-                M::zero().write_le(&mut zero);
-                let mut bytes = Vec::with_capacity(keep.len() * M::SIZE);
-                for &k in &keep {
-                    bytes.extend_from_slice(if k { &one } else { &zero });
-                }
-                out.write_tensor_bytes(name, &bytes)?;
-            });
-        }
+            group.mask_dtype
+        };
+        let (after, channels_pruned) = if global.exact.is_none() {
+            // Piece by piece, straight from the file's bytes.
+            global.write_group(
+                entries,
+                group,
+                g,
+                prior.as_deref(),
+                before,
+                &plan.groups,
+                remove,
+                out,
+                name,
+            )?
+        } else {
+            let keep = global.mask_flags(entries, group, g, prior.as_deref(), &plan.groups)?;
+            // One pass over the mask: its pruned entries and channels.
+            let tally = crate::report::tally_slice(&group.shape, &keep, |k| *k);
+            let entry = &entries[group.orig()];
+            let mut bytes = vec![0u8; keep.len() * (out_dtype.bitsize() / 8)];
+            if remove {
+                product_bytes(out_dtype, entry.data(), &keep, &mut bytes);
+            } else {
+                mask_bytes(out_dtype, &keep, &mut bytes);
+            }
+            out.copy(name, &bytes)?;
+            tally
+        };
         Ok(TensorReport {
             name: group.name.clone(),
             dtype: group.dtype,
             shape: group.shape.clone(),
-            numel: keep.len(),
+            numel: entries[group.orig()].len(),
             before,
             after,
             channels_pruned,
@@ -1885,6 +1880,140 @@ fn decode_range<U: CheckpointFloat>(
     })
 }
 
+/// Entries from which a tensor's digit is counted on its own, from the
+/// file's bytes ([`digit_counts`]), rather than fed in a batch.
+const DIRECT_FROM: usize = 1 << 18;
+
+/// Entries decoded at a time by one thread, into a buffer that stays in
+/// its cache.
+const SUB: usize = 2048;
+
+/// The histogram of one radix digit (`(shift, width)` of the keys' bits)
+/// of the magnitude keys of every entry of `entry` as `U` whose higher
+/// bits equal `prefix` (every entry on the first pass): what
+/// [`StreamingSelect::feed`] counts, counted from the file's bytes in
+/// parts, one thread each.
+fn digit_counts<U: CheckpointFloat>(
+    entry: &TensorEntry<'_>,
+    (shift, width): (u32, u32),
+    prefix: Option<u64>,
+) -> Vec<usize> {
+    let n = entry.len();
+    let buckets = 1usize << width;
+    // Parts of fewer than 2^32 entries count in `u32`.
+    let parts = if n >= 1 << 18 {
+        (4 * par::threads()).max(n.div_ceil(1 << 31))
+    } else {
+        1
+    };
+    let part = n.div_ceil(parts).max(1);
+    let counted = par::map_ordered(n.div_ceil(part), n, |p| {
+        let mut hist = vec![0u32; buckets];
+        let mut buf: Vec<U> = Vec::with_capacity(SUB);
+        let end = ((p + 1) * part).min(n);
+        let mask = (buckets - 1) as u64;
+        for start in (p * part..end).step_by(SUB) {
+            decode_range::<U>(entry, start, (start + SUB).min(end), &mut buf);
+            match prefix {
+                None => {
+                    for x in &buf {
+                        hist[((x.magnitude_key() >> shift) & mask) as usize] += 1;
+                    }
+                }
+                Some(want) => {
+                    for x in &buf {
+                        let key = x.magnitude_key();
+                        if key >> (shift + width) == want {
+                            hist[((key >> shift) & mask) as usize] += 1;
+                        }
+                    }
+                }
+            }
+        }
+        hist
+    });
+    let mut total = vec![0usize; buckets];
+    for hist in counted {
+        total
+            .iter_mut()
+            .zip(&hist)
+            .for_each(|(t, &c)| *t += c as usize);
+    }
+    total
+}
+
+/// Writes into `out` the bytes of `X * mask` for the elements of `input`
+/// (of dtype `dtype`, little-endian) and their flags `keep`, multiplied
+/// in the dtype as [`prune::remove`] multiplies them.
+fn product_bytes(dtype: Dtype, input: &[u8], keep: &[bool], out: &mut [u8]) {
+    with_float!(dtype, T => {
+        match T::SIZE {
+            2 => product_words::<T, 2>(input, keep, out, |b| u64::from(u16::from_le_bytes(b)), |w| (w as u16).to_le_bytes()),
+            4 => product_words::<T, 4>(input, keep, out, |b| u64::from(u32::from_le_bytes(b)), |w| (w as u32).to_le_bytes()),
+            8 => product_words::<T, 8>(input, keep, out, u64::from_le_bytes, u64::to_le_bytes),
+            _ => unreachable!("float dtypes take 2, 4 or 8 bytes"),
+        }
+    })
+}
+
+/// [`product_bytes`] for elements of `N` bytes, read and written as words
+/// by `get` and `put`.
+fn product_words<T: CheckpointFloat, const N: usize>(
+    input: &[u8],
+    keep: &[bool],
+    out: &mut [u8],
+    get: impl Fn([u8; N]) -> u64,
+    put: impl Fn(u64) -> [u8; N],
+) {
+    let bits = |x: T| {
+        let mut b = Vec::with_capacity(N);
+        x.write_le(&mut b);
+        get(b.try_into().expect("an element takes N bytes"))
+    };
+    // The exponent's bits (those of infinity) and the sign bit.
+    let exponent = bits(T::infinity());
+    let sign = 1u64 << (8 * N - 1);
+    let mut special = false;
+    for ((i, o), &k) in input.chunks_exact(N).zip(out.chunks_exact_mut(N)).zip(keep) {
+        let w = get(i.try_into().expect("chunks of N bytes"));
+        // A finite x times 1 is x, times 0 a zero of x's sign: its bits
+        // masked, without a branch on the random `k`.
+        special |= w & exponent == exponent;
+        let all = 0u64.wrapping_sub(u64::from(k));
+        o.copy_from_slice(&put(w & (all | sign)));
+    }
+    if special {
+        // A NaN or an infinity: multiplied, as PyTorch does (a pruned one
+        // gives NaN; NaNs come back quiet).
+        let mut product = Vec::with_capacity(N);
+        for ((i, o), &k) in input.chunks_exact(N).zip(out.chunks_exact_mut(N)).zip(keep) {
+            let x = T::read_le(i);
+            if !x.is_finite() {
+                product.clear();
+                (x * if k { T::one() } else { T::zero() }).write_le(&mut product);
+                o.copy_from_slice(&product);
+            }
+        }
+    }
+}
+
+/// Writes into `out` the mask of flags `keep` in dtype `dtype` (1 kept, 0
+/// pruned), little-endian.
+fn mask_bytes(dtype: Dtype, keep: &[bool], out: &mut [u8]) {
+    with_float!(dtype, M => {
+        let (mut one, mut zero) = (Vec::new(), Vec::new());
+        M::one().write_le(&mut one);
+        M::zero().write_le(&mut zero);
+        for (o, &k) in out.chunks_exact_mut(M::SIZE).zip(keep) {
+            // Without a branch on the random `k`.
+            let all = 0u8.wrapping_sub(u8::from(k));
+            for ((b, &y), &n) in o.iter_mut().zip(&one).zip(&zero) {
+                *b = n ^ ((y ^ n) & all);
+            }
+        }
+    })
+}
+
 /// Calls `f` with the values of `entry` as `U`, a piece at a time, in the
 /// file's (row-major) order, with the index of each piece's first entry.
 fn for_chunks<U: CheckpointFloat>(
@@ -2055,18 +2184,50 @@ impl Global {
                 let p = select.prefix().expect("checked above") as usize;
                 select.add_to_bucket(0, narrow[p]);
             }
-            for (j, &g) in order.iter().enumerate() {
+            // The groups the pass reads. The last pass that reads them
+            // all goes from the last written to the first, so that the
+            // first ones written are those read last, which the page cache
+            // still holds when they are read again to be written (a model
+            // larger than memory is then read from disk about once and a
+            // half, not twice). The counts do not depend on the order.
+            let left = select.passes_left();
+            let backwards = (left % 2 == 1) != narrow_groups;
+            let reads: Vec<usize> = order
+                .iter()
+                .copied()
+                .filter(|&g| !(skip_narrow && narrow_groups && groups[g].dtype == Dtype::BF16))
+                .collect();
+            let reads: Vec<usize> = if backwards {
+                reads.into_iter().rev().collect()
+            } else {
+                reads
+            };
+            for (j, &g) in reads.iter().enumerate() {
                 let group = &groups[g];
                 let is_narrow = narrow_groups && group.dtype == Dtype::BF16;
-                if skip_narrow && is_narrow {
-                    continue;
-                }
                 // The next tensor is read from disk while this one is counted.
-                if let Some(&h) = order.get(j + 1) {
+                if let Some(&h) = reads.get(j + 1) {
                     prefetch(groups[h].orig());
                 }
                 let p = prior(g)?;
                 let first_pass = select.current_digit() == Some((16, 16));
+                if p.is_none() && entries[group.orig()].len() >= DIRECT_FROM {
+                    // Every entry a candidate: the digit counted straight
+                    // from the file's bytes, on every thread. (Small
+                    // tensors go in batches: a histogram each would cost
+                    // more than their entries.)
+                    let digit = select.current_digit().expect("a pass is pending");
+                    let counts = digit_counts::<U>(&entries[group.orig()], digit, select.prefix());
+                    if is_narrow && first_pass {
+                        // A bf16 value's f32 key has its low 16 bits 0 but
+                        // for NaN, the one key whose high 16 bits are 0xffff.
+                        for (n, &c) in narrow.iter_mut().zip(&counts).take(0xffff) {
+                            *n += c;
+                        }
+                    }
+                    select.add_histogram(&counts);
+                    continue;
+                }
                 for_open_chunks::<U>(&entries[group.orig()], p.as_deref(), |open| {
                     if is_narrow && first_pass {
                         for x in open {
@@ -2218,6 +2379,159 @@ impl Global {
             .expect("a mask has one entry per value, and values have the group's shape"))
     }
 
+    /// Group `g`'s share of the tied entries to prune where it is known
+    /// already, and how many it may prune: that share, or what the groups
+    /// before it in the write order leave (their shares counted first
+    /// where they were not).
+    fn quota(
+        &self,
+        entries: &[TensorEntry<'_>],
+        g: usize,
+        groups: &[Group],
+    ) -> Result<(Option<usize>, usize), CheckpointError> {
+        let known = self.quotas.borrow().known[g];
+        let quota = match known {
+            Some(q) => q,
+            None => {
+                // Count the shares of the groups written before it where
+                // they were not. (Only a one-step run counts them lazily,
+                // so their masks before it are the file's.)
+                let order = self.quotas.borrow().order.clone();
+                for &h in order.iter().take_while(|&&h| h != g) {
+                    if self.quotas.borrow().known[h].is_none() {
+                        let p = file_prior(entries, &groups[h]);
+                        self.mask_flags(entries, &groups[h], h, p.as_deref(), groups)?;
+                    }
+                }
+                self.quotas.borrow().ties_left
+            }
+        };
+        Ok((known, quota))
+    }
+
+    /// Writes group `g`'s new mask (in `group.mask_dtype`), or with
+    /// `remove` its values times that mask (in its own dtype), as tensor
+    /// `name`, piece by piece from the file's bytes: each piece's entries
+    /// decoded, their flags, and the bytes written, in blocks on every
+    /// thread, while the pieces before it are written (`out`). The same
+    /// flags as [`Global::mask_flags`] and the same bytes as the whole
+    /// tensor made at once. Returns the mask's pruned entries and channels.
+    #[allow(clippy::too_many_arguments)]
+    fn write_group<'a>(
+        &self,
+        entries: &[TensorEntry<'_>],
+        group: &Group,
+        g: usize,
+        prior: Option<&[bool]>,
+        before: usize,
+        groups: &[Group],
+        remove: bool,
+        out: &mut Sink<'a>,
+        name: &'a str,
+    ) -> Result<(usize, Vec<usize>), CheckpointError> {
+        with_float!(self.dtype, U => self.write_group_as::<U>(entries, group, g, prior, before, groups, remove, out, name))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_group_as<'a, U: CheckpointFloat>(
+        &self,
+        entries: &[TensorEntry<'_>],
+        group: &Group,
+        g: usize,
+        prior: Option<&[bool]>,
+        before: usize,
+        groups: &[Group],
+        remove: bool,
+        out: &mut Sink<'a>,
+        name: &'a str,
+    ) -> Result<(usize, Vec<usize>), CheckpointError> {
+        let (known, quota) = self.quota(entries, g, groups)?;
+        let entry = &entries[group.orig()];
+        let numel = entry.len();
+        let in_size = entry.dtype().bitsize() / 8;
+        let out_dtype = if remove {
+            entry.dtype()
+        } else {
+            group.mask_dtype
+        };
+        let out_size = out_dtype.bitsize() / 8;
+        let select = &self.select;
+        let blocks = numel.div_ceil(BLOCK);
+        // Each block's share of the tied entries: the quota in every block
+        // where it takes none of them or all (more than the group's
+        // candidates), else what the blocks before it leave of it, up to
+        // its own tied entries (counted first).
+        let shares: Vec<usize> = if quota == 0 || quota >= numel - before {
+            vec![quota; blocks]
+        } else {
+            let tied = par::map_ordered(blocks, numel, |b| {
+                let (start, end) = (b * BLOCK, ((b + 1) * BLOCK).min(numel));
+                let mut buf: Vec<U> = Vec::with_capacity(SUB);
+                let mut tied = 0;
+                for s in (start..end).step_by(SUB) {
+                    let e = (s + SUB).min(end);
+                    decode_range::<U>(entry, s, e, &mut buf);
+                    tied += select.count_tied(&buf, prior.map(|p| &p[s..e]));
+                }
+                tied
+            });
+            let mut left = quota;
+            tied.iter()
+                .map(|&t| {
+                    let share = t.min(left);
+                    left -= share;
+                    share
+                })
+                .collect()
+        };
+        let mut tally = crate::report::Tally::new(&group.shape);
+        let mut flags: Vec<bool> = Vec::new();
+        let mut used = 0usize;
+        // Pieces of whole blocks, each at most a buffer of the queue.
+        let piece = (pipe::PIECE_BYTES / out_size / BLOCK).max(1) * BLOCK;
+        for start in (0..numel).step_by(piece) {
+            let end = (start + piece).min(numel);
+            let mut buf = out.buffer()?;
+            // Resized, not cleared: a buffer reused keeps its bytes, which
+            // are all written over, so only new ones are zeroed.
+            buf.resize((end - start) * out_size, 0);
+            flags.resize(end - start, false);
+            let first = start / BLOCK;
+            let used_by =
+                par::map_blocks_mut2(&mut flags, &mut buf, BLOCK, out_size, |i, fl, ob| {
+                    let b = first + i;
+                    let mut left = shares[b];
+                    let mut vals: Vec<U> = Vec::with_capacity(SUB);
+                    let at = b * BLOCK;
+                    for (k, (f, o)) in fl
+                        .chunks_mut(SUB)
+                        .zip(ob.chunks_mut(SUB * out_size))
+                        .enumerate()
+                    {
+                        let s = at + k * SUB;
+                        let e = s + f.len();
+                        decode_range::<U>(entry, s, e, &mut vals);
+                        select.keep_into(&vals, prior.map(|p| &p[s..e]), &mut left, f);
+                        if remove {
+                            product_bytes(out_dtype, &entry.data()[s * in_size..e * in_size], f, o);
+                        } else {
+                            mask_bytes(out_dtype, f, o);
+                        }
+                    }
+                    shares[b] - left
+                });
+            used = used_by.iter().fold(used, |a, &u| a.saturating_add(u));
+            tally.feed(&flags);
+            out.piece(name, buf)?;
+        }
+        if known.is_none() {
+            let mut q = self.quotas.borrow_mut();
+            q.known[g] = Some(used);
+            q.ties_left = quota - used;
+        }
+        Ok(tally.finish())
+    }
+
     /// Group `g`'s new mask as flags (kept), as [`Global::mask`] says.
     fn mask_flags(
         &self,
@@ -2240,23 +2554,7 @@ impl Global {
                 }
                 return Ok(out);
             }
-            let known = self.quotas.borrow().known[g];
-            let quota = match known {
-                Some(q) => q,
-                None => {
-                    // Count the shares of the groups written before it
-                    // where they were not. (Only a one-step run counts them
-                    // lazily, so their masks before it are the file's.)
-                    let order = self.quotas.borrow().order.clone();
-                    for &h in order.iter().take_while(|&&h| h != g) {
-                        if self.quotas.borrow().known[h].is_none() {
-                            let p = file_prior(entries, &groups[h]);
-                            self.mask_flags(entries, &groups[h], h, p.as_deref(), groups)?;
-                        }
-                    }
-                    self.quotas.borrow().ties_left
-                }
-            };
+            let (known, quota) = self.quota(entries, g, groups)?;
             // In blocks, on every thread. Tied entries go in order: a
             // block's share is what the blocks before it leave of the
             // quota, up to its own tied entries (counted first).

@@ -63,6 +63,9 @@ pub struct SafetensorsWriter<W: Write> {
     path: PathBuf,
     specs: Vec<(TensorSpec, u64)>,
     next: usize,
+    /// Bytes of the next tensor written so far by
+    /// [`SafetensorsWriter::write_tensor_part`].
+    partial: u64,
     scratch: Vec<u8>,
 }
 
@@ -141,6 +144,7 @@ impl SafetensorsWriter<PendingFile> {
             path: path.to_path_buf(),
             specs,
             next: 0,
+            partial: 0,
             scratch: Vec::new(),
         })
     }
@@ -183,6 +187,7 @@ impl<W: Write> SafetensorsWriter<W> {
             path: PathBuf::new(),
             specs,
             next: 0,
+            partial: 0,
             scratch: Vec::new(),
         })
     }
@@ -234,17 +239,53 @@ impl<W: Write> SafetensorsWriter<W> {
     /// ```
     pub fn write_tensor_bytes(&mut self, name: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
         let (_, len) = self.expect_next(name)?;
-        if *len != bytes.len() as u64 {
+        if *len != bytes.len() as u64 || self.partial != 0 {
             return Err(CheckpointError::WriteOrder {
                 path: self.path.clone(),
                 tensor: name.to_string(),
-                reason: format!("{} bytes given, {len} planned", bytes.len()),
+                reason: if self.partial != 0 {
+                    format!("{} of its bytes are written already", self.partial)
+                } else {
+                    format!("{} bytes given, {len} planned", bytes.len())
+                },
             });
         }
         self.out
             .write_all(bytes)
             .map_err(|e| CheckpointError::io(&self.path, "writing", e))?;
         self.next += 1;
+        Ok(())
+    }
+
+    /// Writes the next piece of the next tensor, `name`: its bytes are
+    /// the concatenation of the pieces, in order, and it is complete once
+    /// they add up to its planned size (a tensor of no bytes takes one
+    /// empty piece). More bytes than planned are refused, and
+    /// [`SafetensorsWriter::finish`] fails on a tensor left incomplete.
+    pub(crate) fn write_tensor_part(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(), CheckpointError> {
+        let (_, len) = self.expect_next(name)?;
+        let len = *len;
+        let after = self.partial + bytes.len() as u64;
+        if after > len {
+            return Err(CheckpointError::WriteOrder {
+                path: self.path.clone(),
+                tensor: name.to_string(),
+                reason: format!("{after} bytes given, {len} planned"),
+            });
+        }
+        self.out
+            .write_all(bytes)
+            .map_err(|e| CheckpointError::io(&self.path, "writing", e))?;
+        if after == len {
+            self.partial = 0;
+            self.next += 1;
+        } else {
+            self.partial = after;
+        }
         Ok(())
     }
 
@@ -264,7 +305,7 @@ impl<W: Write> SafetensorsWriter<W> {
         array: ArrayViewD<'_, T>,
     ) -> Result<(), CheckpointError> {
         let (spec, _) = self.expect_next(name)?;
-        if spec.dtype != T::DTYPE || spec.shape != array.shape() {
+        if spec.dtype != T::DTYPE || spec.shape != array.shape() || self.partial != 0 {
             return Err(CheckpointError::WriteOrder {
                 path: self.path.clone(),
                 tensor: name.to_string(),

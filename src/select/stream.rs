@@ -115,6 +115,20 @@ impl StreamingSelect {
         ties_left: &mut usize,
         out: &mut Vec<bool>,
     ) {
+        let at = out.len();
+        out.resize(at + scores.len(), false);
+        self.keep_into(scores, open, ties_left, &mut out[at..]);
+    }
+
+    /// [`StreamingSelect::keep_flags`] into `out[..scores.len()]`.
+    pub(crate) fn keep_into<T: PruneFloat>(
+        &self,
+        scores: &[T],
+        open: Option<&[bool]>,
+        ties_left: &mut usize,
+        out: &mut [bool],
+    ) {
+        let out = &mut out[..scores.len()];
         let cut = if self.digits.is_empty() || self.pending() {
             None
         } else {
@@ -123,15 +137,39 @@ impl StreamingSelect {
         let Some(c) = cut else {
             // Nothing is pruned: the candidates stay.
             match open {
-                None => out.resize(out.len() + scores.len(), true),
-                Some(m) => out.extend_from_slice(&m[..scores.len()]),
+                None => out.fill(true),
+                Some(m) => out.copy_from_slice(&m[..scores.len()]),
             }
             return;
         };
         // Without branches on the values: which entries go is as random
         // as the values are, and a mispredicted branch per entry would
-        // cost more than the rest of the loop.
+        // cost more than the rest of the loop. Where no tie goes, or every
+        // one of them, no count runs from entry to entry.
         let mut left = *ties_left;
+        if left == 0 || left >= scores.len() {
+            let all = left > 0;
+            let mut tied = 0usize;
+            match open {
+                None => out.iter_mut().zip(scores).for_each(|(o, x)| {
+                    let key = x.magnitude_key();
+                    tied += usize::from(key == c);
+                    *o = !((key < c) | (all & (key == c)));
+                }),
+                Some(m) => out
+                    .iter_mut()
+                    .zip(scores.iter().zip(m))
+                    .for_each(|(o, (x, &k))| {
+                        let key = x.magnitude_key();
+                        tied += usize::from(k & (key == c));
+                        *o = k & !((key < c) | (all & (key == c)));
+                    }),
+            }
+            if all {
+                *ties_left = left - tied;
+            }
+            return;
+        }
         let mut step = |open: bool, x: &T| {
             let key = x.magnitude_key();
             let tie = open & (key == c) & (left > 0);
@@ -139,10 +177,28 @@ impl StreamingSelect {
             open & !((key < c) | tie)
         };
         match open {
-            None => out.extend(scores.iter().map(|x| step(true, x))),
-            Some(m) => out.extend(scores.iter().zip(m).map(|(x, &o)| step(o, x))),
+            None => out
+                .iter_mut()
+                .zip(scores)
+                .for_each(|(o, x)| *o = step(true, x)),
+            Some(m) => out
+                .iter_mut()
+                .zip(scores.iter().zip(m))
+                .for_each(|(o, (x, &k))| *o = step(k, x)),
         }
         *ties_left = left;
+    }
+
+    /// Passes still to make (counting the current one).
+    pub(crate) fn passes_left(&self) -> usize {
+        self.digits.len().saturating_sub(self.pass)
+    }
+
+    /// Adds a histogram of the current pass's digit, counted elsewhere
+    /// (over candidates whose higher digits equal [`StreamingSelect::prefix`]),
+    /// as [`StreamingSelect::feed`] would have counted it.
+    pub(crate) fn add_histogram(&mut self, counts: &[usize]) {
+        self.hist.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
     }
 
     /// Ends the current pass: fixes one more digit of the cut.
