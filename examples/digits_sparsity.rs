@@ -30,20 +30,31 @@
 //! Wanda (activation norms of each layer's inputs over the training set)
 //! against magnitude pruning, per row and per layer, one shot.
 //!
-//! The plots go to `docs/digits_sparsity.png` / `.svg` and
-//! `docs/digits_gradual_wanda.png` / `.svg`.
+//! Last, two studies of structure. Structured shrink: a share of each
+//! hidden layer's units is pruned by channel group (`group::infer_chain`,
+//! `group::prune_group`), the pruned units are cut out by `group::shrink`
+//! (whose test logits are checked to equal the masked model's bit for bit),
+//! the forward passes of the masked and the shrunk model are timed, and the
+//! shrunk model is fine-tuned. And 2:4 sparsity (`nm_structured`, and Wanda
+//! with `NmStructured`) against unstructured 50 %, one shot and fine-tuned.
+//!
+//! The plots go to `docs/digits_sparsity.png` / `.svg`,
+//! `docs/digits_gradual_wanda.png` / `.svg` and `docs/digits_shrink.png` /
+//! `.svg`.
 
 use std::error::Error;
 use std::fs::File;
+use std::hint::black_box;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use flate2::read::GzDecoder;
 use ndarray::{Array1, Array2, ArrayD, ArrayView2, Axis, Ix2};
+use ndprune::group::{self, GroupImportance, Inexact};
 use ndprune::prelude::*;
 use ndprune::schedule::{CubicSL, GradualPruner, Scope};
-use ndprune::wanda::{self, NormAccumulator};
+use ndprune::wanda::{self, ActivationNorms, NormAccumulator};
 use ndprune::{PerRowUnstructured, Rounding};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -75,6 +86,15 @@ const FINE_TUNE_LR: f32 = 0.05;
 const GRADUAL_STEPS: usize = 8;
 const GRADUAL_TAIL: usize = 2;
 const GRADUAL_FINALS: [u32; 3] = [80, 90, 95];
+
+/// Structured shrink: eighths of each hidden layer's units removed.
+const SHRINK_EIGHTHS: [usize; 6] = [0, 2, 4, 5, 6, 7];
+/// Fine-tuning after shrinking and after 2:4 pruning, each from a generator
+/// seeded with this, at `FINE_TUNE_LR`.
+const TUNE_EPOCHS: usize = 5;
+const TUNE_SEED: u64 = SEED + 1;
+/// Forward passes of the test set timed per model (the median is kept).
+const TIMING_REPS: usize = 200;
 
 static FONT: &[u8] = include_bytes!("data/DejaVuSans.ttf");
 
@@ -332,6 +352,13 @@ fn main() -> Result<()> {
         );
     }
 
+    // Structured shrink: whole hidden units pruned by channel group, then
+    // cut out; and 2:4 against magnitude and Wanda. Each fine-tuning starts
+    // from its own seeded generator, so every row gets the same minibatch
+    // order and the studies above are untouched.
+    let shrink_rows = shrink_study(&trained, &train, &test)?;
+    nm_study(&trained, &train, &test, &norms)?;
+
     let docs = root.join("docs");
     std::fs::create_dir_all(&docs)?;
     let l1_curve = curves[0].clone();
@@ -388,12 +415,26 @@ fn main() -> Result<()> {
         &second,
         caption,
     )?;
+    let caption = "Digits MLP: hidden units removed by channel group, masked vs. shrunk";
+    let png3 = docs.join("digits_shrink.png");
+    let svg3 = docs.join("digits_shrink.svg");
+    plot_shrink(
+        BitMapBackend::new(&png3, (1200, 560)).into_drawing_area(),
+        &shrink_rows,
+        caption,
+    )?;
+    plot_shrink(
+        SVGBackend::new(&svg3, (1200, 560)).into_drawing_area(),
+        &shrink_rows,
+        caption,
+    )?;
+    let written: Vec<String> = [&png, &svg, &png2, &svg2, &png3, &svg3]
+        .iter()
+        .map(|p| p.strip_prefix(&root).map(|r| r.display().to_string()))
+        .collect::<std::result::Result<_, _>>()?;
     println!(
-        "\nWrote {}, {}, {} and {} ({:.1} s in all)",
-        png.strip_prefix(&root)?.display(),
-        svg.strip_prefix(&root)?.display(),
-        png2.strip_prefix(&root)?.display(),
-        svg2.strip_prefix(&root)?.display(),
+        "\nWrote {} ({:.1} s in all)",
+        written.join(", "),
         start.elapsed().as_secs_f64()
     );
     Ok(())
@@ -530,10 +571,10 @@ fn argmax(values: impl Iterator<Item = f32>) -> usize {
 
 /// One epoch of minibatch SGD on softmax cross-entropy.
 ///
-/// The forward pass uses the weights as pruning left them. A pruned weight's
-/// gradient goes to `weight_orig`, masked as autograd masks it through
-/// `weight_orig * weight_mask`, and `recompute_pruned()` then refreshes
-/// `weight`: PyTorch's forward pre-hook.
+/// The forward pass uses the weights as pruning left them. A pruned
+/// tensor's gradient goes to its `_orig` (`weight_orig`), masked as autograd
+/// masks it through `weight_orig * weight_mask`, and `recompute_pruned()`
+/// then refreshes `weight`: PyTorch's forward pre-hook.
 fn train_epoch(model: &mut Sequential<f32>, data: &Split, lr: f32, rng: &mut StdRng) {
     let mut order: Vec<usize> = (0..data.y.len()).collect();
     order.shuffle(rng);
@@ -541,31 +582,32 @@ fn train_epoch(model: &mut Sequential<f32>, data: &Split, lr: f32, rng: &mut Std
         let x = data.x.select(Axis(0), batch);
         let grads = gradients(model, x.view(), batch.iter().map(|&i| data.y[i]));
         for (layer, (dw, db)) in LAYERS.iter().zip(grads) {
-            let (weight, mask) = trainable_weight(model, layer);
-            let dw = match mask {
-                Some(mask) => dw * &mask.into_dimensionality::<Ix2>().expect("a matrix"),
-                None => dw,
-            };
-            let mut w = model.parameter_mut(&weight).expect("weight parameter");
-            w.scaled_add(-lr, &dw.into_dyn());
-            let mut b = model.parameter_mut(&format!("{layer}.bias")).expect("bias");
-            b.scaled_add(-lr, &db.into_dyn());
+            sgd_step(model, &format!("{layer}.weight"), dw.into_dyn(), lr);
+            sgd_step(model, &format!("{layer}.bias"), db.into_dyn(), lr);
         }
         model.recompute_pruned();
     }
 }
 
-/// The parameter that training updates for a layer's weight (`weight`, or
-/// `weight_orig` once pruned) and the pruning mask, if any.
-fn trainable_weight(model: &Sequential<f32>, layer: &str) -> (String, Option<ArrayD<f32>>) {
-    let orig = format!("{layer}.weight_orig");
-    match model.parameter(&orig) {
+/// One SGD step on a tensor: on the tensor itself, or on its `_orig` once
+/// pruned, with the gradient masked (the shrunk models of the structured
+/// study have pruned biases too).
+fn sgd_step(model: &mut Sequential<f32>, path: &str, grad: ArrayD<f32>, lr: f32) {
+    let orig = format!("{path}_orig");
+    let (param, grad) = match model.parameter(&orig) {
         Some(_) => {
-            let mask = model.buffer(&format!("{layer}.weight_mask")).expect("mask");
-            (orig, Some(mask.clone()))
+            let mask = model
+                .buffer(&format!("{path}_mask"))
+                .unwrap_or_else(|| panic!("pruned {path} has no mask"));
+            let grad = grad * mask;
+            (orig, grad)
         }
-        None => (format!("{layer}.weight"), None),
-    }
+        None => (path.to_string(), grad),
+    };
+    model
+        .parameter_mut(&param)
+        .unwrap_or_else(|| panic!("no parameter {param}"))
+        .scaled_add(-lr, &grad);
 }
 
 /// Gradients of the mean cross-entropy over the batch with respect to each
@@ -620,6 +662,273 @@ fn weight_sparsity(model: &Sequential<f32>) -> f64 {
         .sum();
     let pruned: usize = WEIGHTS.iter().map(|w| pruned_count(model, w)).sum();
     pruned as f64 / total as f64
+}
+
+/// One row of the structured-shrink study.
+struct ShrinkRow {
+    /// Share of each hidden layer's units removed, in percent.
+    removed: f64,
+    /// Hidden widths after shrinking.
+    widths: (usize, usize),
+    /// Weights and biases stored by the masked model and by the shrunk one.
+    params_masked: usize,
+    params_shrunk: usize,
+    /// Test accuracy of the masked model (the shrunk one's is the same),
+    /// and of the shrunk model after fine-tuning.
+    accuracy: f64,
+    tuned: f64,
+    /// Median forward time of the test set, in microseconds.
+    micros_masked: f64,
+    micros_shrunk: f64,
+}
+
+/// Prunes a share of the hidden units of the trained model by channel
+/// group (a unit's row and bias in its layer and its column in the next),
+/// checks that `shrink` keeps the test logits bit for bit, times the two
+/// forward passes and fine-tunes the shrunk model.
+fn shrink_study(
+    trained: &[(ArrayD<f32>, ArrayD<f32>)],
+    train: &Split,
+    test: &Split,
+) -> Result<Vec<ShrinkRow>> {
+    let groups = group::infer_chain(&rebuild(trained))?;
+    assert_eq!(groups.len(), 2, "one channel group per hidden layer");
+    println!(
+        "\nStructured shrink: a share of each hidden layer's units pruned by group importance \
+         (L2 over the unit's row, bias and next-layer column), then cut out by group::shrink; \
+         fine-tune {TUNE_EPOCHS} epochs (lr {FINE_TUNE_LR}); test accuracy (%) and forward time \
+         of the {} test images (µs, median of {TIMING_REPS})",
+        test.y.len()
+    );
+    println!(
+        "{:>7} | {:>6} | {:>13} | {:>13} | {:>22} | {:>16} | {:>9} | {:>9} | {:>8}",
+        "removed",
+        "hidden",
+        "params masked",
+        "params shrunk",
+        "acc. (masked = shrunk)",
+        "acc. + fine-tune",
+        "µs masked",
+        "µs shrunk",
+        "speed-up"
+    );
+    println!(
+        "{:-<8}+{:-<8}+{:-<15}+{:-<15}+{:-<24}+{:-<18}+{:-<11}+{:-<11}+{:-<9}",
+        "", "", "", "", "", "", "", "", ""
+    );
+    let mut rows = Vec::with_capacity(SHRINK_EIGHTHS.len());
+    for &eighths in &SHRINK_EIGHTHS {
+        let mut masked = rebuild(trained);
+        for g in &groups {
+            let count = g.channels() * eighths / 8;
+            group::prune_group(
+                &mut masked,
+                g,
+                Amount::Count(count),
+                &GroupImportance::default(),
+            )?;
+        }
+        let mut shrunk = masked.clone();
+        let report = group::shrink(&mut shrunk, &groups, Inexact::Refuse)?;
+        assert!(
+            report.is_exact(),
+            "shrink left a constant channel at {eighths}/8 of the hidden units"
+        );
+        let removed = 100.0 * eighths as f64 / 8.0;
+        let before = forward(&masked, test.x.view()).logits;
+        let after = forward(&shrunk, test.x.view()).logits;
+        assert!(
+            before.shape() == after.shape()
+                && before
+                    .iter()
+                    .zip(&after)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "the shrunk model's test logits differ from the masked model's at {removed} % of \
+             hidden units removed; shrink must be exact"
+        );
+        let params_shrunk = stored_params(&shrunk);
+        assert_eq!(
+            unmasked_params(&masked),
+            params_shrunk,
+            "the shrunk model keeps exactly the masked model's unmasked entries"
+        );
+        let masked_acc = accuracy(&masked, test);
+        let (micros_masked, micros_shrunk) = forward_micros(&masked, &shrunk, test.x.view());
+
+        let mut tune_rng = StdRng::seed_from_u64(TUNE_SEED);
+        for _ in 0..TUNE_EPOCHS {
+            train_epoch(&mut shrunk, train, FINE_TUNE_LR, &mut tune_rng);
+        }
+        let width = |layer: &str| matrix(&shrunk, &format!("{layer}.weight")).nrows();
+        let row = ShrinkRow {
+            removed,
+            widths: (width("fc1"), width("fc2")),
+            params_masked: stored_params(&masked),
+            params_shrunk,
+            accuracy: 100.0 * masked_acc,
+            tuned: 100.0 * accuracy(&shrunk, test),
+            micros_masked,
+            micros_shrunk,
+        };
+        println!(
+            "{:>6.1}% | {:>6} | {:>13} | {:>13} | {:>22.1} | {:>16.1} | {:>9.0} | {:>9.0} | {:>7.2}x",
+            row.removed,
+            format!("{}-{}", row.widths.0, row.widths.1),
+            row.params_masked,
+            row.params_shrunk,
+            row.accuracy,
+            row.tuned,
+            row.micros_masked,
+            row.micros_shrunk,
+            row.micros_masked / row.micros_shrunk
+        );
+        rows.push(row);
+    }
+    println!(
+        "(the masked model's forward pass reads fc*.weight = weight_orig * weight_mask at full size; \
+         the shrunk model's test logits equal the masked model's bit for bit, checked)"
+    );
+    Ok(rows)
+}
+
+/// 2:4 sparsity (two of every four consecutive inputs kept in each row) by
+/// magnitude and by Wanda, against 50 % by magnitude per layer and Wanda
+/// per row, one shot and after fine-tuning.
+fn nm_study(
+    trained: &[(ArrayD<f32>, ArrayD<f32>)],
+    train: &Split,
+    test: &Split,
+    norms: &[ActivationNorms],
+) -> Result<()> {
+    let nm = NmStructured::new(2, 4, Dim(1))?;
+    let half = Amount::Fraction(0.5);
+    println!(
+        "\n2:4 against unstructured 50 % on fc1, fc2 and fc3 weights: test accuracy (%), \
+         one shot and after {TUNE_EPOCHS} epochs of fine-tuning (lr {FINE_TUNE_LR}, masks kept)"
+    );
+    println!(
+        "{:>32} | {:>8} | {:>8} | {:>15}",
+        "method", "sparsity", "one shot", "after fine-tune"
+    );
+    println!("{:-<33}+{:-<10}+{:-<10}+{:-<16}", "", "", "", "");
+    let methods = [
+        "l1_unstructured 50 % per layer",
+        "Wanda 50 % per row",
+        "nm_structured 2:4 (magnitude)",
+        "Wanda 2:4",
+    ];
+    for (i, name) in methods.iter().enumerate() {
+        let mut m = rebuild(trained);
+        for (w, n) in WEIGHTS.iter().zip(norms) {
+            match i {
+                0 => prune::l1_unstructured(&mut m, w, half, None)?,
+                1 => wanda::prune(&mut m, w, n, half)?,
+                2 => prune::nm_structured(&mut m, w, 2, 4, Dim(1), None)?,
+                _ => wanda::prune_with(&mut m, w, n, &nm)?,
+            }
+        }
+        let one_shot = accuracy(&m, test);
+        let mut tune_rng = StdRng::seed_from_u64(TUNE_SEED);
+        for _ in 0..TUNE_EPOCHS {
+            train_epoch(&mut m, train, FINE_TUNE_LR, &mut tune_rng);
+        }
+        if i >= 2 {
+            for w in WEIGHTS {
+                assert!(
+                    keeps_two_of_four(&m, w),
+                    "{w} is no longer 2:4 after fine-tuning with {name}"
+                );
+            }
+        }
+        println!(
+            "{:>32} | {:>7.1}% | {:>8.1} | {:>15.1}",
+            name,
+            100.0 * weight_sparsity(&m),
+            100.0 * one_shot,
+            100.0 * accuracy(&m, test)
+        );
+    }
+    Ok(())
+}
+
+/// Whether every four consecutive entries of each row of a weight hold
+/// exactly two nonzero values, in its mask and in the weight itself.
+fn keeps_two_of_four(model: &Sequential<f32>, weight: &str) -> bool {
+    let mask = model
+        .buffer(&format!("{weight}_mask"))
+        .expect("a pruned weight has a mask");
+    let mask = mask.view().into_dimensionality::<Ix2>().expect("a matrix");
+    let values = matrix(model, weight);
+    mask.outer_iter().zip(values.outer_iter()).all(|(m, v)| {
+        let (m, v) = (m.to_vec(), v.to_vec());
+        m.chunks(4).zip(v.chunks(4)).all(|(m, v)| {
+            m.iter().filter(|&&x| x != 0.0).count() == 2
+                && v.iter().filter(|&&x| x != 0.0).count() <= 2
+        })
+    })
+}
+
+/// Weights and biases the model stores (a pruned tensor counted once).
+fn stored_params(model: &Sequential<f32>) -> usize {
+    LAYERS
+        .iter()
+        .flat_map(|l| ["weight", "bias"].map(|t| format!("{l}.{t}")))
+        .map(|p| {
+            model
+                .tensor(&p)
+                .unwrap_or_else(|| panic!("no tensor {p}"))
+                .len()
+        })
+        .sum()
+}
+
+/// Weights and biases the masks keep (all of an unpruned tensor).
+fn unmasked_params(model: &Sequential<f32>) -> usize {
+    LAYERS
+        .iter()
+        .flat_map(|l| ["weight", "bias"].map(|t| format!("{l}.{t}")))
+        .map(|p| match model.buffer(&format!("{p}_mask")) {
+            Some(mask) => mask.iter().filter(|&&v| v != 0.0).count(),
+            None => model
+                .tensor(&p)
+                .unwrap_or_else(|| panic!("no tensor {p}"))
+                .len(),
+        })
+        .sum()
+}
+
+/// Median wall-clock time of a forward pass of `x` through each model, in
+/// microseconds; the two are timed alternately so that load on the machine
+/// falls on both alike.
+fn forward_micros(a: &Sequential<f32>, b: &Sequential<f32>, x: ArrayView2<f32>) -> (f64, f64) {
+    let time = |model: &Sequential<f32>| {
+        let t = Instant::now();
+        black_box(forward(black_box(model), black_box(x)));
+        t.elapsed().as_secs_f64() * 1e6
+    };
+    // One untimed pass each, to warm caches and the allocator.
+    time(a);
+    time(b);
+    let (mut ta, mut tb) = (
+        Vec::with_capacity(TIMING_REPS),
+        Vec::with_capacity(TIMING_REPS),
+    );
+    for _ in 0..TIMING_REPS {
+        ta.push(time(a));
+        tb.push(time(b));
+    }
+    (median(&mut ta), median(&mut tb))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    assert!(n > 0, "the median of no values");
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
 }
 
 /// Accuracy vs. sparsity, one line per series, each with its own marker;
@@ -683,6 +992,192 @@ where
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerLeft)
+        .label_font(("sans-serif", 17))
+        .margin(15)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    area.present()?;
+    Ok(())
+}
+
+/// The structured-shrink study: test accuracy against the share of hidden
+/// units removed (left), forward time and parameter count (right).
+fn plot_shrink<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    rows: &[ShrinkRow],
+    caption: &str,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let blue = RGBColor(31, 119, 180);
+    let orange = RGBColor(255, 127, 14);
+    let green = RGBColor(44, 160, 44);
+    let grey = RGBColor(120, 120, 120);
+    area.fill(&WHITE)?;
+    let area = area.titled(caption, ("sans-serif", 24))?;
+    let half = area.dim_in_pixel().0 / 2;
+    let (left, right) = area.split_horizontally(half);
+    let x_desc = "hidden units removed from fc1 and fc2 (%)";
+
+    let mut chart = ChartBuilder::on(&left)
+        .margin(20)
+        .x_label_area_size(55)
+        .y_label_area_size(65)
+        .build_cartesian_2d(0.0..100.0, 0.0..100.0)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc("test accuracy (%)")
+        .x_labels(11)
+        .y_labels(11)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(("sans-serif", 17))
+        .axis_desc_style(("sans-serif", 19))
+        .max_light_lines(0)
+        .bold_line_style(RGBColor(225, 225, 225))
+        .draw()?;
+    let accuracy_series = [
+        (
+            "masked = shrunk, no fine-tune".to_string(),
+            rows.iter()
+                .map(|r| (r.removed, r.accuracy))
+                .collect::<Vec<_>>(),
+            blue,
+            0,
+        ),
+        (
+            format!("shrunk + {TUNE_EPOCHS} epochs fine-tune"),
+            rows.iter().map(|r| (r.removed, r.tuned)).collect(),
+            orange,
+            1,
+        ),
+    ];
+    for (name, points, color, marker) in accuracy_series {
+        let line = ShapeStyle::from(color).stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), line))?
+            .label(name)
+            .legend(move |(x, y)| {
+                EmptyElement::at((x + 13, y))
+                    + PathElement::new(vec![(-13, 0), (13, 0)], line)
+                    + marker_at::<DB>((0, 0), marker, color)
+            });
+        for p in points {
+            chart
+                .plotting_area()
+                .draw(&(EmptyElement::at(p) + marker_at::<DB>((0, 0), marker, color)))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .label_font(("sans-serif", 17))
+        .margin(15)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+
+    let micros_max = rows
+        .iter()
+        .map(|r| r.micros_masked.max(r.micros_shrunk))
+        .fold(0.0, f64::max);
+    let params_max = rows
+        .iter()
+        .map(|r| r.params_masked.max(r.params_shrunk))
+        .max()
+        .expect("the study has rows") as f64
+        / 1000.0;
+    let mut chart = ChartBuilder::on(&right)
+        .margin(20)
+        .x_label_area_size(55)
+        .y_label_area_size(65)
+        .right_y_label_area_size(65)
+        .build_cartesian_2d(0.0..100.0, 0.0..1.6 * micros_max)?
+        .set_secondary_coord(0.0..100.0, 0.0..1.6 * params_max);
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc("forward pass of the test set (µs, median)")
+        .x_labels(11)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(("sans-serif", 17))
+        .axis_desc_style(("sans-serif", 19))
+        .max_light_lines(0)
+        .bold_line_style(RGBColor(225, 225, 225))
+        .draw()?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("parameters stored (thousands)")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(("sans-serif", 17))
+        .axis_desc_style(("sans-serif", 19))
+        .draw()?;
+    let time_series = [
+        (
+            "forward, masked",
+            rows.iter()
+                .map(|r| (r.removed, r.micros_masked))
+                .collect::<Vec<_>>(),
+            green,
+            2,
+        ),
+        (
+            "forward, shrunk",
+            rows.iter().map(|r| (r.removed, r.micros_shrunk)).collect(),
+            orange,
+            1,
+        ),
+    ];
+    for (name, points, color, marker) in time_series {
+        let line = ShapeStyle::from(color).stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), line))?
+            .label(name)
+            .legend(move |(x, y)| {
+                EmptyElement::at((x + 13, y))
+                    + PathElement::new(vec![(-13, 0), (13, 0)], line)
+                    + marker_at::<DB>((0, 0), marker, color)
+            });
+        for p in points {
+            chart
+                .plotting_area()
+                .draw(&(EmptyElement::at(p) + marker_at::<DB>((0, 0), marker, color)))?;
+        }
+    }
+    let param_series = [
+        (
+            "parameters, masked (right axis)",
+            rows.iter()
+                .map(|r| (r.removed, r.params_masked as f64 / 1000.0))
+                .collect::<Vec<_>>(),
+            green,
+        ),
+        (
+            "parameters, shrunk (right axis)",
+            rows.iter()
+                .map(|r| (r.removed, r.params_shrunk as f64 / 1000.0))
+                .collect(),
+            grey,
+        ),
+    ];
+    for (name, points, color) in param_series {
+        let line = ShapeStyle::from(color).stroke_width(2);
+        chart
+            .draw_secondary_series(DashedLineSeries::new(points, 8, 5, line))?
+            .label(name)
+            .legend(move |(x, y)| {
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (10, 0)], line)
+                    + PathElement::new(vec![(16, 0), (26, 0)], line)
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .label_font(("sans-serif", 17))
         .margin(15)
         .background_style(WHITE.mix(0.9))
