@@ -1015,6 +1015,7 @@ where
     let orange = RGBColor(255, 127, 14);
     let green = RGBColor(44, 160, 44);
     let grey = RGBColor(120, 120, 120);
+    let purple = RGBColor(148, 103, 189);
     area.fill(&WHITE)?;
     let area = area.titled(caption, ("sans-serif", 24))?;
     let half = area.dim_in_pixel().0 / 2;
@@ -1096,7 +1097,7 @@ where
         .y_label_area_size(65)
         .right_y_label_area_size(65)
         .build_cartesian_2d(0.0..100.0, 0.0..1.6 * micros_max)?
-        .set_secondary_coord(0.0..100.0, 0.0..1.6 * params_max);
+        .set_secondary_coord(0.0..100.0, 0.0..2.0 * params_max);
     chart
         .configure_mesh()
         .x_desc(x_desc)
@@ -1154,7 +1155,7 @@ where
             rows.iter()
                 .map(|r| (r.removed, r.params_masked as f64 / 1000.0))
                 .collect::<Vec<_>>(),
-            green,
+            purple,
         ),
         (
             "parameters, shrunk (right axis)",
