@@ -87,9 +87,15 @@ impl<'a> Sink<'a> {
 
     /// All the bytes of tensor `name`, copied into buffers piece by piece.
     pub(crate) fn copy(&mut self, name: &'a str, bytes: &[u8]) -> Result<(), CheckpointError> {
-        let mut pieces = bytes.chunks(PIECE_BYTES);
-        let first = pieces.next().unwrap_or(&[]);
-        for piece in std::iter::once(first).chain(pieces) {
+        // A tensor of no bytes still sends one (empty) piece, so the writer
+        // sees every tensor; `chunks` of an empty slice yields none.
+        let empty: &[&[u8]] = &[&[]];
+        let pieces: Box<dyn Iterator<Item = &[u8]>> = if bytes.is_empty() {
+            Box::new(empty.iter().copied())
+        } else {
+            Box::new(bytes.chunks(PIECE_BYTES))
+        };
+        for piece in pieces {
             let mut buf = self.buffer()?;
             buf.clear();
             buf.extend_from_slice(piece);
