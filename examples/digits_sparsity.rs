@@ -190,8 +190,7 @@ fn main() -> Result<()> {
             global_split = WEIGHTS
                 .iter()
                 .map(|w| {
-                    let share =
-                        pruned_count(&m, w) as f64 / m.tensor(w).map_or(1, |t| t.len()) as f64;
+                    let share = pruned_count(&m, w) as f64 / weight_len(&m, w) as f64;
                     format!("{w} {:.1} %", 100.0 * share)
                 })
                 .collect::<Vec<_>>()
@@ -647,19 +646,30 @@ fn gradients(
     ]
 }
 
-/// Entries of a pruned weight that its mask zeroes.
+/// Entries of a pruned weight that its mask zeroes. Every caller has
+/// pruned the weight (a mask of all ones at the least), so a missing mask
+/// is a bug of this study, not an unpruned weight.
 fn pruned_count(model: &Sequential<f32>, weight: &str) -> usize {
     model
         .buffer(&format!("{weight}_mask"))
-        .map_or(0, |m| m.iter().filter(|&&v| v == 0.0).count())
+        .unwrap_or_else(|| panic!("{weight} is counted after it is pruned, so it has a mask"))
+        .iter()
+        .filter(|&&v| v == 0.0)
+        .count()
+}
+
+/// The entries of one of the study's weights (each of `WEIGHTS` is in
+/// every model it builds).
+fn weight_len(model: &Sequential<f32>, weight: &str) -> usize {
+    model
+        .tensor(weight)
+        .unwrap_or_else(|| panic!("the study's models all have {weight}"))
+        .len()
 }
 
 /// The share of all weight entries (fc1, fc2, fc3) that pruning zeroed.
 fn weight_sparsity(model: &Sequential<f32>) -> f64 {
-    let total: usize = WEIGHTS
-        .iter()
-        .map(|w| model.tensor(w).map_or(0, |t| t.len()))
-        .sum();
+    let total: usize = WEIGHTS.iter().map(|w| weight_len(model, w)).sum();
     let pruned: usize = WEIGHTS.iter().map(|w| pruned_count(model, w)).sum();
     pruned as f64 / total as f64
 }

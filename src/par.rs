@@ -71,6 +71,7 @@ pub(crate) fn for_weighted_blocks_mut<T: Send>(
 /// `f(i, a_block, b_block)` over consecutive blocks: the `i`-th block
 /// of `block` elements of `a` with the `i`-th of `block * per` elements of
 /// `b` (the last ones may be shorter); the results in order.
+#[cfg_attr(not(feature = "safetensors"), allow(dead_code))] // used by io only
 pub(crate) fn map_blocks_mut2<A: Send, B: Send, R: Send>(
     a: &mut [A],
     b: &mut [B],
@@ -97,6 +98,7 @@ pub(crate) fn map_blocks_mut2<A: Send, B: Send, R: Send>(
 }
 
 /// How many threads the parallel loops use.
+#[cfg_attr(not(feature = "safetensors"), allow(dead_code))] // used by io only
 pub(crate) fn threads() -> usize {
     #[cfg(feature = "rayon")]
     return rayon::current_num_threads();

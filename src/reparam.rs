@@ -150,7 +150,7 @@ where
 /// The record of one step of `method` in a pruning history: the built-in
 /// methods record their settings, any other method its kind and
 /// description.
-fn step_of<T, P>(method: &P, importance_scores: bool) -> PruningStep
+pub(crate) fn step_of<T, P>(method: &P, importance_scores: bool) -> PruningStep
 where
     T: PruneFloat,
     P: PruningMethod<T> + ?Sized,

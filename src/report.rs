@@ -986,7 +986,9 @@ pub(crate) struct Tally {
     kept: usize,
     /// Entries of the current row fed so far ([`Tally::feed`]), and
     /// whether one of them is kept.
+    #[cfg_attr(not(feature = "safetensors"), allow(dead_code))] // fed by io only
     col: usize,
+    #[cfg_attr(not(feature = "safetensors"), allow(dead_code))]
     row_any: bool,
 }
 
@@ -1042,6 +1044,7 @@ impl Tally {
     /// The next entries' flags (true: kept), any number of them: rows may
     /// start and end anywhere in them. The same counts as [`Tally::row`]
     /// fed whole rows.
+    #[cfg_attr(not(feature = "safetensors"), allow(dead_code))] // used by io only
     pub(crate) fn feed(&mut self, mut flags: &[bool]) {
         let row_len = self.row_len();
         if self.entries() == 0 {

@@ -23,14 +23,21 @@
 //!   method ([`prune::apply`](crate::prune::apply)'s last argument, a
 //!   gradual pruner's, …).
 //! - [`prune`]: Wanda itself, [`PerRowUnstructured`] on those scores with
-//!   the reference's rounding ([`Rounding::Down`]); [`prune_with`] for any
-//!   other method on the same scores.
+//!   the reference's rounding ([`Rounding::Down`]); [`prune_nm`]: Wanda's
+//!   N:M sparsity (2:4, 4:8), [`NmStructured`] along the inputs on those
+//!   scores; [`prune_ranked`] and [`prune_with`] for any other method on
+//!   the same scores.
 //!
-//! Norms are kept in `f64`; scores are computed in `f64`
-//! (`|w| as f64 · norm`) and rounded once to the weight's dtype. Scaling
-//! every norm of a layer by one positive number (a mean over tokens
-//! instead of a sum, as the reference code keeps) changes no row's order
-//! beyond rounding, so the masks are the same.
+//! Norms are kept in `f64`. Scores are computed in the dtype the reference
+//! code's PyTorch promotes `|W| · norm` to, its norms being `f32`: `f64`
+//! for an `f64` weight; `f32` for an `f32`, `bf16` or `f16` weight (the
+//! norm rounded to `f32`, the product rounded once to `f32`), and ranked
+//! in `f32` by [`prune`], [`prune_nm`] and [`prune_ranked`] whatever the
+//! weight's dtype is; the reference's N:M selection ranks `f32` scores
+//! even for an `f64` weight (its `.float()`), and so does [`prune_nm`].
+//! Scaling every norm of a layer by one positive number (a mean over
+//! tokens instead of a sum, as the reference code keeps) changes no row's
+//! order beyond rounding, so the masks are the same.
 //!
 //! ```
 //! use ndprune::prelude::*;
@@ -52,8 +59,8 @@
 use ndarray::{ArrayD, ArrayView, ArrayView1, ArrayViewD, Dimension, IxDyn};
 
 use crate::{
-    Amount, Module, PerRowUnstructured, PruneError, PruneErrorKind, PruneFloat, PruningMethod,
-    Rounding,
+    Amount, Dim, Module, NmStructured, PerRowUnstructured, PruneError, PruneErrorKind, PruneFloat,
+    PruningMethod, Rounding,
 };
 
 /// Sums of squares of a Linear layer's inputs, per input feature, in `f64`,
@@ -276,9 +283,14 @@ impl ActivationNorms {
 
 /// Wanda's importance of each entry of `weight` (`[out_features,
 /// in_features]`, `in_features` = `norms.len()`):
-/// `S[i, j] = |W[i, j]| · norms[j]`, in `f64` and rounded once to `T`. A
-/// NaN weight gives a NaN score (which every method in ndprune ranks
-/// above all numbers, so keeps).
+/// `S[i, j] = |W[i, j]| · norms[j]`, computed as the reference code does,
+/// in PyTorch's promotion of the weight's dtype and its `f32` norms: in
+/// `f64` for an `f64` weight, else in `f32` (the norm rounded to `f32`, the
+/// product rounded once to `f32`), then given in `T`. For `bf16`/`f16`
+/// that last rounding merges scores the reference tells apart; [`prune`],
+/// [`prune_nm`] and [`prune_ranked`] (any method) rank the `f32` scores
+/// instead. A NaN weight gives a NaN score (which every method in ndprune
+/// ranks above all numbers, so keeps).
 ///
 /// ```
 /// use ndprune::wanda::{scores, ActivationNorms};
@@ -297,7 +309,31 @@ pub fn scores<T: PruneFloat>(
     weight: ArrayViewD<'_, T>,
     norms: &ActivationNorms,
 ) -> Result<ArrayD<T>, PruneError> {
-    let shape = weight.shape();
+    if ranks_in_f32::<T>() {
+        Ok(scores_f32(weight, norms)?.mapv(|s| T::from_f64(f64::from(s))))
+    } else {
+        let n = check_norms(weight.shape(), norms)?;
+        Ok(score_rows(weight, n.len(), |w, j| {
+            T::from_f64(w.as_f64().abs() * n[j])
+        }))
+    }
+}
+
+/// Whether scores of a `T` weight are computed (and, for half dtypes,
+/// ranked) in `f32`, as the reference's `f32` norms promote them: every
+/// float dtype but `f64`.
+fn ranks_in_f32<T: PruneFloat>() -> bool {
+    T::MANTISSA_DIGITS <= f32::MANTISSA_DIGITS
+}
+
+/// Whether every `f32` is a `T` (`f32`, `f64`): `f32` scores are then
+/// ranked as `T`s, exactly.
+fn holds_f32<T: PruneFloat>() -> bool {
+    T::MANTISSA_DIGITS >= f32::MANTISSA_DIGITS
+}
+
+/// The norms, after checking that they fit a weight of `shape`.
+fn check_norms<'n>(shape: &[usize], norms: &'n ActivationNorms) -> Result<&'n [f64], PruneError> {
     if shape.len() != 2 || shape[1] != norms.len() {
         return Err(PruneErrorKind::ActivationNormsMismatch {
             shape: shape.to_vec(),
@@ -305,30 +341,55 @@ pub fn scores<T: PruneFloat>(
         }
         .into());
     }
-    let n = norms.as_slice();
+    Ok(norms.as_slice())
+}
+
+/// `score(w, column)` of every entry of the matrix `weight` of `columns`
+/// columns (checked), in its shape.
+fn score_rows<T: PruneFloat, S: Clone>(
+    weight: ArrayViewD<'_, T>,
+    columns: usize,
+    score: impl Fn(T, usize) -> S,
+) -> ArrayD<S> {
+    let shape = weight.shape().to_vec();
     let weight = weight.as_standard_layout();
     let data = weight
         .as_slice()
         .expect("as_standard_layout gives contiguous row-major data");
-    let out: Vec<T> = if n.is_empty() {
+    let out: Vec<S> = if columns == 0 {
         Vec::new()
     } else {
-        data.chunks_exact(n.len())
-            .flat_map(|row| {
-                row.iter()
-                    .zip(n)
-                    .map(|(&w, &x)| T::from_f64(w.as_f64().abs() * x))
-            })
+        data.chunks_exact(columns)
+            .flat_map(|row| row.iter().enumerate().map(|(j, &w)| score(w, j)))
             .collect()
     };
-    Ok(ArrayD::from_shape_vec(IxDyn(shape), out).expect("one score per entry"))
+    ArrayD::from_shape_vec(IxDyn(&shape), out).expect("one score per entry")
+}
+
+/// The scores as the reference computes them for a weight of `f32` or a
+/// half dtype: `|w|` (exact in `f32`) times the norm rounded to `f32`, the
+/// product rounded once to `f32` (the product of two `f32`s is exact in
+/// `f64`, so this is `f32` multiplication).
+fn scores_f32<T: PruneFloat>(
+    weight: ArrayViewD<'_, T>,
+    norms: &ActivationNorms,
+) -> Result<ArrayD<f32>, PruneError> {
+    let n: Vec<f64> = check_norms(weight.shape(), norms)?
+        .iter()
+        .map(|&x| f64::from(x as f32))
+        .collect();
+    Ok(score_rows(weight, n.len(), |w, j| {
+        (f64::from(w.as_f64().abs() as f32) * n[j]) as f32
+    }))
 }
 
 /// Wanda: prunes `amount` of every output row of the weight at `path`
 /// (a fraction of each row's entries still unpruned, rounded down as the
 /// reference code's `int(in_features * ratio)`), the entries of smallest
-/// `|W| · ‖X‖₂`. The same as [`prune_with`] and
-/// `PerRowUnstructured::new(amount)?.with_rounding(Rounding::Down)`.
+/// `|W| · ‖X‖₂`: [`PerRowUnstructured`] with [`Rounding::Down`] on the
+/// [`scores`], which a `bf16`/`f16` weight has ranked in `f32`, as the
+/// reference ranks them (rounding them to the weight's dtype would tie
+/// entries the reference orders).
 ///
 /// The scores are taken from the tensor as it is now (a pruned entry
 /// scores 0, but only the entries still unpruned are ranked). Fails, and
@@ -359,13 +420,88 @@ where
     M: Module<T> + ?Sized,
 {
     let method = PerRowUnstructured::new(amount)?.with_rounding(Rounding::Down);
-    prune_with(module, path, norms, &method)
+    prune_ranked(module, path, norms, &method)
+}
+
+/// Wanda's N:M sparsity (the reference code's `prune_n`/`prune_m`): in
+/// every group of `m` consecutive inputs of each output row, the `n`
+/// entries of largest `|W| · ‖X‖₂` are kept and the rest pruned:
+/// [`NmStructured`] along dim 1 (its default tie rule, PyTorch's
+/// `topk(largest=False)` on the CPU, as the reference calls it) on the
+/// [`scores`] ranked in `f32`, as the reference ranks them
+/// (`W_metric[:, ii:ii + m].float()`): for an `f64` weight the `f64`
+/// scores rounded to `f32`, for a `bf16`/`f16` weight the `f32` scores
+/// (not rounded to the weight's dtype).
+///
+/// ndprune's `n` is the count **kept**, the reference's `prune_n` the
+/// count pruned: the reference's 2:4 (`prune_n = 2, prune_m = 4`) is
+/// `n = 2, m = 4` here too, its 4:8 is `n = 4, m = 8`, and in general
+/// `n = m - prune_n`.
+///
+/// The scores are those of the tensor as it is now; an entry pruned
+/// before stays pruned and counts as one of its group's pruned entries
+/// (see [`NmStructured`]). Fails, and changes nothing, for `m == 0` or
+/// `n > m` ([`PruneErrorKind::InvalidNm`]), a row length that is no
+/// multiple of `m` ([`PruneErrorKind::IndivisibleGroups`]), norms that do
+/// not fit ([`PruneErrorKind::ActivationNormsMismatch`]) and whatever
+/// [`prune::apply`](crate::prune::apply) fails for.
+///
+/// ```
+/// use ndprune::prelude::*;
+/// use ndprune::wanda::{self, ActivationNorms};
+/// use ndarray::array;
+/// # fn main() -> Result<(), PruneError> {
+/// let w = array![[4.0f32, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 0.5]].into_dyn();
+/// let mut layer = Layer::new().with_parameter("weight", w)?;
+/// let norms = ActivationNorms::new(vec![0.1, 1.0, 1.0, 10.0])?;
+/// // Scores [[0.4, 3, 2, 10], [0.1, 2, 3, 5]]: keep the 2 largest of each 4.
+/// wanda::prune_nm(&mut layer, "weight", &norms, 2, 4)?;
+/// assert_eq!(layer.buffer("weight_mask").unwrap(),
+///            &array![[0.0f32, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]].into_dyn());
+/// // Groups of 3 do not divide a row of 4: an error, nothing changed.
+/// let err = wanda::prune_nm(&mut layer, "weight", &norms, 1, 3).unwrap_err();
+/// assert!(matches!(err.kind(), PruneErrorKind::IndivisibleGroups { .. }));
+/// assert_eq!(layer.pruning_history("weight").map(|h| h.len()), Some(1));
+/// # Ok(()) }
+/// ```
+pub fn prune_nm<T, M>(
+    module: &mut M,
+    path: &str,
+    norms: &ActivationNorms,
+    n: usize,
+    m: usize,
+) -> Result<(), PruneError>
+where
+    T: PruneFloat,
+    M: Module<T> + ?Sized,
+{
+    let method = NmStructured::new(n, m, Dim(1)).map_err(|e| e.in_tensor(path))?;
+    let s = current_scores(&*module, path, norms, nm_scores::<T>)?;
+    apply_f32_scores(module, path, &s, &method)
+}
+
+/// The scores the reference's N:M selection ranks: [`scores`] rounded to
+/// `f32` (`W_metric[..].float()`; for every dtype but `f64` they are `f32`
+/// already).
+fn nm_scores<T: PruneFloat>(
+    weight: ArrayViewD<'_, T>,
+    norms: &ActivationNorms,
+) -> Result<ArrayD<f32>, PruneError> {
+    if ranks_in_f32::<T>() {
+        scores_f32(weight, norms)
+    } else {
+        Ok(scores(weight, norms)?.mapv(|s| s.as_f64() as f32))
+    }
 }
 
 /// Prunes the tensor at `path` by any method, with Wanda's scores
-/// ([`scores`] of the tensor as it is now) as its importance scores: an
-/// [`L1Unstructured`](crate::L1Unstructured) on them compares across the
-/// whole layer instead of within rows, say.
+/// ([`scores`] of the tensor as it is now, in `T`) as its importance
+/// scores: an [`L1Unstructured`](crate::L1Unstructured) on them compares
+/// across the whole layer instead of within rows, say. For a `bf16`/`f16`
+/// weight the scores are rounded to that dtype before the method ranks
+/// them, which ties entries the reference (ranking in `f32`) orders;
+/// [`prune`] and [`prune_nm`] do not, and [`prune_ranked`] gives any
+/// method that works in every dtype the same `f32` ranking.
 ///
 /// ```
 /// use ndprune::prelude::*;
@@ -391,10 +527,152 @@ where
     M: Module<T> + ?Sized,
     P: PruningMethod<T> + ?Sized,
 {
+    let s = current_scores(&*module, path, norms, scores::<T>)?;
+    crate::prune::apply(module, path, method, Some(s.view()))
+}
+
+/// Prunes the tensor at `path` by `method` on Wanda's scores as the
+/// reference ranks them: in `f64` for an `f64` weight (this is then
+/// [`prune_with`]), else the `f32` [`scores`], not rounded to the weight's
+/// dtype. For a `bf16`/`f16` weight `method` ranks them on an `f32` copy
+/// of the tensor's pruning state, and the mask it gives is committed to
+/// the tensor and recorded in its history as `method`'s own step (as
+/// [`prune::apply`](crate::prune::apply) records it). `method` must work
+/// in `f32` and in `T`, as every built-in method does. Fails, and changes
+/// nothing, as [`prune_with`] does.
+///
+/// ```
+/// # fn main() -> Result<(), ndprune::PruneError> {
+/// # #[cfg(feature = "half")] {
+/// use half::bf16;
+/// use ndprune::prelude::*;
+/// use ndprune::wanda::{self, ActivationNorms};
+/// use ndarray::array;
+/// // |w| = 1.0 and 1.0078125, norms 1.0 and 0.99609375: in f32 the second
+/// // scores 1.0039, the first 1.0; in bf16 both round to 1.0.
+/// let w = array![[bf16::from_f32(1.0), bf16::from_f32(1.0078125)]].into_dyn();
+/// let mut layer = Layer::new().with_parameter("weight", w)?;
+/// let norms = ActivationNorms::new(vec![1.0, 0.99609375])?;
+/// wanda::prune_ranked(&mut layer, "weight", &norms, &L1Unstructured::new(Amount::Count(1))?)?;
+/// let one = bf16::from_f32(1.0);
+/// assert_eq!(layer.buffer("weight_mask").unwrap(), &array![[bf16::ZERO, one]].into_dyn());
+/// // The history has L1Unstructured's step, as prune::apply records it.
+/// assert!(matches!(layer.pruning_history("weight").unwrap()[0], PruningStep::L1Unstructured { .. }));
+/// # }
+/// # Ok(()) }
+/// ```
+pub fn prune_ranked<T, M, P>(
+    module: &mut M,
+    path: &str,
+    norms: &ActivationNorms,
+    method: &P,
+) -> Result<(), PruneError>
+where
+    T: PruneFloat,
+    M: Module<T> + ?Sized,
+    P: PruningMethod<T> + PruningMethod<f32> + ?Sized,
+{
+    if !ranks_in_f32::<T>() {
+        return prune_with(module, path, norms, method);
+    }
+    let s = current_scores(&*module, path, norms, scores_f32::<T>)?;
+    apply_f32_scores(module, path, &s, method)
+}
+
+/// Prunes the tensor at `path` by `method` ranking the `f32` scores `s`
+/// (of the tensor's shape): as `T`s where every `f32` is one; else on an
+/// `f32` copy of the tensor's pruning state, the mask it gives committed
+/// as `method`'s step. Changes nothing on error.
+fn apply_f32_scores<T, M, P>(
+    module: &mut M,
+    path: &str,
+    s: &ArrayD<f32>,
+    method: &P,
+) -> Result<(), PruneError>
+where
+    T: PruneFloat,
+    M: Module<T> + ?Sized,
+    P: PruningMethod<T> + PruningMethod<f32> + ?Sized,
+{
+    if holds_f32::<T>() {
+        let s = s.mapv(|v| T::from_f64(f64::from(v)));
+        return crate::prune::apply(module, path, method, Some(s.view()));
+    }
+    let in_shadow = |e: PruneError| PruneError::new(path, e.kind().clone());
+    // The tensor's pruning state in f32: only the mask matters, as the
+    // scores are given.
+    let mut shadow = crate::Layer::<f32>::new()
+        .with_parameter("w", s.clone())
+        .map_err(in_shadow)?;
     let (store, name) = crate::module::resolve(&*module, path)?;
+    if let Some(mask) = store.buffer(&crate::module::mask_name(name)) {
+        let mask = mask.mapv(|v| v.as_f64() as f32);
+        crate::prune::custom_from_mask(&mut shadow, "w", mask.view()).map_err(in_shadow)?;
+    }
+    crate::prune::apply(&mut shadow, "w", method, Some(s.view())).map_err(in_shadow)?;
+    let mask = shadow
+        .buffer("w_mask")
+        .expect("the shadow was just pruned")
+        .mapv(|v| T::from_f64(f64::from(v)));
+    let fixed = FixedMask {
+        mask,
+        step: crate::reparam::step_of::<f32, P>(method, true),
+    };
+    crate::prune::apply(module, path, &fixed, None)
+}
+/// Wanda's scores of the tensor at `path` as it is now, by `score`, with
+/// errors naming `path`.
+fn current_scores<T, M, S>(
+    module: &M,
+    path: &str,
+    norms: &ActivationNorms,
+    score: impl Fn(ArrayViewD<'_, T>, &ActivationNorms) -> Result<ArrayD<S>, PruneError>,
+) -> Result<ArrayD<S>, PruneError>
+where
+    T: PruneFloat,
+    M: Module<T> + ?Sized,
+{
+    let (store, name) = crate::module::resolve(module, path)?;
     let weight = store
         .get(name)
         .ok_or_else(|| PruneError::new(path, PruneErrorKind::NoSuchTensor))?;
-    let s = scores(weight.view(), norms).map_err(|e| PruneError::new(path, e.kind().clone()))?;
-    crate::prune::apply(module, path, method, Some(s.view()))
+    score(weight.view(), norms).map_err(|e| PruneError::new(path, e.kind().clone()))
+}
+
+/// A mask computed elsewhere (by a method ranking `f32` scores), committed
+/// as that method's step. Its kind is global: it sees the whole tensor and
+/// its current mask, and the mask it gives never revives an entry (it was
+/// computed from that same mask).
+#[derive(Debug)]
+struct FixedMask<T> {
+    mask: ArrayD<T>,
+    step: crate::PruningStep,
+}
+
+impl<T: PruneFloat> PruningMethod<T> for FixedMask<T> {
+    fn kind(&self) -> crate::PruningKind {
+        crate::PruningKind::Global
+    }
+
+    fn compute_mask(
+        &self,
+        _t: ArrayViewD<'_, T>,
+        _default_mask: ArrayViewD<'_, T>,
+    ) -> Result<ArrayD<T>, PruneError> {
+        Ok(self.mask.clone())
+    }
+
+    fn fast_path(&self) -> Option<&dyn crate::method::FastPath<T>> {
+        Some(self)
+    }
+}
+
+impl<T: PruneFloat> crate::method::FastPath<T> for FixedMask<T> {
+    fn method(&self) -> &dyn PruningMethod<T> {
+        self
+    }
+
+    fn step(&self, _importance_scores: bool) -> crate::PruningStep {
+        self.step.clone()
+    }
 }

@@ -2,7 +2,7 @@
 #![cfg(feature = "cli")]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use half::bf16;
 use ndarray::ArrayD;
@@ -11,23 +11,9 @@ use ndprune::prelude::*;
 use rand::SeedableRng;
 use serde_json::json;
 
-fn dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ndprune-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn ndprune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ndprune"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::{dir, ndprune, ok, prune_args, s, stderr};
 
 /// f32 conv, norm and linear layers, a bf16 adapter, an int64 counter and
 /// a uint8 table.
@@ -88,16 +74,6 @@ fn names(path: &Path) -> Vec<String> {
         .collect();
     n.sort();
     n
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
@@ -872,17 +848,67 @@ fn a_pth_file_prunes_to_what_its_safetensors_twin_prunes_to() {
     assert!(r.status.success(), "{}", stderr(&r));
 }
 
-fn prune_args<'a>(input: &'a str, output: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["prune", input, output];
-    v.extend_from_slice(rest);
-    v
+/// A directory holding `pytorch_model.bin` beside `config.json` and no
+/// index (transformers' `save_pretrained(safe_serialization=False)` of a
+/// small model) prunes into a directory holding `model.safetensors` and
+/// the config, with the masks its safetensors twin prunes to.
+#[test]
+fn a_directory_of_one_bin_file_prunes_into_a_safetensors_directory() {
+    let d = dir("bin-dir");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth");
+    let model = d.join("model");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::copy(fixtures.join("model.pth"), model.join("pytorch_model.bin")).unwrap();
+    std::fs::write(model.join("config.json"), r#"{"model_type": "test"}"#).unwrap();
+    let (out, twin) = (d.join("out"), d.join("twin.safetensors"));
+    for (input, output) in [(&model, &out), (&fixtures.join("model.safetensors"), &twin)] {
+        let r = ndprune(&prune_args(s(input), s(output), L1));
+        assert!(r.status.success(), "{}: {}", input.display(), stderr(&r));
+    }
+    assert_eq!(child_names(&out), ["config.json", "model.safetensors"]);
+    assert_eq!(child_names(&model), ["config.json", "pytorch_model.bin"]);
+    assert_eq!(
+        std::fs::read(out.join("config.json")).unwrap(),
+        std::fs::read(model.join("config.json")).unwrap()
+    );
+    let tensors = |path: &Path| -> Vec<(String, Vec<u8>)> {
+        let bytes = std::fs::read(path).unwrap();
+        let view = SafetensorsView::parse(&bytes).unwrap();
+        let mut v: Vec<_> = view
+            .entries()
+            .iter()
+            .map(|e| (e.name().to_string(), e.data().to_vec()))
+            .collect();
+        v.sort();
+        v
+    };
+    let (got, want) = (tensors(&out.join("model.safetensors")), tensors(&twin));
+    assert!(got.iter().filter(|(n, _)| n.ends_with("_mask")).count() >= 4);
+    assert_eq!(got, want);
+    // Beside a Trainer's second PyTorch file, pytorch_model.bin is the
+    // model, as for transformers' from_pretrained; the other is copied.
+    std::fs::copy(fixtures.join("nested.pth"), model.join("training_args.bin")).unwrap();
+    let again = d.join("again");
+    let r = ndprune(&prune_args(s(&model), s(&again), L1));
+    ok(&r);
+    assert_eq!(
+        child_names(&again),
+        ["config.json", "model.safetensors", "training_args.bin"]
+    );
+    assert_eq!(tensors(&again.join("model.safetensors")), want);
+    // Without that name, which is the model is not guessed: the error
+    // names both, and nothing is written.
+    std::fs::rename(model.join("pytorch_model.bin"), model.join("weights.bin")).unwrap();
+    let third = d.join("third");
+    let r = ndprune(&prune_args(s(&model), s(&third), L1));
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+    for says in ["weights.bin", "training_args.bin", "name the file"] {
+        assert!(stderr(&r).contains(says), "{}", stderr(&r));
+    }
+    assert!(!third.exists());
 }
 
 const L1: &[&str] = &["--method", "l1_unstructured", "--amount", "0.5"];
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 #[test]
 fn pruning_errors_name_the_file_and_its_tensor() {
@@ -1558,6 +1584,29 @@ fn max_shard_size_reshards_a_file_or_a_sharded_checkpoint() {
             .collect();
         want.sort();
         assert_eq!(got, want, "{tag}");
+        // What fits in one shard: a lone model.safetensors, no index, as
+        // transformers writes it; the same bytes of tensors.
+        let one = d.join(format!("{tag}-one"));
+        ok(&ndprune(&prune_args(
+            s(input),
+            s(&one),
+            &[L1, &["--max-shard-size", "1GB", "-q"]].concat(),
+        )));
+        let written = if tag == "sharded" {
+            vec!["config.json", "model.safetensors"]
+        } else {
+            vec!["model.safetensors"]
+        };
+        assert_eq!(child_names(&one), written, "{tag}");
+        let bytes = std::fs::read(one.join("model.safetensors")).unwrap();
+        let view = SafetensorsView::parse(&bytes).unwrap();
+        let mut one_shard: Vec<(String, Vec<u8>)> = view
+            .entries()
+            .iter()
+            .map(|e| (e.name().to_string(), e.data().to_vec()))
+            .collect();
+        one_shard.sort();
+        assert_eq!(one_shard, want, "{tag}");
     }
     // Bad sizes, and a file as OUT, are usage errors: nothing written.
     for (size, out, says) in [
@@ -1849,4 +1898,59 @@ fn a_write_failing_midway_leaves_nothing() {
         assert_eq!(temporaries(&d), Vec::<String>::new());
         assert_eq!(child_names(&d), ["in.safetensors"]);
     }
+}
+
+/// A Hugging Face directory often ships the same model as safetensors and
+/// as PyTorch (and TensorFlow) weights: the pruned output holds the
+/// pruned safetensors and the config, not the unpruned twins, and the
+/// run says what it left out.
+#[test]
+fn weights_in_other_formats_are_not_copied_and_the_run_says_so() {
+    let d = dir("twins");
+    let input = d.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    mixed_file(&input.join("model.safetensors"));
+    for name in [
+        "pytorch_model.bin",
+        "tf_model.h5",
+        "config.json",
+        "tokenizer.json",
+    ] {
+        std::fs::write(input.join(name), b"{}").unwrap();
+    }
+    let out = d.join("out");
+    let r = ndprune(&prune_args(
+        s(&input),
+        s(&out),
+        &["--method", "l1_unstructured", "--amount", "0.5"],
+    ));
+    ok(&r);
+    let listing = |dir: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        listing(&out),
+        ["config.json", "model.safetensors", "tokenizer.json"]
+    );
+    let err = stderr(&r);
+    assert!(
+        err.contains("not copied to OUT: pytorch_model.bin, tf_model.h5"),
+        "{err}"
+    );
+    // Quiet runs say nothing; the output is the same.
+    let out2 = d.join("out2");
+    let r = ndprune(&prune_args(
+        s(&input),
+        s(&out2),
+        &["--method", "l1_unstructured", "--amount", "0.5", "-q"],
+    ));
+    ok(&r);
+    assert!(stderr(&r).is_empty(), "{}", stderr(&r));
+    assert_eq!(listing(&out2), listing(&out));
+    std::fs::remove_dir_all(&d).unwrap();
 }

@@ -2,8 +2,7 @@
 //! steps, run as a program: the files written equal the library's results.
 #![cfg(feature = "cli")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use half::bf16;
 use ndarray::ArrayD;
@@ -12,33 +11,9 @@ use ndprune::prelude::*;
 use ndprune::BlockNorm;
 use rand::SeedableRng;
 
-fn dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ndprune-cli-sp-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn ndprune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ndprune"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::{dir, ndprune, ok, prune_args, s};
 
 /// Two f32 linear layers (rows of 16 and 8), a conv and a bf16 `[4, 8]`
 /// adapter.
@@ -54,12 +29,6 @@ fn model_file(path: &Path) {
         .collect();
     ckpt.push_raw(RawTensor::new("adapter.weight", Dtype::BF16, vec![4, 8], adapter).unwrap());
     ckpt.save(path).unwrap();
-}
-
-fn prune_args<'a>(i: &'a str, o: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["prune", i, o];
-    v.extend_from_slice(rest);
-    v
 }
 
 #[test]

@@ -7,7 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use ndprune::io::{pth, CheckpointError, CheckpointFiles, Dtype, FilePruner, Output, StreamMethod};
+use ndprune::io::{
+    pth, CheckpointError, CheckpointFiles, Dtype, FilePruner, Output, PthDirectoryProblem,
+    StreamMethod,
+};
 use ndprune::{Amount, Dim, Norm};
 
 #[path = "support/tensors.rs"]
@@ -315,4 +318,151 @@ fn sharded_bin_files_prune_to_the_masks_of_their_safetensors_twin() {
     )
     .unwrap();
     assert!(CheckpointFiles::open(&bad).is_err());
+}
+
+/// A directory as transformers' `save_pretrained(safe_serialization=False)`
+/// leaves a small model: `pytorch_model.bin` (here the `.pth` fixture
+/// under that name) beside `config.json`, and no index.
+fn bin_directory(name: &str) -> PathBuf {
+    let dir = scratch(name).join("model");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(fixture("model.pth"), dir.join("pytorch_model.bin")).unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"model_type": "test"}"#).unwrap();
+    dir
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_directory_of_one_bin_file_prunes_to_the_masks_of_its_twin() {
+    let dir = bin_directory("bin-dir");
+    let before = listing(&dir);
+    let twin = CheckpointFiles::open(fixture("model.safetensors")).unwrap();
+    let files = CheckpointFiles::open(&dir).unwrap();
+    assert!(files.is_converted() && !files.is_sharded());
+    assert_eq!(files.origin(), dir);
+    // Named as transformers names the safetensors twin; config.json goes
+    // along as beside a safetensors file.
+    assert_eq!(files.file_names(), ["model.safetensors"]);
+    assert_eq!(files.other_files(), [dir.join("config.json")]);
+    assert_eq!(tensors(&files), tensors(&twin));
+    let out = dir.parent().unwrap();
+    for (case, method) in [
+        ("global", StreamMethod::Global),
+        ("l1", StreamMethod::L1Unstructured),
+    ] {
+        let (a, b) = (
+            out.join(format!("out-{case}")),
+            out.join(format!("twin-{case}.safetensors")),
+        );
+        let pruner = FilePruner::new(method, Amount::Fraction(0.4));
+        let report = pruner
+            .run(&files, &Output::Directory(a.clone()), &mut ())
+            .unwrap();
+        pruner
+            .run(&twin, &Output::File(b.clone()), &mut ())
+            .unwrap();
+        // A safetensors checkpoint as transformers writes one that fits
+        // in one file: model.safetensors, no index, the config copied.
+        assert_eq!(listing(&a), ["config.json", "model.safetensors"], "{case}");
+        assert_eq!(report.other_files, 1);
+        assert_eq!(
+            std::fs::read(a.join("config.json")).unwrap(),
+            std::fs::read(dir.join("config.json")).unwrap()
+        );
+        let (ta, tb) = (
+            tensors(&CheckpointFiles::open(&a).unwrap()),
+            tensors(&CheckpointFiles::open(&b).unwrap()),
+        );
+        assert!(ta.keys().filter(|k| k.ends_with("_mask")).count() >= 4);
+        assert_eq!(ta, tb, "{case}: the masks differ from the twin's");
+    }
+    // The input is as it was, and the conversion goes with the files.
+    let temp = files.converted_dir().unwrap().to_path_buf();
+    drop(files);
+    assert!(!temp.exists());
+    assert_eq!(listing(&dir), before);
+}
+
+#[test]
+fn a_directory_of_one_pth_or_pt_file_opens_under_a_safetensors_name() {
+    for (name, converted) in [
+        ("weights.pt", "weights.safetensors"),
+        ("model.pth", "model.safetensors"),
+    ] {
+        let dir = scratch(&format!("one-{name}"));
+        std::fs::copy(fixture("nested.pth"), dir.join(name)).unwrap();
+        let files = CheckpointFiles::open(&dir).unwrap();
+        assert_eq!(files.file_names(), [converted], "{name}");
+        assert!(files.other_files().is_empty(), "{name}");
+        assert_eq!(
+            tensors(&files),
+            tensors(&CheckpointFiles::open(fixture("model.safetensors")).unwrap())
+        );
+    }
+}
+
+#[test]
+fn a_directory_of_several_pytorch_files_and_no_index_is_refused() {
+    let dir = bin_directory("bin-several");
+    // As a Trainer leaves beside the model: pytorch_model.bin is the
+    // model, as transformers' from_pretrained takes it, and the others are
+    // other files.
+    std::fs::copy(fixture("nested.pth"), dir.join("training_args.bin")).unwrap();
+    std::fs::copy(fixture("views.pth"), dir.join("optimizer.pt")).unwrap();
+    let files = CheckpointFiles::open(&dir).unwrap();
+    assert_eq!(files.file_names(), ["model.safetensors"]);
+    let others: Vec<String> = files
+        .other_files()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(others.contains(&"optimizer.pt".to_string()), "{others:?}");
+    assert!(
+        others.contains(&"training_args.bin".to_string()),
+        "{others:?}"
+    );
+    drop(files);
+    // Without transformers' name, several files are refused.
+    std::fs::rename(dir.join("pytorch_model.bin"), dir.join("weights.bin")).unwrap();
+    let before = listing(&dir);
+    let err = CheckpointFiles::open(&dir).unwrap_err();
+    match &err {
+        CheckpointError::PthDirectory {
+            path,
+            files,
+            problem: PthDirectoryProblem::Several,
+            ..
+        } => {
+            assert_eq!(path, &dir);
+            assert_eq!(files, &["optimizer.pt", "training_args.bin", "weights.bin"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = err.to_string();
+    for says in [
+        "optimizer.pt",
+        "weights.bin",
+        "training_args.bin",
+        "name the file to open",
+    ] {
+        assert!(text.contains(says), "{text}");
+    }
+    assert_eq!(listing(&dir), before);
+    // Named, the one file opens (as a file: no other files).
+    let files = CheckpointFiles::open(dir.join("weights.bin")).unwrap();
+    assert!(files.other_files().is_empty());
+    // A safetensors file beside them is the checkpoint: no PyTorch file
+    // is read.
+    std::fs::copy(fixture("views.safetensors"), dir.join("model.safetensors")).unwrap();
+    let files = CheckpointFiles::open(&dir).unwrap();
+    assert!(!files.is_converted());
+    assert_eq!(tensors(&files).len(), 4);
 }

@@ -29,8 +29,46 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// Checks the re-sharded directory `out` against the limit `max` and
-/// returns, for each shard by name, the tensors it holds.
+/// returns, for each shard by name, the tensors it holds. What fits in one
+/// shard is `model.safetensors` alone, with no index, as transformers'
+/// `save_pretrained` writes it.
 fn check_shards(out: &Path, max: u64) -> BTreeMap<String, Tensors> {
+    let listed = listing(out);
+    assert!(
+        !listed.iter().any(|n| n.ends_with(".index.json"))
+            || out.join("model.safetensors.index.json").is_file(),
+        "an index of another name: {listed:?}"
+    );
+    if !out.join("model.safetensors.index.json").exists() {
+        assert!(
+            listed.iter().all(|n| !n.starts_with("model-")),
+            "numbered shards and no index: {listed:?}"
+        );
+        let files = CheckpointFiles::open_file(out.join("model.safetensors")).unwrap();
+        let tensors = of_files(&files);
+        let data: u64 = tensors.values().map(|t| t.2.len() as u64).sum();
+        assert!(
+            data <= max || tensors.len() == 1,
+            "{data} bytes in one shard of at most {max}"
+        );
+        assert_eq!(
+            listed
+                .iter()
+                .filter(|n| n.ends_with(".safetensors"))
+                .count(),
+            1,
+            "{listed:?}"
+        );
+        // Opened as the directory, the one file is the model.
+        let whole = CheckpointFiles::open(out).unwrap();
+        assert!(!whole.is_sharded());
+        assert_eq!(whole.file_names(), ["model.safetensors"]);
+        return BTreeMap::from([("model.safetensors".to_string(), tensors)]);
+    }
+    assert!(
+        !out.join("model.safetensors").exists(),
+        "a model.safetensors beside an index: {listed:?}"
+    );
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model.safetensors.index.json")).unwrap())
             .unwrap();
@@ -38,6 +76,7 @@ fn check_shards(out: &Path, max: u64) -> BTreeMap<String, Tensors> {
     let mut shards: BTreeMap<String, Tensors> = BTreeMap::new();
     let names: BTreeSet<&str> = weight_map.values().map(|v| v.as_str().unwrap()).collect();
     let n = names.len();
+    assert!(n >= 2, "an index for one shard");
     for (i, name) in names.iter().enumerate() {
         // Hugging Face's names, numbered from 1 with the count.
         assert_eq!(
@@ -119,12 +158,20 @@ fn resharded_output_holds_the_same_tensors_as_one_file() {
         // shards and the index.
         assert!(out.join("config.json").is_file());
         assert_eq!(report.other_files, 1);
-        assert_eq!(report.files.len(), shards.len() + 1);
+        // The index only for shards.
+        let indexed = usize::from(shards.len() > 1);
+        assert_eq!(report.files.len(), shards.len() + indexed);
         if max == 1 {
             assert!(shards.values().all(|t| t.len() == 1), "one tensor a shard");
         }
         if max == total {
-            assert_eq!(shards.len(), 1);
+            // Everything fits in one: model.safetensors, no index.
+            assert_eq!(listing(&out), ["config.json", "model.safetensors"]);
+            assert_eq!(
+                report.files,
+                [PathBuf::from("model.safetensors")],
+                "the report names the file written"
+            );
         }
     }
 }
@@ -202,4 +249,88 @@ fn bad_shard_sizes_are_refused_and_nothing_is_written() {
 
 fn listing_len(dir: &Path) -> usize {
     std::fs::read_dir(dir).unwrap().count()
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Into one shard or several, the output's index (or its absence) is the
+/// only word on its files: no index of the input is copied, and no
+/// safetensors file the input's index does not list (a stale
+/// `model.safetensors` that transformers would read before the index).
+#[test]
+fn no_stale_index_or_weights_reach_a_resharded_output() {
+    let dir = scratch("stale");
+    let input = dir.join("in");
+    std::fs::create_dir(&input).unwrap();
+    for e in std::fs::read_dir(fixture()).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, input.join(p.file_name().unwrap())).unwrap();
+    }
+    // Left over from other saves: a whole-model file the index does not
+    // list, an index of PyTorch shards, a shard of another layout.
+    std::fs::copy(
+        input.join("model-00003-of-00003.safetensors"),
+        input.join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("pytorch_model.bin.index.json"),
+        r#"{"metadata": {}, "weight_map": {"w": "pytorch_model.bin"}}"#,
+    )
+    .unwrap();
+    std::fs::copy(
+        input.join("model-00001-of-00003.safetensors"),
+        input.join("model-00001-of-00009.safetensors"),
+    )
+    .unwrap();
+    let before: Vec<(String, Vec<u8>)> = listing(&input)
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read(input.join(&n)).unwrap()))
+        .collect();
+    let files = CheckpointFiles::open(&input).unwrap();
+    assert!(files.is_sharded());
+    assert_eq!(files.other_files(), [input.join("config.json")]);
+    let pruner = FilePruner::new(StreamMethod::L1Unstructured, Amount::Fraction(0.5));
+    let single = dir.join("single.safetensors");
+    pruner
+        .run(&files, &Output::File(single.clone()), &mut ())
+        .unwrap();
+    let want = of_checkpoint(&single);
+    for (tag, max) in [("one", u64::MAX), ("several", 2000)] {
+        let out = dir.join(tag);
+        pruner
+            .run(
+                &files,
+                &Output::Shards {
+                    dir: out.clone(),
+                    max_shard_bytes: max,
+                },
+                &mut (),
+            )
+            .unwrap();
+        let shards = check_shards(&out, max);
+        // The files written and config.json: nothing else.
+        let mut written: Vec<String> = shards.keys().cloned().collect();
+        written.push("config.json".into());
+        if shards.len() > 1 {
+            written.push("model.safetensors.index.json".into());
+        }
+        written.sort();
+        assert_eq!(listing(&out), written, "{tag}");
+        assert_eq!(shards.len() > 1, tag == "several", "{tag}");
+        assert_eq!(of_checkpoint(&out), want, "{tag}");
+    }
+    // The input is as it was.
+    let after: Vec<(String, Vec<u8>)> = listing(&input)
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read(input.join(&n)).unwrap()))
+        .collect();
+    assert_eq!(after, before);
 }

@@ -530,3 +530,43 @@ fn special_files_in_a_checkpoint_directory_never_hang_or_get_copied() {
             .is_sharded()
     );
 }
+
+/// Without the feature `pth`, a directory of PyTorch files (a lone
+/// `pytorch_model.bin`, or the index of `.bin` shards) is refused with an
+/// error that says to enable it.
+#[cfg(not(feature = "pth"))]
+#[test]
+fn a_directory_of_pytorch_files_asks_for_the_feature_pth() {
+    use ndprune::io::PthDirectoryProblem;
+    let pth = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth");
+    let lone = scratch("no-pth-lone");
+    std::fs::copy(pth.join("model.pth"), lone.join("pytorch_model.bin")).unwrap();
+    std::fs::write(lone.join("config.json"), "{}").unwrap();
+    for (dir, names) in [
+        (lone, vec!["pytorch_model.bin"]),
+        (
+            pth.join("bin-sharded"),
+            vec![
+                "pytorch_model.bin.index.json",
+                "pytorch_model-00001-of-00002.bin",
+                "pytorch_model-00002-of-00002.bin",
+            ],
+        ),
+    ] {
+        let err = CheckpointFiles::open(&dir).unwrap_err();
+        match &err {
+            CheckpointError::PthDirectory {
+                path,
+                files,
+                problem: PthDirectoryProblem::FeatureOff,
+            } => {
+                assert_eq!(path, &dir);
+                let mut names = names.clone();
+                names.sort();
+                assert_eq!(files, &names);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("feature `pth`"), "{err}");
+    }
+}

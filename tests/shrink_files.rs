@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use ndarray::ArrayD;
 use ndprune::group::{self, ChannelGroup, GroupImportance, Inexact};
 use ndprune::io::{
-    Checkpoint, CheckpointError, CheckpointFiles, ConfigProblem, FileShrinker, Output, ShrinkGroups,
+    Checkpoint, CheckpointError, CheckpointFiles, ConfigProblem, FileShrinker, LayerWidths, Output,
+    ShrinkGroups,
 };
 use ndprune::prelude::*;
 use rand::rngs::StdRng;
@@ -410,6 +411,143 @@ fn a_decoder_without_config_groups_only_its_mlp_and_uneven_layers_are_refused() 
     assert!(!out.exists());
     fs::remove_dir_all(&dir).unwrap();
     fs::remove_dir_all(&dir2).unwrap();
+}
+
+/// Prunes MLP channels `channels` of layer `layer` of the decoder in
+/// `input` (made by [`decoder`]), gate and up rows and down columns, and
+/// makes it permanent in its shard.
+fn prune_mlp(input: &Path, layer: usize, channels: &[usize]) {
+    let shard = input.join(format!("model-0000{}-of-00002.safetensors", layer + 1));
+    let mut ckpt = Checkpoint::<f32>::load(&shard).unwrap();
+    let p = format!("model.layers.{layer}.mlp.");
+    let g = ChannelGroup::new(6)
+        .producer(&format!("{p}gate_proj.weight"), Dim(0))
+        .producer(&format!("{p}up_proj.weight"), Dim(0))
+        .consumer(&format!("{p}down_proj.weight"), Dim(1));
+    group::prune_channels(&mut ckpt, &g, channels).unwrap();
+    for m in g.members() {
+        prune::remove(&mut ckpt, m.tensor()).unwrap();
+    }
+    ckpt.save(&shard).unwrap();
+}
+
+/// Layers pruned unevenly (layer 0: 2 channels, layer 1: 1) under a config
+/// of one width: padded, every layer keeps 5, layer 0 keeps back the
+/// pruned channel of larger importance (its down_proj column), still zero,
+/// and every kept row and column is the input's.
+#[test]
+fn uneven_layers_padded_keep_the_widest_width_exactly() {
+    let dir = scratch("decoder-pad");
+    let input = dir.join("in");
+    fs::create_dir_all(&input).unwrap();
+    let mut rng = StdRng::seed_from_u64(16);
+    decoder(&input, &mut rng, true);
+    prune_mlp(&input, 0, &[2, 4]);
+    prune_mlp(&input, 1, &[1]);
+    let files = CheckpointFiles::open(&input).unwrap();
+    let refused = FileShrinker::new(ShrinkGroups::Decoder)
+        .plan(&files)
+        .unwrap_err();
+    assert!(
+        matches!(refused, CheckpointError::Config { problem: ConfigProblem::NonUniform { ref widths, .. }, .. } if widths == &[4, 5]),
+        "{refused}"
+    );
+    let out = dir.join("out");
+    let report = FileShrinker::new(ShrinkGroups::Decoder)
+        .layer_widths(LayerWidths::PadToWidest)
+        .run(&files, &Output::Directory(out.clone()))
+        .unwrap();
+    assert_eq!(
+        report.config.get("intermediate_size"),
+        Some(&serde_json::json!(5))
+    );
+    let orig = Checkpoint::<f32>::load(input.join("model-00001-of-00002.safetensors")).unwrap();
+    let down = orig.tensor("model.layers.0.mlp.down_proj.weight").unwrap();
+    let norm = |c: usize| down.index_axis(ndarray::Axis(1), c).mapv(|x| x * x).sum();
+    // Group importance of a pruned channel: its down_proj column alone.
+    let back = if norm(2) >= norm(4) { 2 } else { 4 };
+    let gone = 6 - back;
+    let mlp0 = report
+        .groups
+        .iter()
+        .find(|(g, _)| g.primary().unwrap().tensor() == "model.layers.0.mlp.gate_proj.weight")
+        .unwrap();
+    assert_eq!(mlp0.1.removed, vec![gone]);
+    assert_eq!(mlp0.1.kept, 5);
+    let got = Checkpoint::<f32>::load(out.join("model-00001-of-00002.safetensors")).unwrap();
+    let kept: Vec<usize> = (0..6).filter(|&c| c != gone).collect();
+    for (name, axis) in [("gate_proj", 0), ("up_proj", 0), ("down_proj", 1)] {
+        let t = format!("model.layers.0.mlp.{name}.weight");
+        let want = orig.tensor(&t).unwrap().select(ndarray::Axis(axis), &kept);
+        assert_eq!(got.tensor(&t).unwrap(), &want, "{t}");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["intermediate_size"], 5);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A config whose `intermediate_size` is a list (one width per layer)
+/// gets each layer's own width, with no padding and no refusal; a list of
+/// the wrong length is refused.
+#[test]
+fn a_per_layer_config_takes_each_layers_width() {
+    let dir = scratch("decoder-per-layer");
+    let input = dir.join("in");
+    fs::create_dir_all(&input).unwrap();
+    let mut rng = StdRng::seed_from_u64(17);
+    decoder(&input, &mut rng, true);
+    prune_mlp(&input, 0, &[2, 4]);
+    prune_mlp(&input, 1, &[1]);
+    let cfg_path = input.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["intermediate_size"] = serde_json::json!([6, 6]);
+    fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let out = dir.join("out");
+    let report = FileShrinker::new(ShrinkGroups::Decoder)
+        .run(
+            &CheckpointFiles::open(&input).unwrap(),
+            &Output::Directory(out.clone()),
+        )
+        .unwrap();
+    assert_eq!(
+        report.config.get("intermediate_size"),
+        Some(&serde_json::json!([4, 5]))
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(written["intermediate_size"], serde_json::json!([4, 5]));
+    let got = Checkpoint::<f32>::load(out.join("model-00002-of-00002.safetensors")).unwrap();
+    assert_eq!(
+        got.tensor("model.layers.1.mlp.down_proj.weight")
+            .unwrap()
+            .shape(),
+        &[8, 5]
+    );
+
+    cfg["intermediate_size"] = serde_json::json!([6, 6, 6]);
+    fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let out2 = dir.join("out2");
+    let err = FileShrinker::new(ShrinkGroups::Decoder)
+        .run(
+            &CheckpointFiles::open(&input).unwrap(),
+            &Output::Directory(out2.clone()),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CheckpointError::Config {
+                problem: ConfigProblem::BadField {
+                    field: "intermediate_size"
+                },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!out2.exists());
+    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The checkpoint `tools/transformers_shrink_roundtrip.py` saved with

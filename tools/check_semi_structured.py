@@ -77,12 +77,17 @@ def main():
     tensors = {}
     for dtype, tag in [(torch.float16, "f16"), (torch.bfloat16, "bf16")]:
         for shape in [(64, 128), (128, 256), (32, 64)]:
-            while True:
-                w = torch.randn(shape, generator=g).to(dtype)
-                a = w.abs().float().reshape(shape[0], -1, 4)
-                s, _ = a.sort(-1)
-                if bool((s[..., 1:] > s[..., :-1]).all()):  # distinct magnitudes per group
-                    break
+            # Distinct magnitudes in every group of 4, by construction (random
+            # draws in f16/bf16 tie too often to be rejected until none do):
+            # a random order of 1, 2, 3, 4 times a power of two per group,
+            # with random signs, all exact in both dtypes.
+            rows, groups = shape[0], shape[1] // 4
+            order = torch.rand(rows, groups, 4, generator=g).argsort(-1).float() + 1
+            scale = torch.exp2(torch.randint(-6, 3, (rows, groups, 1), generator=g).float())
+            sign = torch.where(torch.rand(rows, groups, 4, generator=g) < 0.5, -1.0, 1.0)
+            w = (order * scale * sign).reshape(shape).to(dtype)
+            a = w.abs().float().reshape(rows, groups, 4).sort(-1).values
+            assert bool((a[..., 1:] > a[..., :-1]).all()), "magnitudes distinct per group"
             tensors[f"{tag}_{shape[0]}x{shape[1]}.weight"] = w.contiguous()
     failed = False
     with tempfile.TemporaryDirectory() as d:

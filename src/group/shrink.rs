@@ -156,7 +156,12 @@ pub fn shrink<T: PruneFloat, M: Module<T> + ?Sized>(
     let size = |model: &M| -> usize {
         tensors
             .iter()
-            .map(|t| model.tensor(t).map_or(0, |a| a.len()))
+            .map(|t| {
+                model
+                    .tensor(t)
+                    .expect("every member was checked to be in the model")
+                    .len()
+            })
             .sum()
     };
     let entries_before = size(model);

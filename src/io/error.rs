@@ -257,6 +257,44 @@ pub enum CheckpointError {
         /// What it holds instead.
         reason: String,
     },
+    /// A directory given as a checkpoint holds no safetensors checkpoint
+    /// but PyTorch files (`.bin`, `.pth`, `.pt`, or the index of `.bin`
+    /// shards) that do not open as one: several files, none named
+    /// `pytorch_model.bin`, and no index to say which one is the model; or
+    /// any, in a build without the feature `pth`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "pth")]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ndprune::io::{CheckpointError, CheckpointFiles, PthDirectoryProblem};
+    /// let dir = std::env::temp_dir().join("ndprune-doc-pth-directory");
+    /// # let _ = std::fs::remove_dir_all(&dir); // a fresh directory
+    /// std::fs::create_dir_all(&dir)?;
+    /// # let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pth/model.pth");
+    /// for name in ["weights.bin", "training_args.bin"] {
+    ///     std::fs::copy(model, dir.join(name))?;
+    /// }
+    /// let err = CheckpointFiles::open(&dir).unwrap_err();
+    /// assert!(matches!(
+    ///     &err,
+    ///     CheckpointError::PthDirectory { files, problem: PthDirectoryProblem::Several, .. }
+    ///         if files == &["training_args.bin", "weights.bin"]
+    /// ));
+    /// assert!(err.to_string().contains("name the file to open"));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "pth"))]
+    /// # fn main() {}
+    /// ```
+    #[error("{}: {}", Shown(path), problem.describe(files))]
+    PthDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// The PyTorch files in it, by name, sorted.
+        files: Vec<String>,
+        /// Why they do not open as a checkpoint.
+        problem: PthDirectoryProblem,
+    },
     /// Pruning a tensor of a file failed (streamed pruning,
     /// [`FilePruner`](crate::io::FilePruner)).
     #[error("{}: pruning `{tensor}`: {source}", Shown(path))]
@@ -669,6 +707,7 @@ macro_rules! path_of {
             | CheckpointError::BadIndex { path, .. }
             | CheckpointError::OneShard { path, .. }
             | CheckpointError::NoCheckpoint { path, .. }
+            | CheckpointError::PthDirectory { path, .. }
             | CheckpointError::Prune { path, .. }
             | CheckpointError::GlobalAmount { path, .. }
             | CheckpointError::Pth { path, .. }
@@ -793,6 +832,43 @@ impl fmt::Display for ConfigProblem {
             ConfigProblem::NonUniform { what, widths } => write!(
                 f,
                 "layers would keep different widths ({widths:?}) but `{what}` is one number for all: prune every layer alike"
+            ),
+        }
+    }
+}
+
+/// Why the PyTorch files of a directory do not open as a checkpoint (see
+/// [`CheckpointError::PthDirectory`]).
+///
+/// ```
+/// use ndprune::io::PthDirectoryProblem;
+/// let files = ["a.bin".to_string(), "b.pt".to_string()];
+/// assert!(PthDirectoryProblem::Several.describe(&files).contains("a.bin, b.pt"));
+/// assert!(PthDirectoryProblem::FeatureOff.describe(&files).contains("feature `pth`"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PthDirectoryProblem {
+    /// Several PyTorch files, none named `pytorch_model.bin`, and no index
+    /// to say which one is the model
+    /// (or how they form one).
+    Several,
+    /// PyTorch files, and a build without the feature `pth` that reads
+    /// them.
+    FeatureOff,
+}
+
+impl PthDirectoryProblem {
+    /// The message for a directory holding `files` (their names).
+    pub fn describe(self, files: &[String]) -> String {
+        let listed = files.join(", ");
+        match self {
+            PthDirectoryProblem::Several => format!(
+                "the directory holds no safetensors checkpoint but {} PyTorch files ({listed}), none named pytorch_model.bin, and no index to say which one is the model; name the file to open",
+                files.len()
+            ),
+            PthDirectoryProblem::FeatureOff => format!(
+                "the directory holds no safetensors checkpoint but PyTorch files ({listed}); build ndprune with the feature `pth` to read them (CheckpointFiles::open and the command line then convert them), or convert them in Python first: safetensors.torch.save_file(torch.load(IN), OUT)"
             ),
         }
     }

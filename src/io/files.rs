@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::error::PairProblem;
+use super::error::{PairProblem, PthDirectoryProblem};
 use super::reader::{check_pair, pairs_in, position_in};
 use super::{CheckpointError, MappedFile, SafetensorsView, TensorEntry};
 
@@ -36,13 +36,22 @@ pub const INDEX_SUFFIX: &str = ".safetensors.index.json";
 ///   the one safetensors file in it;
 /// - with feature `pth`: a PyTorch file (`.pth`, `.pt`, `.bin`, as
 ///   `torch.save` writes it), or the index of PyTorch shards
-///   (`pytorch_model.bin.index.json`, as transformers writes it; also
-///   found in a directory that holds no safetensors checkpoint): each file
-///   is converted to safetensors in a temporary directory, removed when
-///   the `CheckpointFiles` is dropped; the shards as transformers names
-///   safetensors shards (`model-00001-of-00002.safetensors`), so that a
-///   directory output is a safetensors checkpoint with a
-///   `model.safetensors.index.json`.
+///   (`pytorch_model.bin.index.json`, as transformers writes it); in a
+///   directory that holds no safetensors checkpoint, the one index of
+///   PyTorch shards, else `pytorch_model.bin` (transformers' name, as
+///   `from_pretrained` takes it: a Trainer's `optimizer.pt` or
+///   `training_args.bin` beside it are other files), else the one
+///   PyTorch file; several of other names and no index are an error,
+///   [`CheckpointError::PthDirectory`]). Each file is converted
+///   to safetensors in a temporary directory, removed when the
+///   `CheckpointFiles` is dropped, and named as transformers names its
+///   safetensors twin (`pytorch_model-00001-of-00002.bin` as
+///   `model-00001-of-00002.safetensors`, `pytorch_model.bin` in a
+///   directory as `model.safetensors`), so that a directory output is a
+///   safetensors checkpoint (with a `model.safetensors.index.json` for
+///   shards). Without the feature, a directory of PyTorch files is
+///   refused with a [`CheckpointError::PthDirectory`] that says to enable
+///   it.
 ///
 /// The index is checked against its shards before anything else is read:
 /// every shard it names is a plain file name in its directory (no `/`, no
@@ -55,6 +64,7 @@ pub const INDEX_SUFFIX: &str = ".safetensors.index.json";
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dir = std::env::temp_dir().join("ndprune-doc-files");
+/// # let _ = std::fs::remove_dir_all(&dir); // a fresh directory
 /// std::fs::create_dir_all(&dir)?;
 /// let layer = Layer::new().with_parameter("weight", ndarray::ArrayD::<f32>::ones(vec![2, 2]))?;
 /// Checkpoint::new(Sequential::new().with_child("fc", layer)?).save(dir.join("model.safetensors"))?;
@@ -63,6 +73,9 @@ pub const INDEX_SUFFIX: &str = ".safetensors.index.json";
 /// assert!(!files.is_sharded());
 /// let view = files.view()?;
 /// assert_eq!(view.get("fc.weight").unwrap().shape(), &[2, 2]);
+/// # drop(view);
+/// # drop(files);
+/// # std::fs::remove_dir_all(&dir)?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -81,6 +94,9 @@ pub struct CheckpointFiles {
     /// (`config.json`, tokenizer files), for a checkpoint opened as an
     /// index or a directory.
     others: Vec<PathBuf>,
+    /// Weight files of the model in other formats beside it
+    /// (`pytorch_model.bin`, `tf_model.h5`, ...), not copied.
+    left_out: Vec<PathBuf>,
     /// The temporary directory holding the safetensors conversion of a
     /// PyTorch file (feature `pth`), removed on drop (after the maps).
     #[cfg(feature = "pth")]
@@ -196,6 +212,7 @@ impl CheckpointFiles {
             names: vec![name],
             weight_map: BTreeMap::new(),
             others: Vec::new(),
+            left_out: Vec::new(),
             #[cfg(feature = "pth")]
             converted: None,
         })
@@ -204,17 +221,36 @@ impl CheckpointFiles {
     /// Converts a PyTorch file (one that failed to parse as safetensors
     /// and starts as a zip archive or a pickle) to safetensors in a
     /// temporary directory
-    /// (under the system's, `TMPDIR` on Unix) and opens that.
+    /// (under the system's, `TMPDIR` on Unix) and opens that, named as
+    /// transformers names its safetensors twin (`pytorch_model.bin` as
+    /// `model.safetensors`), the name a directory output gives it.
     #[cfg(feature = "pth")]
     fn open_pth(path: &Path, watch: &mut dyn ConversionWatch) -> Result<Self, CheckpointError> {
         let (dir, converted) = super::pth::convert_to_temp(path, watch)?;
         let mut files = Self::open_file(&converted)?;
         files.origin = path.to_path_buf();
-        files.names = vec![path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model.safetensors".to_string())];
+        if let Some(name) = path.file_name() {
+            files.names = vec![safetensors_name_of(&name.to_string_lossy())];
+        }
         files.converted = Some(dir);
+        Ok(files)
+    }
+
+    /// Opens the one PyTorch file of a directory that holds no
+    /// safetensors checkpoint and no shard index (a model saved by
+    /// transformers with `safe_serialization=False`: `pytorch_model.bin`
+    /// beside `config.json`), converted and named as [`Self::open_pth`]
+    /// does, with the other files of the directory, as for one
+    /// safetensors file in a directory.
+    #[cfg(feature = "pth")]
+    fn open_pth_in_dir(
+        dir: &Path,
+        file: &Path,
+        watch: &mut dyn ConversionWatch,
+    ) -> Result<Self, CheckpointError> {
+        let mut files = Self::open_pth(file, watch)?;
+        files.origin = dir.to_path_buf();
+        (files.others, files.left_out) = other_files(dir, file, &[file.to_path_buf()])?;
         Ok(files)
     }
 
@@ -295,7 +331,7 @@ impl CheckpointFiles {
             files.push(MappedFile::open(&converted)?);
         }
         let shard_paths: Vec<PathBuf> = shards.iter().map(|n| dir.join(n)).collect();
-        let others = other_files(&dir, index, &shard_paths)?;
+        let (others, left_out) = other_files(&dir, index, &shard_paths)?;
         let files = CheckpointFiles {
             origin: origin.to_path_buf(),
             index: Some((index.to_path_buf(), metadata)),
@@ -303,6 +339,7 @@ impl CheckpointFiles {
             names,
             weight_map,
             others,
+            left_out,
             converted: Some(temp),
         };
         files.view()?;
@@ -335,21 +372,63 @@ impl CheckpointFiles {
         #[cfg(feature = "pth")] watch: &mut dyn ConversionWatch,
     ) -> Result<Self, CheckpointError> {
         let (mut indexes, mut singles) = (Vec::new(), Vec::new());
-        let mut bin_indexes: Vec<PathBuf> = Vec::new();
+        let (mut bin_indexes, mut torch_files): (Vec<PathBuf>, Vec<PathBuf>) =
+            (Vec::new(), Vec::new());
         for entry in read_dir(dir)? {
             if is_index_name(&entry) {
                 indexes.push(entry);
             } else if entry.extension() == Some(OsStr::new("safetensors")) {
                 singles.push(entry);
-            } else if cfg!(feature = "pth") && is_bin_index_name(&entry) {
+            } else if is_bin_index_name(&entry) {
                 bin_indexes.push(entry);
+            } else if is_torch_file_name(&entry) && fs::metadata(&entry).is_ok_and(|m| m.is_file())
+            {
+                torch_files.push(entry);
             }
         }
-        // PyTorch shards only where there is no safetensors checkpoint.
-        #[cfg(feature = "pth")]
+        // PyTorch files only where there is no safetensors checkpoint: the
+        // one index of PyTorch shards, else the one PyTorch file.
         if indexes.is_empty() && singles.is_empty() {
-            if let [index] = bin_indexes.as_slice() {
-                return Self::open_bin_index(index, dir, watch);
+            let pth_directory =
+                |files: &[PathBuf], problem: PthDirectoryProblem| CheckpointError::PthDirectory {
+                    path: dir.to_path_buf(),
+                    files: files
+                        .iter()
+                        .map(|p| {
+                            p.file_name()
+                                .expect("a listed entry has a name")
+                                .to_string_lossy()
+                                .into_owned()
+                        })
+                        .collect(),
+                    problem,
+                };
+            #[cfg(feature = "pth")]
+            match (bin_indexes.as_slice(), torch_files.as_slice()) {
+                ([index], _) => return Self::open_bin_index(index, dir, watch),
+                ([], [file]) => return Self::open_pth_in_dir(dir, file, watch),
+                // Several: transformers' own name is the model, as
+                // `from_pretrained` takes it whatever a Trainer saved
+                // beside it (`optimizer.pt`, `training_args.bin`, ...),
+                // which are then other files, copied.
+                ([], [_, _, ..]) => {
+                    return match torch_files
+                        .iter()
+                        .find(|p| p.file_name() == Some(OsStr::new("pytorch_model.bin")))
+                    {
+                        Some(file) => Self::open_pth_in_dir(dir, file, watch),
+                        None => Err(pth_directory(&torch_files, PthDirectoryProblem::Several)),
+                    };
+                }
+                // None, or several indexes (below).
+                _ => {}
+            }
+            #[cfg(not(feature = "pth"))]
+            if !bin_indexes.is_empty() || !torch_files.is_empty() {
+                let mut found = bin_indexes.clone();
+                found.extend(torch_files.iter().cloned());
+                found.sort();
+                return Err(pth_directory(&found, PthDirectoryProblem::FeatureOff));
             }
         }
         let none = |reason: String| CheckpointError::NoCheckpoint {
@@ -363,7 +442,8 @@ impl CheckpointFiles {
                 files.origin = dir.to_path_buf();
                 // `config.json` and the tokenizer files beside one file
                 // go with it, as beside shards.
-                files.others = other_files(dir, file, std::slice::from_ref(file))?;
+                (files.others, files.left_out) =
+                    other_files(dir, file, std::slice::from_ref(file))?;
                 Ok(files)
             }
             ([], []) if bin_indexes.len() > 1 => Err(none(format!(
@@ -371,7 +451,7 @@ impl CheckpointFiles {
                 bin_indexes.len()
             ))),
             ([], []) => Err(none(
-                "the directory holds no safetensors file and no shard index".into(),
+                "the directory holds no safetensors file, no PyTorch file (.bin, .pth, .pt) and no shard index".into(),
             )),
             ([], many) => Err(none(format!(
                 "the directory holds {} safetensors files and no shard index to say how they form one model; name the file to open",
@@ -423,7 +503,7 @@ impl CheckpointFiles {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let shard_paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
-        let others = other_files(&dir, index, &shard_paths)?;
+        let (others, left_out) = other_files(&dir, index, &shard_paths)?;
         let files = CheckpointFiles {
             origin: origin.to_path_buf(),
             index: Some((index.to_path_buf(), metadata)),
@@ -431,6 +511,7 @@ impl CheckpointFiles {
             names,
             weight_map,
             others,
+            left_out,
             #[cfg(feature = "pth")]
             converted: None,
         };
@@ -514,7 +595,10 @@ impl CheckpointFiles {
     }
 
     /// Each file's name as the index names it (for a single file: its
-    /// file name).
+    /// file name), the name a directory output gives it; for a converted
+    /// PyTorch file, its safetensors twin's (`model.safetensors` for
+    /// `pytorch_model.bin` or `model.pth`, `model-00001-of-00002.safetensors`
+    /// for `pytorch_model-00001-of-00002.bin`).
     ///
     /// ```
     /// # use ndprune::io::{Checkpoint, CheckpointFiles};
@@ -530,7 +614,10 @@ impl CheckpointFiles {
 
     /// The regular files beside the shards that hold no tensors
     /// (`config.json`, tokenizer files), for a checkpoint opened through
-    /// an index or a directory; sorted by name.
+    /// an index or a directory; sorted by name. No index and no
+    /// safetensors file is among them (one the index does not list is no
+    /// part of the model, and copied beside a pruned output it would
+    /// disagree with it).
     ///
     /// ```
     /// # use ndprune::io::{Checkpoint, CheckpointFiles};
@@ -542,6 +629,32 @@ impl CheckpointFiles {
     /// ```
     pub fn other_files(&self) -> &[PathBuf] {
         &self.others
+    }
+
+    /// The model's weights in other formats found beside it, which are
+    /// not among [`CheckpointFiles::other_files`]: transformers'
+    /// `pytorch_model*.bin`, `tf_model*.h5` and `flax_model*.msgpack`
+    /// (and their indexes) beside a safetensors checkpoint. Copied beside
+    /// a pruned output they would be the unpruned model; a program should
+    /// say that they were left out (`ndprune` does).
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join("ndprune-doc-left-out");
+    /// # let _ = std::fs::remove_dir_all(&dir); // a fresh directory
+    /// std::fs::create_dir_all(&dir)?;
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(dir.join("model.safetensors"))?;
+    /// std::fs::write(dir.join("pytorch_model.bin"), b"the same model, for PyTorch")?;
+    /// std::fs::write(dir.join("config.json"), b"{}")?;
+    /// let files = CheckpointFiles::open(&dir)?;
+    /// assert_eq!(files.other_files(), [dir.join("config.json")]);
+    /// assert_eq!(files.weights_left_out(), [dir.join("pytorch_model.bin")]);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn weights_left_out(&self) -> &[PathBuf] {
+        &self.left_out
     }
 
     /// The total size of the tensor files in bytes.
@@ -843,6 +956,13 @@ fn is_bin_index_name(path: &Path) -> bool {
         .is_some_and(|n| n.ends_with(SUFFIX) && n.len() > SUFFIX.len())
 }
 
+/// Whether the path's extension is one `torch.save` files go by: `.bin`
+/// (transformers' `pytorch_model.bin`), `.pth` or `.pt`.
+fn is_torch_file_name(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e == "bin" || e == "pth" || e == "pt")
+}
+
 /// The safetensors name transformers gives the shard of a PyTorch shard:
 /// its extension `.safetensors`, and a leading `pytorch_model` as `model`.
 #[cfg(feature = "pth")]
@@ -859,12 +979,19 @@ fn safetensors_name_of(shard: &str) -> String {
 }
 
 /// The regular files of `dir` (an index's directory) that are none of its
-/// shards and no index: `config.json`, tokenizer files.
+/// shards, no index and no other safetensors file: `config.json`,
+/// tokenizer files. (A safetensors file the index does not list is no
+/// part of the model: copied beside a pruned output it would be weights
+/// that disagree with it, which transformers reads before an index.)
+/// The regular files in `dir` that are no part of the checkpoint
+/// (neither `index` nor a shard, no index, no safetensors file), split
+/// into those to copy and the model's weights in other formats
+/// ([`is_weight_twin`]), sorted.
 fn other_files(
     dir: &Path,
     index: &Path,
     shard_paths: &[PathBuf],
-) -> Result<Vec<PathBuf>, CheckpointError> {
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>), CheckpointError> {
     Ok(read_dir(if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -877,8 +1004,26 @@ fn other_files(
             && fs::metadata(p).is_ok_and(|m| m.is_file())
             && !is_index_name(p)
             && !is_bin_index_name(p)
+            && p.extension() != Some(OsStr::new("safetensors"))
     })
-    .collect())
+    .partition(|p| !is_weight_twin(p)))
+}
+
+/// Whether `path` names transformers' weights in another format:
+/// `pytorch_model*.bin`, `tf_model*.h5`, `flax_model*.msgpack`, or the
+/// index of one of them.
+fn is_weight_twin(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(OsStr::to_str) else {
+        return false;
+    };
+    let name = name.strip_suffix(".index.json").unwrap_or(name);
+    [
+        ("pytorch_model", ".bin"),
+        ("tf_model", ".h5"),
+        ("flax_model", ".msgpack"),
+    ]
+    .iter()
+    .any(|(stem, ext)| name.starts_with(stem) && name.ends_with(ext))
 }
 
 /// Whether `name` is one normal path component: no separator, not `.` or

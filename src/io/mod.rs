@@ -64,7 +64,8 @@ pub use atomic::{PendingDir, PendingFile};
 pub use checkpoint::{Checkpoint, LoadOptions};
 pub use dtype::CheckpointFloat;
 pub use error::{
-    CheckpointError, ConfigProblem, FileKind, ForeignFormat, PairProblem, TargetProblem,
+    CheckpointError, ConfigProblem, FileKind, ForeignFormat, PairProblem, PthDirectoryProblem,
+    TargetProblem,
 };
 #[cfg(feature = "pth")]
 pub use files::ConversionWatch;
@@ -75,7 +76,7 @@ pub use raw::RawTensor;
 pub use reader::{MappedFile, SafetensorsView, TensorEntry};
 pub use recipe::{Recipe, RecipeError, RecipeStep};
 pub use shard::{parse_shard_size, ShardSizeError};
-pub use shrink::{FileShrinkReport, FileShrinker, ShrinkGroups};
+pub use shrink::{FileShrinkReport, FileShrinker, LayerWidths, ShrinkGroups};
 pub use spec::TensorSpec;
 pub use stream::{
     is_prunable, FilePruner, Output, Progress, StreamMethod, StreamReport, StreamTies, TensorPlan,

@@ -173,10 +173,17 @@ impl RecipeStep {
 ///   per tensor as [`StreamMethod::RandomUnstructured`]; or, instead of
 ///   `seed`, `torch_seed` for PyTorch's stream as
 ///   [`StreamMethod::TorchRandomUnstructured`], in a recipe of that one
-///   step and no `max_sparsity`), or `global`
+///   step and no `max_sparsity`), `global`
 ///   (L1 over all the tensors the step selects together, as
 ///   `prune.global_unstructured`, ties in PyTorch's order given the tensors
-///   by name).
+///   by name), `nm_structured` (needs `n` and `m`, `dim` 1 unless given;
+///   no `amount`), `block_sparsity` (needs `block`; `zeros_per_block`,
+///   `block_norm`), `wanda` ([`StreamMethod::Wanda`]: `amount` of each
+///   output row, rounded down) or `wanda_nm` ([`StreamMethod::WandaNm`]:
+///   needs `n`, the entries kept, and `m`; no `amount`, no `dim`). Wanda's
+///   steps need the activation norms given to the pruner
+///   ([`FilePruner::activation_norms`], the CLI's `--act-norms`; see
+///   [`Recipe::needs_activation_norms`]).
 /// - `amount`: an integer is a count, a number with a fraction or exponent
 ///   (`0.3`, `1.0`) a fraction of what is left, as in PyTorch.
 /// - `include`, `exclude`: patterns of [`Glob`], matched segment by
@@ -401,6 +408,22 @@ impl Recipe {
         &self.steps
     }
 
+    /// Whether a step is Wanda's (`wanda`, `wanda_nm`): its pruner needs
+    /// activation norms ([`FilePruner::activation_norms`]; the CLI's
+    /// `--act-norms`).
+    ///
+    /// ```
+    /// let r = ndprune::io::Recipe::from_json(r#"{"steps": [{"method": "wanda_nm", "n": 2, "m": 4}]}"#).unwrap();
+    /// assert!(r.needs_activation_norms());
+    /// let r = ndprune::io::Recipe::from_json(r#"{"steps": [{"method": "global", "amount": 0.2}]}"#).unwrap();
+    /// assert!(!r.needs_activation_norms());
+    /// ```
+    pub fn needs_activation_norms(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.method, StreamMethod::Wanda | StreamMethod::WandaNm { .. }))
+    }
+
     /// The cap on any tensor's fraction of pruned entries.
     ///
     /// ```
@@ -544,10 +567,10 @@ fn parse_amount(v: &Value, step: usize, field: &str) -> Result<Amount, RecipeErr
     };
     let a = match v {
         Value::Number(n) if n.is_u64() => Amount::Count(
-            usize::try_from(n.as_u64().unwrap_or(0))
+            usize::try_from(n.as_u64().expect("is_u64 was checked"))
                 .map_err(|_| bad(format!("{n} is too large")))?,
         ),
-        Value::Number(n) if n.is_f64() => Amount::Fraction(n.as_f64().unwrap_or(f64::NAN)),
+        Value::Number(n) if n.is_f64() => Amount::Fraction(n.as_f64().expect("is_f64 was checked")),
         _ => {
             return Err(bad(format!(
                 "{v} is no amount (a count of 0 or more, or a fraction in [0, 1])"
@@ -596,14 +619,15 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
     let method = method
         .as_str()
         .ok_or_else(|| bad("method", format!("{method} is no method name")))?;
+    // N:M keeps n of every m: it has no amount.
+    let nm = matches!(method, "nm_structured" | "wanda_nm");
     let amount = match obj.get("amount") {
-        // N:M keeps n of every m: it has no amount.
-        None if method == "nm_structured" => Amount::Count(0),
+        None if nm => Amount::Count(0),
         None => return Err(bad("amount", "missing".into())),
-        Some(_) if method == "nm_structured" => {
+        Some(_) if nm => {
             return Err(bad(
                 "amount",
-                "nm_structured takes none (n of every m are kept)".into(),
+                format!("{method} takes none (n of every m are kept)"),
             ))
         }
         Some(v) => parse_amount(v, s, "amount")?,
@@ -686,6 +710,12 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
             crate::NmStructured::new(n, m, dim).map_err(|e| bad("m", e.to_string()))?;
             StreamMethod::NmStructured { n, m, dim }
         }
+        "wanda" => StreamMethod::Wanda,
+        "wanda_nm" => {
+            let (n, m) = (count("n")?, count("m")?);
+            crate::NmStructured::new(n, m, Dim(1)).map_err(|e| bad("m", e.to_string()))?;
+            StreamMethod::WandaNm { n, m }
+        }
         "block_sparsity" => {
             let v = need("block")?;
             let sides: Option<Vec<usize>> = v.as_array().map(|a| {
@@ -723,7 +753,7 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
         other => {
             return Err(bad(
                 "method",
-                format!("unknown method `{other}` (expected l1_unstructured, ln_structured, random_unstructured, random_structured, global, nm_structured or block_sparsity)"),
+                format!("unknown method `{other}` (expected l1_unstructured, ln_structured, random_unstructured, random_structured, global, nm_structured, block_sparsity, wanda or wanda_nm)"),
             ))
         }
     };
@@ -731,6 +761,7 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
     let takes: &[&str] = match method {
         StreamMethod::LnStructured { .. } => &["n", "dim"],
         StreamMethod::NmStructured { .. } => &["n", "m", "dim"],
+        StreamMethod::WandaNm { .. } => &["n", "m"],
         StreamMethod::BlockSparsity { .. } => &["block", "zeros_per_block", "block_norm"],
         StreamMethod::RandomUnstructured { .. } | StreamMethod::TorchRandomUnstructured { .. } => {
             &["seed", "torch_seed"]

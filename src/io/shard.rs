@@ -99,6 +99,11 @@ pub(crate) fn shard_name(i: usize, n: usize) -> String {
 /// The index file of re-sharded output.
 pub(crate) const SHARD_INDEX: &str = "model.safetensors.index.json";
 
+/// The one file of re-sharded output that fits in one shard, written with
+/// no index, as Hugging Face's `save_pretrained` writes it (and
+/// `from_pretrained` reads it).
+pub(crate) const SINGLE_SHARD: &str = "model.safetensors";
+
 /// The shard of each tensor, given their byte sizes in write order and
 /// whether each forms a unit with the next (`X_orig` before its `X_mask`),
 /// for shards of at most `max` bytes of tensor data: tensors go into the

@@ -49,6 +49,32 @@ pub enum ShrinkGroups {
     Declared(Vec<ChannelGroup>),
 }
 
+/// What [`FileShrinker`] does when the layers of a decoder
+/// ([`ShrinkGroups::Decoder`]) would keep different widths (layers pruned
+/// unevenly before the shrink, say) and `config.json` holds one width for
+/// all of them, as LLaMA's, Mistral's and Qwen's do. A config whose
+/// `intermediate_size` is a list with one width per layer takes each
+/// layer's own width whatever this says.
+///
+/// ```
+/// use ndprune::io::LayerWidths;
+/// assert_eq!(LayerWidths::default(), LayerWidths::Refuse);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LayerWidths {
+    /// Fail with [`ConfigProblem::NonUniform`], naming the widths: the
+    /// default, since the other choice removes less than was pruned.
+    #[default]
+    Refuse,
+    /// Every layer keeps the widest layer's width: a layer that would keep
+    /// fewer channels keeps some of those it would lose, the ones of
+    /// highest group importance (ties: lowest channel first). A kept
+    /// channel that was pruned stays zero, so the shrunk model still
+    /// computes what the masked one did; it is only less small.
+    PadToWidest,
+}
+
 /// Shrinks checkpoint files: for each channel group, the channels entirely
 /// zero in its primary producer (pruned by ndprune or PyTorch, as
 /// `X_orig`/`X_mask` or after `remove`), and optionally a further
@@ -75,6 +101,7 @@ pub enum ShrinkGroups {
 ///     .push(Layer::linear(6, 8, &mut rng))
 ///     .push(Layer::linear(8, 2, &mut rng));
 /// let dir = std::env::temp_dir().join("ndprune-doc-file-shrink");
+/// # let _ = std::fs::remove_dir_all(&dir); // a fresh directory
 /// std::fs::create_dir_all(&dir)?;
 /// let (input, output) = (dir.join("in.safetensors"), dir.join("out.safetensors"));
 /// Checkpoint::new(model).save(&input)?;
@@ -96,6 +123,7 @@ pub struct FileShrinker {
     amount: Option<Amount>,
     importance: GroupImportance,
     inexact: Inexact,
+    widths: LayerWidths,
 }
 
 /// What [`FileShrinker`] did, or would do.
@@ -149,6 +177,7 @@ impl FileShrinker {
             amount: None,
             importance: GroupImportance::default(),
             inexact: Inexact::Refuse,
+            widths: LayerWidths::Refuse,
         }
     }
 
@@ -190,6 +219,18 @@ impl FileShrinker {
     /// ```
     pub fn inexact(mut self, inexact: Inexact) -> Self {
         self.inexact = inexact;
+        self
+    }
+
+    /// What to do when a decoder's layers would keep different widths
+    /// (see [`LayerWidths`]; default [`LayerWidths::Refuse`]).
+    ///
+    /// ```
+    /// use ndprune::io::{FileShrinker, LayerWidths, ShrinkGroups};
+    /// let _ = FileShrinker::new(ShrinkGroups::Decoder).layer_widths(LayerWidths::PadToWidest);
+    /// ```
+    pub fn layer_widths(mut self, widths: LayerWidths) -> Self {
+        self.widths = widths;
         self
     }
 
@@ -344,9 +385,9 @@ impl FileShrinker {
                 }
             }
         }
-        let mut results = Vec::with_capacity(groups.len());
-        let mut cuts: Vec<Vec<(usize, Vec<usize>)>> = vec![Vec::new(); entries.len()];
-        let mut cut_dims = std::collections::BTreeSet::new();
+        // First the channels each group would lose, then (decoder layers of
+        // different widths, padded) some of them kept, then the cuts.
+        let mut chosen = Vec::with_capacity(groups.len());
         for g in &groups {
             let dims = g
                 .check_shapes(&shape_of)
@@ -401,6 +442,16 @@ impl FileShrinker {
                 removed.extend(order.into_iter().take(k));
                 removed.sort_unstable();
             }
+            chosen.push((dims, removed, inexact));
+        }
+        if matches!(self.groups, ShrinkGroups::Decoder) && self.widths == LayerWidths::PadToWidest {
+            self.pad_to_widest(view, &logical, &groups, &mut chosen);
+        }
+        let mut results = Vec::with_capacity(groups.len());
+        let mut cuts: Vec<Vec<(usize, Vec<usize>)>> = vec![Vec::new(); entries.len()];
+        let mut cut_dims = std::collections::BTreeSet::new();
+        for (g, (dims, removed, inexact)) in groups.iter().zip(chosen) {
+            let members = g.members();
             let kept: Vec<usize> = (0..g.channels())
                 .filter(|c| removed.binary_search(c).is_err())
                 .collect();
@@ -437,12 +488,18 @@ impl FileShrinker {
             (ShrinkGroups::Decoder, None) => {
                 // No config to rewrite: say what it must become.
                 let empty = Map::new();
-                let wanted = decoder_config(&empty, &results).unwrap_or_default();
                 let cut = results.iter().any(|(_, r)| !r.removed.is_empty());
-                if let Some(w) = wanted.get("intermediate_size").filter(|_| cut) {
-                    notes.push(format!(
-                        "no config.json beside the checkpoint: the model's intermediate_size is now {w}"
-                    ));
+                match decoder_config(&empty, &results) {
+                    Ok(wanted) => {
+                        if let Some(w) = wanted.get("intermediate_size").filter(|_| cut) {
+                            notes.push(format!(
+                                "no config.json beside the checkpoint: the model's intermediate_size is now {w}"
+                            ));
+                        }
+                    }
+                    Err(problem) => notes.push(format!(
+                        "no config.json beside the checkpoint, and no one config could describe the result: {problem}"
+                    )),
                 }
                 Map::new()
             }
@@ -473,6 +530,39 @@ impl FileShrinker {
             },
             cuts,
         ))
+    }
+
+    /// [`LayerWidths::PadToWidest`]: among the groups of one kind (MLP
+    /// channels, key/value heads) and one size, each keeps as many
+    /// channels as the one that keeps most, by giving back the channels
+    /// it would lose of highest importance. `chosen` holds each group's
+    /// dims, removed channels and inexact channels.
+    #[allow(clippy::type_complexity)]
+    fn pad_to_widest(
+        &self,
+        view: &ModelView<'_>,
+        logical: &BTreeMap<String, Logical>,
+        groups: &[ChannelGroup],
+        chosen: &mut [(Vec<usize>, Vec<usize>, Vec<usize>)],
+    ) {
+        let mut widest: BTreeMap<(bool, usize), usize> = BTreeMap::new();
+        for (g, (_, removed, _)) in groups.iter().zip(chosen.iter()) {
+            let w = widest.entry((is_mlp(g), g.channels())).or_default();
+            *w = (*w).max(g.channels() - removed.len());
+        }
+        for (g, (dims, removed, inexact)) in groups.iter().zip(chosen.iter_mut()) {
+            let target = widest[&(is_mlp(g), g.channels())];
+            let back = target - (g.channels() - removed.len());
+            if back == 0 {
+                continue;
+            }
+            let scores = self.scores(view, logical, g, dims);
+            let mut order = removed.clone();
+            order.sort_by(|&a, &b| rank(scores[b], scores[a]).then(a.cmp(&b)));
+            let keep: std::collections::BTreeSet<usize> = order.into_iter().take(back).collect();
+            removed.retain(|c| !keep.contains(c));
+            inexact.retain(|c| !keep.contains(c));
+        }
     }
 
     /// Group importance of each channel, from the files' bytes.
@@ -692,8 +782,39 @@ fn decoder_groups(
     Ok(groups)
 }
 
-/// The rewritten fields of a decoder's config: every layer must keep the
-/// same widths (the config has one number for all).
+/// Whether `g` is a decoder layer's MLP group (else its key/value heads).
+fn is_mlp(g: &ChannelGroup) -> bool {
+    g.primary()
+        .is_some_and(|m| m.tensor().ends_with("mlp.gate_proj.weight"))
+}
+
+/// The layer number `N` of a tensor named `...layers.N....`, for ordering
+/// layers as numbers (`layers.2` before `layers.10`).
+fn layer_number(name: &str) -> Option<usize> {
+    let (_, rest) = name.split_once("layers.")?;
+    rest.split('.').next()?.parse().ok()
+}
+
+/// The widths the groups of one kind keep, in layer order.
+fn widths_in_layer_order(results: &[(ChannelGroup, GroupShrink)], mlp: bool) -> Vec<usize> {
+    let mut w: Vec<(Option<usize>, &str, usize)> = results
+        .iter()
+        .filter(|(g, _)| is_mlp(g) == mlp)
+        .map(|(g, r)| {
+            let name = g
+                .primary()
+                .expect("a decoder group is built with its producers")
+                .tensor();
+            (layer_number(name), name, r.kept)
+        })
+        .collect();
+    w.sort();
+    w.into_iter().map(|(_, _, kept)| kept).collect()
+}
+
+/// The rewritten fields of a decoder's config. `intermediate_size` given
+/// as a list (one width per layer) gets each layer's width; a single
+/// number, and the head counts, need every layer to keep the same width.
 fn decoder_config(
     cfg: &Map<String, Value>,
     results: &[(ChannelGroup, GroupShrink)],
@@ -707,23 +828,26 @@ fn decoder_config(
                 Some(_) => Err(ConfigProblem::NonUniform { what, widths }),
             }
         };
-    let is_mlp = |g: &ChannelGroup| {
-        g.primary()
-            .is_some_and(|m| m.tensor().ends_with("mlp.gate_proj.weight"))
-    };
-    let mlp: Vec<usize> = results
-        .iter()
-        .filter(|(g, _)| is_mlp(g))
-        .map(|(_, r)| r.kept)
-        .collect();
-    let kv: Vec<usize> = results
-        .iter()
-        .filter(|(g, _)| !is_mlp(g))
-        .map(|(_, r)| r.kept)
-        .collect();
-    if let Some(w) = uniform("intermediate_size", mlp)? {
-        if count_field(cfg, "intermediate_size")? != Some(w) {
-            out.insert("intermediate_size".into(), Value::from(w));
+    let mlp = widths_in_layer_order(results, true);
+    let kv = widths_in_layer_order(results, false);
+    match cfg.get("intermediate_size") {
+        Some(Value::Array(per_layer)) if !mlp.is_empty() => {
+            if per_layer.len() != mlp.len() {
+                return Err(ConfigProblem::BadField {
+                    field: "intermediate_size",
+                });
+            }
+            let new: Vec<Value> = mlp.iter().map(|&w| Value::from(w)).collect();
+            if per_layer != &new {
+                out.insert("intermediate_size".into(), Value::Array(new));
+            }
+        }
+        _ => {
+            if let Some(w) = uniform("intermediate_size", mlp)? {
+                if count_field(cfg, "intermediate_size")? != Some(w) {
+                    out.insert("intermediate_size".into(), Value::from(w));
+                }
+            }
         }
     }
     if let Some(k) = uniform("num_key_value_heads", kv)? {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::files::{CheckpointFiles, ModelView, INDEX_SUFFIX};
 use super::pipe::{self, Sink};
-use super::shard::{layout, shard_name, ShardSizeError, SHARD_INDEX};
+use super::shard::{layout, shard_name, ShardSizeError, SHARD_INDEX, SINGLE_SHARD};
 use super::{
     alignment_rank, CheckpointError, CheckpointFloat, Dtype, LoadOptions, PendingDir, PendingFile,
     SafetensorsWriter, TargetProblem, TensorEntry, TensorSpec,
@@ -143,6 +143,23 @@ pub enum StreamMethod {
     /// tensor without norms, or with norms of another length, fails the
     /// run naming it).
     Wanda,
+    /// Wanda's N:M sparsity ([`crate::wanda::prune_nm`]): in every group
+    /// of `m` consecutive inputs of each output row of each selected weight
+    /// `[out, in]`, the `n` entries of largest `|W| · ‖X‖₂` kept (ranked in
+    /// `f32`, as the reference code ranks them), with the norms of
+    /// [`FilePruner::activation_norms`] as for [`StreamMethod::Wanda`]. The
+    /// amount is not used (give any; the CLI gives 0).
+    ///
+    /// ```
+    /// use ndprune::io::StreamMethod;
+    /// assert_eq!(StreamMethod::WandaNm { n: 2, m: 4 }.name(), "wanda_nm");
+    /// ```
+    WandaNm {
+        /// Entries kept per group (the reference's 2:4 keeps 2).
+        n: usize,
+        /// Entries per group.
+        m: usize,
+    },
 }
 
 impl StreamMethod {
@@ -165,6 +182,7 @@ impl StreamMethod {
             StreamMethod::NmStructured { .. } => "nm_structured",
             StreamMethod::BlockSparsity { .. } => "block_sparsity",
             StreamMethod::Wanda => "wanda",
+            StreamMethod::WandaNm { .. } => "wanda_nm",
         }
     }
 }
@@ -254,9 +272,11 @@ pub enum Output {
     /// (`model-00001-of-00004.safetensors`) of at most `max_shard_bytes`
     /// bytes of tensor data each (each file adds its header), with a new
     /// `model.safetensors.index.json` (its `metadata.total_size` and a
-    /// `weight_map` naming every tensor; written for one shard too), and
-    /// the input's other files copied. From a single file or a sharded
-    /// input alike.
+    /// `weight_map` naming every tensor), and the input's other files
+    /// copied (never an index of the input). From a single file or a
+    /// sharded input alike. What fits in one shard is written as Hugging
+    /// Face's `save_pretrained` writes it: one `model.safetensors` and no
+    /// index.
     ///
     /// A pruned pair `X_orig`/`X_mask` goes into one shard where the two
     /// fit in one together (they are split only when they are larger than
@@ -410,7 +430,10 @@ impl TensorReport {
     /// the bytes written (`X_orig` and `X_mask`, or `X` alone when
     /// removed).
     fn sparsity_entry(&self) -> crate::TensorSparsity {
-        let bytes = |dtype: Dtype| super::dtype::byte_len(dtype, &self.shape).unwrap_or(0);
+        let bytes = |dtype: Dtype| {
+            super::dtype::byte_len(dtype, &self.shape)
+                .expect("the tensor's size was checked when its file was read")
+        };
         crate::TensorSparsity::new(
             self.name.clone(),
             self.dtype.to_string(),
@@ -695,7 +718,8 @@ impl<'s> FilePruner<'s> {
         }
     }
 
-    /// The activation norms of [`StreamMethod::Wanda`], by weight name
+    /// The activation norms of [`StreamMethod::Wanda`] and
+    /// [`StreamMethod::WandaNm`], by weight name
     /// (as [`read_activation_norms`](super::read_activation_norms) reads
     /// them from a file).
     ///
@@ -1093,12 +1117,20 @@ impl<'s> FilePruner<'s> {
             Output::Directory(path) | Output::Shards { dir: path, .. } => {
                 let resharded = matches!(output, Output::Shards { .. });
                 // Each file's name, the file whose permissions it takes,
-                // and its header metadata.
+                // and its header metadata. Re-sharded into one shard, the
+                // file is `model.safetensors` with no index, as
+                // transformers' save_pretrained writes a model that fits
+                // in one shard.
                 let n = plan.files.len();
                 let layout: Vec<(String, &Path, Option<&Metadata>)> = (0..n)
                     .map(|s| {
                         if resharded {
-                            (shard_name(s, n), input.files()[0].path(), view.metadata(0))
+                            let name = if n == 1 {
+                                SINGLE_SHARD.to_string()
+                            } else {
+                                shard_name(s, n)
+                            };
+                            (name, input.files()[0].path(), view.metadata(0))
                         } else {
                             (
                                 input.file_names()[s].clone(),
@@ -1111,10 +1143,12 @@ impl<'s> FilePruner<'s> {
                 // The index, if one is written: its name and the file
                 // whose permissions it takes.
                 let index: Option<(PathBuf, &Path)> = if resharded {
-                    Some((
-                        PathBuf::from(SHARD_INDEX),
-                        input.index().unwrap_or(input.files()[0].path()),
-                    ))
+                    (n > 1).then(|| {
+                        (
+                            PathBuf::from(SHARD_INDEX),
+                            input.index().unwrap_or(input.files()[0].path()),
+                        )
+                    })
                 } else {
                     // The input's index name, unless it is no safetensors
                     // index (PyTorch shards, converted).
@@ -1301,6 +1335,14 @@ impl<'s> FilePruner<'s> {
         Ok(gens)
     }
 
+    /// The activation norms of the weight at `path`
+    /// ([`PruneErrorKind::MissingActivationNorms`] if there are none).
+    fn norms_of(&self, path: &str) -> Result<&crate::wanda::ActivationNorms, PruneError> {
+        self.act_norms
+            .get(path)
+            .ok_or_else(|| PruneError::new(path, PruneErrorKind::MissingActivationNorms))
+    }
+
     /// Prunes the one tensor of `single` by the per-tensor method.
     fn prune_single<T: CheckpointFloat>(
         &self,
@@ -1352,13 +1394,14 @@ impl<'s> FilePruner<'s> {
                     .map(|b| b.with_norm(norm))
                     .and_then(|b| prune::block_sparsity(single, path, &b, None))
             }
-            StreamMethod::Wanda => match self.act_norms.get(&group.name) {
-                Some(norms) => crate::wanda::prune(single, path, norms, amount),
-                None => Err(PruneError::new(
-                    path,
-                    PruneErrorKind::MissingActivationNorms,
-                )),
-            },
+            StreamMethod::Wanda => {
+                let norms = self.norms_of(path)?;
+                crate::wanda::prune(single, path, norms, amount)
+            }
+            StreamMethod::WandaNm { n, m } => {
+                let norms = self.norms_of(path)?;
+                crate::wanda::prune_nm(single, path, norms, n, m)
+            }
             StreamMethod::Global => unreachable!("global pruning has its masks computed"),
         }
     }
@@ -1445,7 +1488,9 @@ impl<'s> FilePruner<'s> {
         }
         if matches!(
             stage.method,
-            StreamMethod::NmStructured { .. } | StreamMethod::BlockSparsity { .. }
+            StreamMethod::NmStructured { .. }
+                | StreamMethod::BlockSparsity { .. }
+                | StreamMethod::WandaNm { .. }
         ) {
             // No amount to bisect on: the step does all it does or
             // nothing, and nothing is the most that fits the cap.

@@ -261,6 +261,53 @@ impl NmStructured {
     /// bits written straight into zeroed words, nothing read but the
     /// scores (the same masks as the general path).
     fn fresh_contiguous<T: PruneFloat>(&self, scores: &[T], bits: &mut [u64]) {
+        match self.m {
+            2 => self.fresh_groups::<T, 2>(scores, bits),
+            4 => self.fresh_groups::<T, 4>(scores, bits),
+            8 => self.fresh_groups::<T, 8>(scores, bits),
+            16 => self.fresh_groups::<T, 16>(scores, bits),
+            _ => self.fresh_any(scores, bits),
+        }
+    }
+
+    /// [`NmStructured::fresh_contiguous`] for a group size `M` known at
+    /// compile time that divides 64, so a group never straddles a word of
+    /// the mask: the ranks of a group's keys unrolled, and its kept bits
+    /// written with one shift. Without ties the ranks of `M` keys are
+    /// `0..M` in some order, which sum to `M(M-1)/2`; equal keys rank
+    /// alike and make the sum smaller, and only then does the group go
+    /// through the tie rule.
+    fn fresh_groups<T: PruneFloat, const M: usize>(&self, scores: &[T], bits: &mut [u64]) {
+        debug_assert!(64 % M == 0);
+        let k = M - self.n;
+        let per = (crate::par::CHUNK / 64).max(1) * 64;
+        crate::par::for_weighted_blocks_mut(bits, per / 64, 64, |word_off, words| {
+            let first = word_off * 64;
+            let count = (words.len() * 64).min(scores.len() - first);
+            let mut pruned = [false; M];
+            for (g, group) in scores[first..first + count].chunks_exact(M).enumerate() {
+                let keys: [u64; M] = std::array::from_fn(|j| group[j].magnitude_key());
+                let (mut keep, mut rank_sum) = (0u64, 0usize);
+                for (a, &ka) in keys.iter().enumerate() {
+                    let less: usize = keys.iter().map(|&kb| usize::from(kb < ka)).sum();
+                    rank_sum += less;
+                    keep |= u64::from(less >= k) << a;
+                }
+                if rank_sum != M * (M - 1) / 2 {
+                    smallest_in_group(&keys, k, self.ties, &mut pruned);
+                    keep = pruned
+                        .iter()
+                        .enumerate()
+                        .fold(0, |acc, (j, &p)| acc | u64::from(!p) << j);
+                }
+                let pos = g * M;
+                words[pos / 64] |= keep << (pos % 64);
+            }
+        });
+    }
+
+    /// [`NmStructured::fresh_contiguous`] for any `m <= 16`.
+    fn fresh_any<T: PruneFloat>(&self, scores: &[T], bits: &mut [u64]) {
         let (m, k) = (self.m, self.m - self.n);
         let unit = m / gcd(m, 64) * 64;
         let per = (crate::par::CHUNK / unit).max(1) * unit;

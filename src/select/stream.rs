@@ -35,6 +35,7 @@ pub struct StreamingSelect {
     at_key: usize,
 }
 
+#[cfg_attr(not(feature = "safetensors"), allow(dead_code))] // used by io only
 impl StreamingSelect {
     /// A selection of the `k` smallest magnitudes of element type `T`
     /// (`k` must not exceed the number of candidates fed).

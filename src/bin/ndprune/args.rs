@@ -49,11 +49,13 @@ pub enum Command {
 /// `ndprune shrink IN OUT`.
 #[derive(Debug, Args)]
 pub struct ShrinkArgs {
-    /// The checkpoint: a safetensors file, an index or a directory.
+    /// The checkpoint: a safetensors file, an index or a directory (or
+    /// their PyTorch twins, converted on the way in, as for `prune`).
     #[arg(value_name = "IN")]
     pub input: PathBuf,
-    /// Where to write: a .safetensors file, or a new directory for a
-    /// sharded IN (the same shards, the index and other files beside).
+    /// Where to write: a .safetensors file, or a new directory when IN is
+    /// a directory or an index (the same files, the index and other files
+    /// beside).
     #[arg(value_name = "OUT")]
     pub output: PathBuf,
     /// The channel groups: `chain`, `decoder`, or a JSON file of groups:
@@ -72,6 +74,13 @@ pub struct ShrinkArgs {
     /// such a channel is an error.
     #[arg(long)]
     pub drop_inexact: bool,
+    /// With --groups decoder, when layers would keep different widths
+    /// and config.json has one width for all: let every layer keep the
+    /// widest layer's width (a layer keeps back its most important pruned
+    /// channels, still zero, so the result is exact but less small).
+    /// Without it such a model is an error.
+    #[arg(long)]
+    pub pad_layers: bool,
     /// Print what would be removed; write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -112,7 +121,9 @@ pub enum Method {
     Block,
     /// Wanda: in each output row of each weight [out, in], the entries of
     /// smallest |W| * ||X||_2, the input norms from --act-norms; a
-    /// fraction is rounded down per row, as the reference code does.
+    /// fraction is rounded down per row, as the reference code does. With
+    /// --n and --m instead of --amount, Wanda's N:M: --n of every --m
+    /// consecutive inputs of each row kept.
     #[value(name = "wanda")]
     Wanda,
 }
@@ -154,10 +165,11 @@ pub enum Ties {
 pub struct PruneArgs {
     /// The checkpoint to read: a safetensors file, the index of a sharded
     /// checkpoint (model.safetensors.index.json), or a directory holding
-    /// one of these; or PyTorch's: a .pth/.pt/.bin file, or the index of
-    /// .bin shards (pytorch_model.bin.index.json), converted to
-    /// safetensors on the way in. One shard of a sharded checkpoint is
-    /// refused.
+    /// one of these; or PyTorch's: a .pth/.pt/.bin file, the index of
+    /// .bin shards (pytorch_model.bin.index.json), or a directory holding
+    /// one of these and no safetensors checkpoint (a lone
+    /// pytorch_model.bin beside config.json), converted to safetensors on
+    /// the way in. One shard of a sharded checkpoint is refused.
     #[arg(value_name = "IN")]
     pub input: PathBuf,
     /// Where to write: a safetensors file (replaced atomically if it exists;
@@ -172,7 +184,8 @@ pub struct PruneArgs {
     pub method: Option<Method>,
     /// How much: a count of entries or channels ("5"), or a fraction of what
     /// is left ("0.3"), as PyTorch reads an int or a float. For block, the
-    /// sparsity level (a fraction of the blocks, in [0, 1]); nm takes none.
+    /// sparsity level (a fraction of the blocks, in [0, 1]); nm, and wanda
+    /// with --n and --m, take none.
     #[arg(long, value_parser = parse_amount, allow_negative_numbers = true)]
     pub amount: Option<Amount>,
     /// A recipe file, JSON (.json) or TOML (.toml): ordered steps run in
@@ -184,10 +197,10 @@ pub struct PruneArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// For ln_structured, the norm: a number p, "inf", "-inf", "fro" or
-    /// "nuc". For nm, the entries kept in each group of --m.
+    /// "nuc". For nm and wanda, the entries kept in each group of --m.
     #[arg(long, allow_negative_numbers = true)]
     pub n: Option<String>,
-    /// The group size of nm (keep --n of every --m).
+    /// The group size of nm and of wanda's N:M (keep --n of every --m).
     #[arg(long)]
     pub m: Option<usize>,
     /// The block shape of block, ROWSxCOLS ("1x4", "4x4").
@@ -218,7 +231,8 @@ pub struct PruneArgs {
     pub include: Vec<String>,
     /// Wanda's activation norms: a safetensors file holding, for each
     /// weight to prune, a 1-D float tensor of the same name with the L2
-    /// norm of each input feature over the calibration inputs.
+    /// norm of each input feature over the calibration inputs. For
+    /// --method wanda, or a --recipe with wanda or wanda_nm steps.
     #[arg(long, value_name = "FILE")]
     pub act_norms: Option<PathBuf>,
     /// Leave the tensors whose name matches this glob (repeatable).
@@ -334,7 +348,7 @@ pub struct PruneJob {
     /// `ndprune remove`: every pair made permanent, nothing pruned.
     pub remove_only: bool,
     pub norm: Option<Norm>,
-    /// nm's `(n, m)`.
+    /// nm's `(n, m)`, and wanda's for N:M.
     pub nm: Option<(usize, usize)>,
     /// block's method (the level is `amount`).
     pub block: Option<BlockSparsity>,
@@ -469,6 +483,16 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
         }
         args.amount = Some(Amount::Count(0));
     }
+    // Wanda N:M (--n and --m) keeps n of every m: no amount either.
+    if args.method == Some(Method::Wanda) && (args.n.is_some() || args.m.is_some()) {
+        if args.amount.is_some() {
+            usage(
+                ErrorKind::ArgumentConflict,
+                "wanda with --n and --m (N:M) takes no --amount: --n of every --m are kept".into(),
+            );
+        }
+        args.amount = Some(Amount::Count(0));
+    }
     let (Some(method), Some(amount)) = (args.method, args.amount) else {
         usage(
             ErrorKind::MissingRequiredArgument,
@@ -487,17 +511,21 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
                     .unwrap_or_else(|e| usage(ErrorKind::InvalidValue, format!("--n {n:?}: {e}"))),
             );
         }
-        (Method::Nm, Some(n), Some(group)) => {
+        (Method::Nm | Method::Wanda, Some(n), Some(group)) => {
             let n: usize = n.trim().parse().unwrap_or_else(|_| {
                 usage(
                     ErrorKind::InvalidValue,
-                    format!("--n {n:?}: nm keeps a count of entries, such as 2"),
+                    format!("--n {n:?}: {m} keeps a count of entries, such as 2"),
                 )
             });
             NmStructured::new(n, group, Dim(1))
                 .unwrap_or_else(|e| usage(ErrorKind::InvalidValue, e.to_string()));
             nm = Some((n, group));
         }
+        (Method::Wanda, Some(_), None) | (Method::Wanda, None, Some(_)) => usage(
+            ErrorKind::MissingRequiredArgument,
+            "wanda N:M needs both --n and --m (keep n of every m)".into(),
+        ),
         (Method::LnStructured, None, _) => usage(
             ErrorKind::MissingRequiredArgument,
             "ln_structured needs --n".into(),
@@ -559,13 +587,22 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
         (_, false, Some(_)) => usage(ErrorKind::ArgumentConflict, format!("{m} takes no --dim")),
         _ => {}
     }
-    match (method, &args.act_norms) {
-        (Method::Wanda, None) if recipe.is_none() => usage(
+    match (&recipe, method, &args.act_norms) {
+        (Some(r), _, None) if r.needs_activation_norms() => usage(
+            ErrorKind::MissingRequiredArgument,
+            "the recipe's wanda steps need --act-norms".into(),
+        ),
+        (Some(r), _, Some(_)) if !r.needs_activation_norms() => usage(
+            ErrorKind::ArgumentConflict,
+            "--act-norms is for wanda steps, and the recipe has none".into(),
+        ),
+        (Some(_), _, _) => {}
+        (None, Method::Wanda, None) => usage(
             ErrorKind::MissingRequiredArgument,
             "wanda needs --act-norms".into(),
         ),
-        (Method::Wanda, _) | (_, None) => {}
-        (_, Some(_)) => usage(
+        (None, Method::Wanda, _) | (None, _, None) => {}
+        (None, _, Some(_)) => usage(
             ErrorKind::ArgumentConflict,
             format!("{m} takes no --act-norms"),
         ),

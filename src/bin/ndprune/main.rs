@@ -181,6 +181,36 @@ impl ndprune::io::ConversionWatch for Conversion {
     }
 }
 
+/// Says which of the model's weights in other formats beside IN
+/// (`pytorch_model.bin` beside `model.safetensors`, say) a directory OUT
+/// does not get: copied, they would be the unpruned model.
+pub fn note_left_out(
+    input: &ndprune::io::CheckpointFiles,
+    output: &ndprune::io::Output,
+    quiet: bool,
+) {
+    if quiet
+        || matches!(output, ndprune::io::Output::File(_))
+        || input.weights_left_out().is_empty()
+    {
+        return;
+    }
+    let names: Vec<String> = input
+        .weights_left_out()
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .expect("a listed entry has a name")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    eprintln!(
+        "ndprune: note: not copied to OUT: {} (the model's weights in another format, unpruned)",
+        names.join(", ")
+    );
+}
+
 /// Runs a checked pruning job and prints its report.
 fn prune(job: PruneJob) -> Result<(), ndprune::io::CheckpointError> {
     cleanup::install(&job.input);
@@ -193,6 +223,7 @@ fn prune(job: PruneJob) -> Result<(), ndprune::io::CheckpointError> {
                     f.path().display()
                 ));
             }
+            note_left_out(input, &job.output, job.quiet);
         })
         .and_then(|input| run::run(&job, &input))
         .map(|report| {

@@ -114,7 +114,10 @@ fn method(job: &PruneJob) -> StreamMethod {
                 norm: b.norm(),
             }
         }
-        Method::Wanda => StreamMethod::Wanda,
+        Method::Wanda => match job.nm {
+            Some((n, m)) => StreamMethod::WandaNm { n, m },
+            None => StreamMethod::Wanda,
+        },
     }
 }
 

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use ndprune::group::{ChannelGroup, Inexact, Member, Role};
 use ndprune::io::{
-    CheckpointError, CheckpointFiles, FileShrinkReport, FileShrinker, Output, ShrinkGroups,
-    INDEX_SUFFIX,
+    CheckpointError, CheckpointFiles, FileShrinkReport, FileShrinker, LayerWidths, Output,
+    ShrinkGroups, INDEX_SUFFIX,
 };
 use ndprune::Dim;
 use serde_json::{json, Value};
@@ -79,10 +79,20 @@ pub fn shrink(a: ShrinkArgs) -> Result<(), CheckpointError> {
     if a.drop_inexact {
         shrinker = shrinker.inexact(Inexact::Drop);
     }
+    if a.pad_layers {
+        if !matches!(a.groups.as_str(), "decoder") {
+            usage_error("--pad-layers is for --groups decoder".into());
+        }
+        shrinker = shrinker.layer_widths(LayerWidths::PadToWidest);
+    }
+    // As for `prune`: a directory or an index (of safetensors or of
+    // PyTorch shards) as IN makes a directory OUT, unless OUT names a
+    // safetensors file.
     let sharded_in = a.input.is_dir()
-        || a.input
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().ends_with(INDEX_SUFFIX));
+        || a.input.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.ends_with(INDEX_SUFFIX) || n.ends_with(".bin.index.json")
+        });
     let to_file = a.output.extension().is_some_and(|e| e == "safetensors");
     let output = if sharded_in && !to_file {
         Output::Directory(a.output.clone())
@@ -90,13 +100,17 @@ pub fn shrink(a: ShrinkArgs) -> Result<(), CheckpointError> {
         Output::File(a.output.clone())
     };
     cleanup::install(&a.input);
-    let input = CheckpointFiles::open(&a.input)?;
+    // A PyTorch input's conversion is removed on a signal, as for `prune`.
+    let input = CheckpointFiles::open_watched(&a.input, &mut crate::Conversion)?;
     if input
         .files()
         .iter()
         .any(|f| crate::args::same_file(f.path(), output.path()))
     {
         usage_error("OUT must not be IN: the input is never changed".into());
+    }
+    if !a.dry_run {
+        crate::note_left_out(&input, &output, a.quiet);
     }
     let report = if a.dry_run {
         shrinker.plan(&input)?
