@@ -614,12 +614,11 @@ where
         .buffer("w_mask")
         .expect("the shadow was just pruned")
         .mapv(|v| T::from_f64(f64::from(v)));
-    let fixed = FixedMask {
-        mask,
-        step: crate::reparam::step_of::<f32, P>(method, true),
-    };
+    let step = crate::reparam::step_of::<f32, P>(method, true);
+    let fixed = crate::CustomFromMask::recorded_as(mask.view(), step);
     crate::prune::apply(module, path, &fixed, None)
 }
+
 /// Wanda's scores of the tensor at `path` as it is now, by `score`, with
 /// errors naming `path`.
 fn current_scores<T, M, S>(
@@ -637,42 +636,4 @@ where
         .get(name)
         .ok_or_else(|| PruneError::new(path, PruneErrorKind::NoSuchTensor))?;
     score(weight.view(), norms).map_err(|e| PruneError::new(path, e.kind().clone()))
-}
-
-/// A mask computed elsewhere (by a method ranking `f32` scores), committed
-/// as that method's step. Its kind is global: it sees the whole tensor and
-/// its current mask, and the mask it gives never revives an entry (it was
-/// computed from that same mask).
-#[derive(Debug)]
-struct FixedMask<T> {
-    mask: ArrayD<T>,
-    step: crate::PruningStep,
-}
-
-impl<T: PruneFloat> PruningMethod<T> for FixedMask<T> {
-    fn kind(&self) -> crate::PruningKind {
-        crate::PruningKind::Global
-    }
-
-    fn compute_mask(
-        &self,
-        _t: ArrayViewD<'_, T>,
-        _default_mask: ArrayViewD<'_, T>,
-    ) -> Result<ArrayD<T>, PruneError> {
-        Ok(self.mask.clone())
-    }
-
-    fn fast_path(&self) -> Option<&dyn crate::method::FastPath<T>> {
-        Some(self)
-    }
-}
-
-impl<T: PruneFloat> crate::method::FastPath<T> for FixedMask<T> {
-    fn method(&self) -> &dyn PruningMethod<T> {
-        self
-    }
-
-    fn step(&self, _importance_scores: bool) -> crate::PruningStep {
-        self.step.clone()
-    }
 }

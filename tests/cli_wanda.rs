@@ -3,7 +3,8 @@
 //! `wanda::prune_nm`, and typed errors naming the tensor.
 #![cfg(feature = "cli")]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use half::bf16;
 use ndarray::ArrayD;
@@ -14,7 +15,32 @@ use rand::SeedableRng;
 
 #[path = "support/cli.rs"]
 mod cli;
-use cli::{dir, ndprune, s};
+use cli::{dir, ndprune, ok, s, stderr};
+
+/// A fresh scratch directory's input, norms and output paths.
+fn paths(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let d = dir(tag);
+    (
+        d.join("in.safetensors"),
+        d.join("norms.safetensors"),
+        d.join("out.safetensors"),
+    )
+}
+
+/// `ndprune prune INPUT OUT --method wanda --act-norms NORMS`, then `rest`.
+fn wanda_cli(input: &Path, out: &Path, norms: &Path, rest: &[&str]) -> Output {
+    let mut args = vec![
+        "prune",
+        s(input),
+        s(out),
+        "--method",
+        "wanda",
+        "--act-norms",
+        s(norms),
+    ];
+    args.extend_from_slice(rest);
+    ndprune(&args)
+}
 
 fn model() -> Sequential<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
@@ -48,12 +74,7 @@ fn norms_of(n: usize, seed: u32) -> Vec<f32> {
 
 #[test]
 fn wanda_from_the_command_line_equals_the_library() {
-    let d = dir("ok");
-    let (input, norms, out) = (
-        d.join("in.safetensors"),
-        d.join("norms.safetensors"),
-        d.join("out.safetensors"),
-    );
+    let (input, norms, out) = paths("ok");
     Checkpoint::new(model()).save(&input).unwrap();
     let n1 = norms_of(12, 1);
     let n2 = norms_of(8, 4);
@@ -61,19 +82,8 @@ fn wanda_from_the_command_line_equals_the_library() {
         &norms,
         &[("fc1.weight", n1.clone()), ("fc2.weight", n2.clone())],
     );
-    let r = ndprune(&[
-        "prune",
-        s(&input),
-        s(&out),
-        "--method",
-        "wanda",
-        "--act-norms",
-        s(&norms),
-        "--amount",
-        "0.5",
-        "-q",
-    ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let r = wanda_cli(&input, &out, &norms, &["--amount", "0.5", "-q"]);
+    ok(&r);
 
     let mut expected = model();
     for (w, n) in [("fc1.weight", &n1), ("fc2.weight", &n2)] {
@@ -94,27 +104,12 @@ fn wanda_from_the_command_line_equals_the_library() {
 
 #[test]
 fn missing_or_misshapen_norms_fail_naming_the_tensor_and_write_nothing() {
-    let d = dir("bad");
-    let (input, norms, out) = (
-        d.join("in.safetensors"),
-        d.join("norms.safetensors"),
-        d.join("out.safetensors"),
-    );
+    let (input, norms, out) = paths("bad");
     Checkpoint::new(model()).save(&input).unwrap();
 
     norms_file(&norms, &[("fc1.weight", norms_of(12, 1))]);
-    let r = ndprune(&[
-        "prune",
-        s(&input),
-        s(&out),
-        "--method",
-        "wanda",
-        "--act-norms",
-        s(&norms),
-        "--amount",
-        "0.5",
-    ]);
-    let err = String::from_utf8_lossy(&r.stderr);
+    let r = wanda_cli(&input, &out, &norms, &["--amount", "0.5"]);
+    let err = stderr(&r);
     assert_eq!(r.status.code(), Some(1), "{err}");
     assert!(
         err.contains("fc2.weight") && err.contains("no activation norms"),
@@ -129,18 +124,8 @@ fn missing_or_misshapen_norms_fail_naming_the_tensor_and_write_nothing() {
             ("fc2.weight", norms_of(7, 1)),
         ],
     );
-    let r = ndprune(&[
-        "prune",
-        s(&input),
-        s(&out),
-        "--method",
-        "wanda",
-        "--act-norms",
-        s(&norms),
-        "--amount",
-        "0.5",
-    ]);
-    let err = String::from_utf8_lossy(&r.stderr);
+    let r = wanda_cli(&input, &out, &norms, &["--amount", "0.5"]);
+    let err = stderr(&r);
     assert_eq!(r.status.code(), Some(1), "{err}");
     assert!(
         err.contains("fc2.weight") && err.contains("7 given"),
@@ -149,18 +134,8 @@ fn missing_or_misshapen_norms_fail_naming_the_tensor_and_write_nothing() {
     assert!(!out.exists());
 
     norms_file(&norms, &[("fc1.weight", vec![1.0, -1.0])]);
-    let r = ndprune(&[
-        "prune",
-        s(&input),
-        s(&out),
-        "--method",
-        "wanda",
-        "--act-norms",
-        s(&norms),
-        "--amount",
-        "0.5",
-    ]);
-    let err = String::from_utf8_lossy(&r.stderr);
+    let r = wanda_cli(&input, &out, &norms, &["--amount", "0.5"]);
+    let err = stderr(&r);
     assert_eq!(r.status.code(), Some(1), "{err}");
     assert!(
         err.contains("fc1.weight") && err.contains("norm 1 is -1"),
@@ -238,12 +213,7 @@ fn activation_norms(v: &[f32]) -> ActivationNorms {
 /// Runs `ndprune prune IN OUT --method wanda --act-norms F --n N --m M` on
 /// a `T` checkpoint and checks its masks against `wanda::prune_nm`.
 fn cli_nm_equals_library<T: ndprune::io::CheckpointFloat>(tag: &str, n: usize, m: usize) -> bool {
-    let d = dir(tag);
-    let (input, norms, out) = (
-        d.join("in.safetensors"),
-        d.join("norms.safetensors"),
-        d.join("out.safetensors"),
-    );
+    let (input, norms, out) = paths(tag);
     Checkpoint::new(near_model::<T>()).save(&input).unwrap();
     let (n1, n2) = (near_norms(12, 1), near_norms(8, 2));
     norms_file(
@@ -251,21 +221,8 @@ fn cli_nm_equals_library<T: ndprune::io::CheckpointFloat>(tag: &str, n: usize, m
         &[("fc1.weight", n1.clone()), ("fc2.weight", n2.clone())],
     );
     let (ns, ms) = (n.to_string(), m.to_string());
-    let r = ndprune(&[
-        "prune",
-        s(&input),
-        s(&out),
-        "--method",
-        "wanda",
-        "--act-norms",
-        s(&norms),
-        "--n",
-        &ns,
-        "--m",
-        &ms,
-        "-q",
-    ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let r = wanda_cli(&input, &out, &norms, &["--n", &ns, "--m", &ms, "-q"]);
+    ok(&r);
     let written = Checkpoint::<T>::load(&out).unwrap();
     let mut expected = near_model::<T>();
     let mut rounded = near_model::<T>();
@@ -306,12 +263,7 @@ fn wanda_nm_from_the_command_line_equals_the_library_in_f32_and_bf16() {
 
 #[test]
 fn wanda_nm_arguments_are_checked() {
-    let d = dir("nm-args");
-    let (input, norms, out) = (
-        d.join("in.safetensors"),
-        d.join("norms.safetensors"),
-        d.join("out.safetensors"),
-    );
+    let (input, norms, out) = paths("nm-args");
     Checkpoint::new(model()).save(&input).unwrap();
     norms_file(
         &norms,
@@ -320,19 +272,7 @@ fn wanda_nm_arguments_are_checked() {
             ("fc2.weight", norms_of(8, 4)),
         ],
     );
-    let base = [
-        "prune",
-        s(&input),
-        s(&out),
-        "--method",
-        "wanda",
-        "--act-norms",
-        s(&norms),
-    ];
-    let run = |extra: &[&str]| {
-        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
-        ndprune(&args)
-    };
+    let run = |extra: &[&str]| wanda_cli(&input, &out, &norms, extra);
     // --amount with --n/--m, half of --n/--m, a bad pattern, --dim: usage errors.
     for extra in [
         &["--n", "2", "--m", "4", "--amount", "0.5"][..],
@@ -343,26 +283,20 @@ fn wanda_nm_arguments_are_checked() {
         &["--n", "2", "--m", "4", "--dim", "0"],
     ] {
         let r = run(extra);
-        assert_eq!(
-            r.status.code(),
-            Some(2),
-            "{extra:?}: {}",
-            String::from_utf8_lossy(&r.stderr)
-        );
+        assert_eq!(r.status.code(), Some(2), "{extra:?}: {}", stderr(&r));
         assert!(!out.exists());
     }
-    let err = String::from_utf8_lossy(&run(&["--n", "2", "--m", "4", "--amount", "0.5"]).stderr)
-        .to_string();
+    let err = stderr(&run(&["--n", "2", "--m", "4", "--amount", "0.5"]));
     assert!(err.contains("takes no --amount"), "{err}");
     // A row of 12 in groups of 8: the run fails naming the tensor.
     let r = run(&["--n", "4", "--m", "8"]);
-    let err = String::from_utf8_lossy(&r.stderr);
+    let err = stderr(&r);
     assert_eq!(r.status.code(), Some(1), "{err}");
     assert!(err.contains("fc1.weight"), "{err}");
     assert!(!out.exists());
     // fc2 alone divides by 8.
     let r = run(&["--n", "4", "--m", "8", "--include", "fc2.weight", "-q"]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    ok(&r);
     let mut expected = model();
     let n2 = ActivationNorms::new(norms_of(8, 4).iter().map(|&x| f64::from(x)).collect()).unwrap();
     wanda::prune_nm(&mut expected, "fc2.weight", &n2, 4, 8).unwrap();
@@ -376,12 +310,7 @@ fn wanda_nm_arguments_are_checked() {
 
 #[test]
 fn recipes_take_wanda_steps_with_act_norms() {
-    let d = dir("recipe");
-    let (input, norms, out) = (
-        d.join("in.safetensors"),
-        d.join("norms.safetensors"),
-        d.join("out.safetensors"),
-    );
+    let (input, norms, out) = paths("recipe");
     Checkpoint::new(near_model::<bf16>()).save(&input).unwrap();
     let (n1, n2) = (near_norms(12, 1), near_norms(8, 2));
     norms_file(
@@ -389,7 +318,7 @@ fn recipes_take_wanda_steps_with_act_norms() {
         &[("fc1.weight", n1.clone()), ("fc2.weight", n2.clone())],
     );
     // Wanda at 25 % per row on fc1, then 2:4 on both.
-    let recipe = d.join("recipe.json");
+    let recipe = input.with_file_name("recipe.json");
     std::fs::write(
         &recipe,
         r#"{"steps": [
@@ -408,7 +337,7 @@ fn recipes_take_wanda_steps_with_act_norms() {
         s(&norms),
         "-q",
     ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    ok(&r);
     let mut expected = near_model::<bf16>();
     let (a1, a2) = (activation_norms(&n1), activation_norms(&n2));
     wanda::prune(&mut expected, "fc1.weight", &a1, Amount::Fraction(0.25)).unwrap();
@@ -422,13 +351,8 @@ fn recipes_take_wanda_steps_with_act_norms() {
 
     // Wanda steps without norms, norms without Wanda steps: usage errors.
     let r = ndprune(&["prune", s(&input), s(&out), "--recipe", s(&recipe)]);
-    assert_eq!(
-        r.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
-    let plain = d.join("plain.json");
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    let plain = input.with_file_name("plain.json");
     std::fs::write(
         &plain,
         r#"{"steps": [{"method": "global", "amount": 0.5}]}"#,
@@ -443,12 +367,7 @@ fn recipes_take_wanda_steps_with_act_norms() {
         "--act-norms",
         s(&norms),
     ]);
-    assert_eq!(
-        r.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
     assert!(!out.exists());
 
     // A wanda_nm step takes no amount and no dim; a wanda step needs one.

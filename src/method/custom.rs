@@ -27,7 +27,8 @@ use crate::{PruneError, PruneErrorKind, PruneFloat, PruningStep};
 pub struct CustomFromMask<'a, T> {
     mask: ArrayViewD<'a, T>,
     /// The history record, when the mask is a tensor's share of a larger
-    /// call (the cross-dtype global pruning of a mixed checkpoint);
+    /// call (the cross-dtype global pruning of a mixed checkpoint) or was
+    /// ranked on an `f32` copy (Wanda on half weights);
     /// `None`: [`PruningStep::CustomFromMask`].
     record: Option<PruningStep>,
 }
@@ -45,8 +46,8 @@ impl<'a, T: PruneFloat> CustomFromMask<'a, T> {
     }
 
     /// The method for this mask, recorded in the pruning history as
-    /// `record` (a share of a global call whose ranking ran elsewhere).
-    #[cfg(feature = "safetensors")]
+    /// `record` (a share of a global call, or a method whose ranking ran
+    /// on an `f32` copy of the tensor: Wanda on half weights).
     pub(crate) fn recorded_as(mask: ArrayViewD<'a, T>, record: PruningStep) -> Self {
         CustomFromMask {
             mask,

@@ -214,24 +214,13 @@ impl<T: PruneFloat> SegmentWork for Groups<'_, T> {
                 continue;
             }
             if m <= 16 {
-                // Distinct keys (the common case): rank by counting.
-                let (mut tie, mut go) = (false, 0u32);
-                for (a, &ka) in keys.iter().enumerate() {
-                    let mut less = 0usize;
-                    for (b, &kb) in keys.iter().enumerate() {
-                        less += usize::from(kb < ka);
-                        tie |= kb == ka && a != b;
+                let keep = kept_bits(keys, k, self.ties, pruned);
+                for j in 0..m {
+                    if keep >> j & 1 == 0 {
+                        mask.prune(first + j * inner);
                     }
-                    go |= u32::from(less < k) << a;
                 }
-                if !tie {
-                    for j in 0..m {
-                        if go >> j & 1 == 1 {
-                            mask.prune(first + j * inner);
-                        }
-                    }
-                    continue;
-                }
+                continue;
             }
             smallest_in_group(keys, k, self.ties, pruned);
             for (j, &p) in pruned.iter().enumerate() {
@@ -272,11 +261,8 @@ impl NmStructured {
 
     /// [`NmStructured::fresh_contiguous`] for a group size `M` known at
     /// compile time that divides 64, so a group never straddles a word of
-    /// the mask: the ranks of a group's keys unrolled, and its kept bits
-    /// written with one shift. Without ties the ranks of `M` keys are
-    /// `0..M` in some order, which sum to `M(M-1)/2`; equal keys rank
-    /// alike and make the sum smaller, and only then does the group go
-    /// through the tie rule.
+    /// the mask: [`kept_bits`] unrolled, and a group's kept bits written
+    /// with one shift.
     fn fresh_groups<T: PruneFloat, const M: usize>(&self, scores: &[T], bits: &mut [u64]) {
         debug_assert!(64 % M == 0);
         let k = M - self.n;
@@ -287,19 +273,7 @@ impl NmStructured {
             let mut pruned = [false; M];
             for (g, group) in scores[first..first + count].chunks_exact(M).enumerate() {
                 let keys: [u64; M] = std::array::from_fn(|j| group[j].magnitude_key());
-                let (mut keep, mut rank_sum) = (0u64, 0usize);
-                for (a, &ka) in keys.iter().enumerate() {
-                    let less: usize = keys.iter().map(|&kb| usize::from(kb < ka)).sum();
-                    rank_sum += less;
-                    keep |= u64::from(less >= k) << a;
-                }
-                if rank_sum != M * (M - 1) / 2 {
-                    smallest_in_group(&keys, k, self.ties, &mut pruned);
-                    keep = pruned
-                        .iter()
-                        .enumerate()
-                        .fold(0, |acc, (j, &p)| acc | u64::from(!p) << j);
-                }
+                let keep = kept_bits(&keys, k, self.ties, &mut pruned);
                 let pos = g * M;
                 words[pos / 64] |= keep << (pos % 64);
             }
@@ -320,23 +294,7 @@ impl NmStructured {
                 for (key, &x) in keys.iter_mut().zip(group) {
                     *key = x.magnitude_key();
                 }
-                let keys = &keys[..m];
-                let (mut tie, mut keep) = (false, 0u32);
-                for (a, &ka) in keys.iter().enumerate() {
-                    let mut less = 0usize;
-                    for (b, &kb) in keys.iter().enumerate() {
-                        less += usize::from(kb < ka);
-                        tie |= kb == ka && a != b;
-                    }
-                    keep |= u32::from(less >= k) << a;
-                }
-                if tie {
-                    smallest_in_group(keys, k, self.ties, &mut pruned[..m]);
-                    keep = 0;
-                    for (j, &p) in pruned[..m].iter().enumerate() {
-                        keep |= u32::from(!p) << j;
-                    }
-                }
+                let keep = kept_bits(&keys[..m], k, self.ties, &mut pruned[..m]);
                 let pos = g * m;
                 for j in 0..m {
                     if keep >> j & 1 == 1 {
@@ -346,6 +304,32 @@ impl NmStructured {
             }
         });
     }
+}
+
+/// The kept entries of one group of at most 64 `keys` (bit `j` set: entry
+/// `j` kept) when its `k` smallest are pruned, `pruned` being scratch of
+/// the group's length. Without ties the ranks (entries strictly smaller)
+/// of `m` keys are `0..m` in some order, which sum to `m(m-1)/2`; equal
+/// keys rank alike and make the sum smaller, and only then does the group
+/// go through the tie rule.
+#[inline(always)]
+fn kept_bits(keys: &[u64], k: usize, ties: TieBreak, pruned: &mut [bool]) -> u64 {
+    let m = keys.len();
+    debug_assert!(m <= 64 && pruned.len() == m);
+    let (mut keep, mut rank_sum) = (0u64, 0usize);
+    for (a, &ka) in keys.iter().enumerate() {
+        let less: usize = keys.iter().map(|&kb| usize::from(kb < ka)).sum();
+        rank_sum += less;
+        keep |= u64::from(less >= k) << a;
+    }
+    if rank_sum != m * (m - 1) / 2 {
+        smallest_in_group(keys, k, ties, pruned);
+        keep = pruned
+            .iter()
+            .enumerate()
+            .fold(0, |acc, (j, &p)| acc | u64::from(!p) << j);
+    }
+    keep
 }
 
 fn gcd(a: usize, b: usize) -> usize {
