@@ -409,6 +409,22 @@ fn a_directory_of_one_pth_or_pt_file_opens_under_a_safetensors_name() {
     }
 }
 
+/// A safetensors file under a PyTorch name (`pytorch_model.bin`) opens
+/// as it does when named alone: read as safetensors, not refused as no
+/// PyTorch file, and named `model.safetensors` in a directory output.
+#[test]
+fn a_safetensors_file_named_bin_in_a_directory_opens_as_when_named() {
+    let dir = scratch("safetensors-named-bin");
+    std::fs::copy(fixture("model.safetensors"), dir.join("pytorch_model.bin")).unwrap();
+    std::fs::write(dir.join("config.json"), b"{}").unwrap();
+    let in_dir = CheckpointFiles::open(&dir).unwrap();
+    let named = CheckpointFiles::open(dir.join("pytorch_model.bin")).unwrap();
+    assert!(!in_dir.is_converted() && !named.is_converted());
+    assert_eq!(in_dir.file_names(), ["model.safetensors"]);
+    assert_eq!(in_dir.other_files(), [dir.join("config.json")]);
+    assert_eq!(tensors(&in_dir), tensors(&named));
+}
+
 #[test]
 fn a_directory_of_several_pytorch_files_and_no_index_is_refused() {
     let dir = bin_directory("bin-several");

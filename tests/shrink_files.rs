@@ -538,8 +538,10 @@ fn a_per_layer_config_takes_each_layers_width() {
         matches!(
             err,
             CheckpointError::Config {
-                problem: ConfigProblem::BadField {
-                    field: "intermediate_size"
+                problem: ConfigProblem::ListLength {
+                    field: "intermediate_size",
+                    len: 3,
+                    layers: 2
                 },
                 ..
             }
@@ -618,5 +620,163 @@ fn a_transformers_checkpoint_shrinks_as_the_round_trip_checked() {
             "{n}"
         );
     }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every directory entry under `d` and its bytes.
+fn files_of(d: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    fs::read_dir(d)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let b = fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect()
+}
+
+/// A config that does not describe the checkpoint beside it (widths,
+/// head counts, a per-layer list of another length or of other things
+/// than widths) is refused, naming what is wrong, and so is a shrink that
+/// would leave a layer no MLP channel or no key/value head (a width of 0,
+/// which no config describes and which ndprune would not read back), with
+/// a config or without: nothing is written and the input is unchanged.
+#[test]
+fn configs_that_do_not_describe_the_checkpoint_and_empty_layers_are_refused() {
+    let dir = scratch("decoder-bad-config");
+    let input = dir.join("in");
+    fs::create_dir_all(&input).unwrap();
+    let mut rng = StdRng::seed_from_u64(18);
+    decoder(&input, &mut rng, true);
+    let cfg_path = input.join("config.json");
+    let good: serde_json::Value = serde_json::from_slice(&fs::read(&cfg_path).unwrap()).unwrap();
+    let out = dir.join("out");
+    let refused = |amount: Amount, want: &dyn Fn(&ConfigProblem) -> bool| {
+        let before = files_of(&input);
+        let err = FileShrinker::new(ShrinkGroups::Decoder)
+            .amount(amount)
+            .run(
+                &CheckpointFiles::open(&input).unwrap(),
+                &Output::Directory(out.clone()),
+            )
+            .unwrap_err();
+        match &err {
+            CheckpointError::Config { problem, .. } => assert!(want(problem), "{err}"),
+            other => panic!("{other}"),
+        }
+        assert!(!out.exists());
+        assert_eq!(files_of(&input), before);
+        err.to_string()
+    };
+    let with = |field: &str, value: serde_json::Value| {
+        let mut cfg = good.clone();
+        cfg[field] = value;
+        fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    };
+    let half = Amount::Fraction(0.5);
+
+    with("intermediate_size", serde_json::json!(100));
+    let msg = refused(half, &|p| {
+        matches!(
+            p,
+            ConfigProblem::Disagrees {
+                field: "intermediate_size",
+                ..
+            }
+        )
+    });
+    assert!(
+        msg.contains("says 100 but the tensors beside it say [6, 6]"),
+        "{msg}"
+    );
+    with("intermediate_size", serde_json::json!([6, 5]));
+    refused(half, &|p| {
+        matches!(
+            p,
+            ConfigProblem::Disagrees {
+                field: "intermediate_size",
+                ..
+            }
+        )
+    });
+    for bad in [
+        serde_json::json!(["a", "b"]),
+        serde_json::json!([6, -1]),
+        serde_json::json!([6, 6.5]),
+        serde_json::json!([6, 0]),
+    ] {
+        with("intermediate_size", bad);
+        refused(half, &|p| {
+            matches!(
+                p,
+                ConfigProblem::BadField {
+                    field: "intermediate_size"
+                }
+            )
+        });
+    }
+    with("intermediate_size", serde_json::json!([6]));
+    refused(half, &|p| {
+        matches!(
+            p,
+            ConfigProblem::ListLength {
+                len: 1,
+                layers: 2,
+                ..
+            }
+        )
+    });
+    with("num_key_value_heads", serde_json::json!(1));
+    let msg = refused(half, &|p| {
+        matches!(
+            p,
+            ConfigProblem::Disagrees {
+                field: "num_key_value_heads",
+                ..
+            }
+        )
+    });
+    assert!(
+        msg.contains("k_proj.weight) but the tensors beside it say 4 rows"),
+        "{msg}"
+    );
+    with("num_key_value_heads", serde_json::json!(3));
+    let msg = refused(half, &|p| {
+        matches!(
+            p,
+            ConfigProblem::HeadsNotDivisible {
+                heads: 4,
+                kv_heads: 3
+            }
+        )
+    });
+    assert!(msg.contains("not a multiple"), "{msg}");
+
+    // Two channels of every group: both key/value heads of each layer.
+    with("num_key_value_heads", serde_json::json!(2));
+    let msg = refused(Amount::Count(2), &|p| {
+        matches!(
+            p,
+            ConfigProblem::NothingKept {
+                what: "num_key_value_heads",
+                ..
+            }
+        )
+    });
+    assert!(msg.contains("prune less"), "{msg}");
+    // Everything: the MLP channels too, also without a config.
+    refused(Amount::Fraction(1.0), &|p| {
+        matches!(p, ConfigProblem::NothingKept { .. })
+    });
+    fs::remove_file(&cfg_path).unwrap();
+    refused(Amount::Fraction(1.0), &|p| {
+        matches!(
+            p,
+            ConfigProblem::NothingKept {
+                what: "intermediate_size",
+                ..
+            }
+        )
+    });
     fs::remove_dir_all(&dir).unwrap();
 }

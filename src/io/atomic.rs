@@ -447,6 +447,12 @@ impl PendingDir {
     /// use ndprune::io::{CheckpointError, PendingDir, TargetProblem};
     /// let err = PendingDir::check_target("/no/such/parent/out").unwrap_err();
     /// assert!(matches!(err, CheckpointError::BadTarget { problem: TargetProblem::NoDirectory, .. }));
+    /// let file = std::env::temp_dir().join("ndprune-doc-dir-target-file");
+    /// std::fs::write(&file, b"")?;
+    /// let err = PendingDir::check_target(&file).unwrap_err();
+    /// assert!(matches!(err, CheckpointError::BadTarget { problem: TargetProblem::NotADirectory, .. }));
+    /// # std::fs::remove_file(&file)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn check_target(path: impl AsRef<Path>) -> Result<(), CheckpointError> {
         let path = path.as_ref();
@@ -469,15 +475,9 @@ impl PendingDir {
                     Ok(())
                 }
             }
-            Ok(meta) if meta.file_type().is_symlink() => Err(bad(TargetProblem::SymlinkTo(
-                std::fs::metadata(path)
-                    .ok()
-                    .and_then(|m| FileKind::of(&m))
-                    .unwrap_or(FileKind::Other),
-            ))),
-            Ok(meta) => Err(bad(TargetProblem::NotAFile(
-                FileKind::of(&meta).unwrap_or(FileKind::Other),
-            ))),
+            // A file, a link (even to an empty directory), anything else:
+            // a directory output replaces nothing.
+            Ok(_) => Err(bad(TargetProblem::NotADirectory)),
         }
     }
 

@@ -635,6 +635,10 @@ pub enum TargetProblem {
     /// A directory output's path holds a directory that is not empty (a
     /// directory output replaces nothing).
     NotEmpty,
+    /// A directory output's path holds something other than a directory
+    /// (a file, a symbolic link), which a directory output does not
+    /// replace.
+    NotADirectory,
     /// A re-sharded output's maximum shard size is refused
     /// ([`Output::Shards`](super::Output::Shards)).
     ShardSize(super::ShardSizeError),
@@ -643,6 +647,13 @@ pub enum TargetProblem {
     NameClash {
         /// The input's file.
         other: PathBuf,
+    },
+    /// The path is a file of the input
+    /// ([`CheckpointFiles::input_files`](super::CheckpointFiles::input_files)),
+    /// however it is spelled (a link, `..`): the input is never written.
+    InputFile {
+        /// The input's file.
+        file: PathBuf,
     },
     /// This operation does not write that kind of output.
     Unsupported {
@@ -676,6 +687,14 @@ impl fmt::Display for TargetProblem {
                 f,
                 "the input's file {} would be copied over a file written there",
                 other.display()
+            ),
+            TargetProblem::NotADirectory => f.write_str(
+                "something other than a directory is there (a file, a symbolic link), and a directory output replaces nothing",
+            ),
+            TargetProblem::InputFile { file } => write!(
+                f,
+                "it is {}, a file of the input, and the input is never written",
+                Shown(file)
             ),
             TargetProblem::Unsupported { what } => write!(f, "not offered: {what}"),
         }
@@ -804,11 +823,46 @@ pub enum ConfigProblem {
         /// The field.
         field: &'static str,
     },
-    /// A field is not a positive whole number (or does not divide as it
-    /// must: query heads by key/value heads).
+    /// A field is not a positive whole number (or a list of them, for a
+    /// per-layer `intermediate_size`).
     BadField {
         /// The field.
         field: &'static str,
+    },
+    /// `num_attention_heads` is not a multiple of `num_key_value_heads`.
+    HeadsNotDivisible {
+        /// `num_attention_heads`.
+        heads: usize,
+        /// `num_key_value_heads`.
+        kv_heads: usize,
+    },
+    /// A per-layer list does not have one entry per decoder layer.
+    ListLength {
+        /// The field.
+        field: &'static str,
+        /// Its entries.
+        len: usize,
+        /// The decoder layers in the checkpoint.
+        layers: usize,
+    },
+    /// The config does not describe the checkpoint beside it: a field
+    /// disagrees with the tensors' shapes.
+    Disagrees {
+        /// The field.
+        field: &'static str,
+        /// What the config says.
+        config: String,
+        /// What the tensors say.
+        tensors: String,
+    },
+    /// The shrink would remove every channel of a decoder layer's group
+    /// (all its MLP channels, or all its key/value heads), which a config
+    /// cannot describe (a width of 0): prune less.
+    NothingKept {
+        /// `intermediate_size` or `num_key_value_heads`.
+        what: &'static str,
+        /// The group's first tensor (naming the layer).
+        tensor: String,
     },
     /// Layers would keep different widths, which the config's single
     /// number cannot say.
@@ -829,6 +883,26 @@ impl fmt::Display for ConfigProblem {
             ConfigProblem::BadField { field } => {
                 write!(f, "`{field}` is not a positive whole number that fits")
             }
+            ConfigProblem::HeadsNotDivisible { heads, kv_heads } => write!(
+                f,
+                "`num_attention_heads` ({heads}) is not a multiple of `num_key_value_heads` ({kv_heads})"
+            ),
+            ConfigProblem::ListLength { field, len, layers } => write!(
+                f,
+                "`{field}` lists {len} widths for the checkpoint's {layers} decoder layers"
+            ),
+            ConfigProblem::Disagrees {
+                field,
+                config,
+                tensors,
+            } => write!(
+                f,
+                "`{field}` says {config} but the tensors beside it say {tensors}: the config is not this checkpoint's"
+            ),
+            ConfigProblem::NothingKept { what, tensor } => write!(
+                f,
+                "the layer of {tensor} would keep no `{what}` (a width of 0, which no config describes): prune less"
+            ),
             ConfigProblem::NonUniform { what, widths } => write!(
                 f,
                 "layers would keep different widths ({widths:?}) but `{what}` is one number for all: prune every layer alike"

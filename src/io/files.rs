@@ -97,6 +97,10 @@ pub struct CheckpointFiles {
     /// Weight files of the model in other formats beside it
     /// (`pytorch_model.bin`, `tf_model.h5`, ...), not copied.
     left_out: Vec<PathBuf>,
+    /// The PyTorch files a conversion read (feature `pth`): the input's
+    /// own files, where [`CheckpointFiles::files`] are the temporary
+    /// conversions.
+    sources: Vec<PathBuf>,
     /// The temporary directory holding the safetensors conversion of a
     /// PyTorch file (feature `pth`), removed on drop (after the maps).
     #[cfg(feature = "pth")]
@@ -176,9 +180,21 @@ impl CheckpointFiles {
                 index,
             });
         }
+        Self::open_single(
+            path,
+            #[cfg(feature = "pth")]
+            watch,
+        )
+    }
+
+    /// Opens one file as safetensors, or, where it is not safetensors but
+    /// what `torch.save` writes, its conversion. (Any other error of the
+    /// header is left to `view`, as without `pth`.)
+    fn open_single(
+        path: &Path,
+        #[cfg(feature = "pth")] watch: &mut dyn ConversionWatch,
+    ) -> Result<Self, CheckpointError> {
         let files = Self::open_file(path)?;
-        // Not safetensors but what torch.save writes: converted. (Any
-        // other error of the header is left to `view`, as without `pth`.)
         #[cfg(feature = "pth")]
         if let Err(CheckpointError::NotSafetensors {
             format: super::ForeignFormat::TorchZip | super::ForeignFormat::TorchPickle,
@@ -213,6 +229,7 @@ impl CheckpointFiles {
             weight_map: BTreeMap::new(),
             others: Vec::new(),
             left_out: Vec::new(),
+            sources: Vec::new(),
             #[cfg(feature = "pth")]
             converted: None,
         })
@@ -233,22 +250,29 @@ impl CheckpointFiles {
             files.names = vec![safetensors_name_of(&name.to_string_lossy())];
         }
         files.converted = Some(dir);
+        files.sources = vec![path.to_path_buf()];
         Ok(files)
     }
 
     /// Opens the one PyTorch file of a directory that holds no
     /// safetensors checkpoint and no shard index (a model saved by
     /// transformers with `safe_serialization=False`: `pytorch_model.bin`
-    /// beside `config.json`), converted and named as [`Self::open_pth`]
-    /// does, with the other files of the directory, as for one
-    /// safetensors file in a directory.
+    /// beside `config.json`), converted (unless it is safetensors under
+    /// that name) and named as [`Self::open_pth`] does, with the other
+    /// files of the directory, as for one safetensors file in a
+    /// directory.
     #[cfg(feature = "pth")]
     fn open_pth_in_dir(
         dir: &Path,
         file: &Path,
         watch: &mut dyn ConversionWatch,
     ) -> Result<Self, CheckpointError> {
-        let mut files = Self::open_pth(file, watch)?;
+        // A `.bin` may be safetensors under another name: read as such,
+        // as when named alone; either way the output is safetensors.
+        let mut files = Self::open_single(file, watch)?;
+        if let Some(name) = file.file_name() {
+            files.names = vec![safetensors_name_of(&name.to_string_lossy())];
+        }
         files.origin = dir.to_path_buf();
         (files.others, files.left_out) = other_files(dir, file, &[file.to_path_buf()])?;
         Ok(files)
@@ -340,6 +364,7 @@ impl CheckpointFiles {
             weight_map,
             others,
             left_out,
+            sources: shard_paths,
             converted: Some(temp),
         };
         files.view()?;
@@ -512,6 +537,7 @@ impl CheckpointFiles {
             weight_map,
             others,
             left_out,
+            sources: Vec::new(),
             #[cfg(feature = "pth")]
             converted: None,
         };
@@ -655,6 +681,39 @@ impl CheckpointFiles {
     /// ```
     pub fn weights_left_out(&self) -> &[PathBuf] {
         &self.left_out
+    }
+
+    /// Every file of the input, which no output may replace: what was
+    /// named (a file, an index), the index, the files the tensors were
+    /// read from (the safetensors files, or the PyTorch files converted,
+    /// and their conversions), the [other files](Self::other_files) and
+    /// the [weights left out](Self::weights_left_out).
+    /// [`Output::check_for`](super::Output::check_for) refuses an output
+    /// at any of them.
+    ///
+    /// ```
+    /// # use ndprune::io::{Checkpoint, CheckpointFiles};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join("ndprune-doc-input-files");
+    /// # let _ = std::fs::remove_dir_all(&dir); // a fresh directory
+    /// std::fs::create_dir_all(&dir)?;
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(dir.join("model.safetensors"))?;
+    /// std::fs::write(dir.join("config.json"), b"{}")?;
+    /// let files = CheckpointFiles::open(&dir)?;
+    /// let all = files.input_files();
+    /// assert!(all.contains(&dir.join("model.safetensors").as_path()));
+    /// assert!(all.contains(&dir.join("config.json").as_path()));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn input_files(&self) -> Vec<&Path> {
+        let mut all = vec![self.origin.as_path()];
+        all.extend(self.index.as_ref().map(|(p, _)| p.as_path()));
+        all.extend(self.files.iter().map(MappedFile::path));
+        all.extend(self.sources.iter().map(PathBuf::as_path));
+        all.extend(self.others.iter().map(PathBuf::as_path));
+        all.extend(self.left_out.iter().map(PathBuf::as_path));
+        all
     }
 
     /// The total size of the tensor files in bytes.

@@ -308,7 +308,7 @@ impl FileShrinker {
                 },
             });
         }
-        output.check()?;
+        output.check_for(input)?;
         let view = input.view()?;
         let (mut report, cuts) = self.plan_view(input, &view)?;
         report.files = write(input, &view, &cuts, output, &report.config, progress)?;
@@ -496,6 +496,12 @@ impl FileShrinker {
                                 "no config.json beside the checkpoint: the model's intermediate_size is now {w}"
                             ));
                         }
+                    }
+                    Err(problem @ ConfigProblem::NothingKept { .. }) => {
+                        return Err(CheckpointError::Config {
+                            path: config_path(input),
+                            problem,
+                        })
                     }
                     Err(problem) => notes.push(format!(
                         "no config.json beside the checkpoint, and no one config could describe the result: {problem}"
@@ -756,7 +762,7 @@ fn decoder_groups(
                         .ok_or(ConfigProblem::MissingField { field: "head_dim" })?,
                 };
                 if heads % kv != 0 {
-                    return Err(ConfigProblem::BadField { field: "num_key_value_heads" });
+                    return Err(ConfigProblem::HeadsNotDivisible { heads, kv_heads: kv });
                 }
                 let per = heads / kv;
                 for name in attention {
@@ -764,6 +770,20 @@ fn decoder_groups(
                     let t = |s: &str| format!("{p}{s}");
                     if !["k_proj.weight", "v_proj.weight", "o_proj.weight"].iter().all(|s| has(&t(s))) {
                         continue;
+                    }
+                    // The head counts must be this checkpoint's.
+                    for (proj, field, n) in [("q_proj.weight", "num_attention_heads", heads), ("k_proj.weight", "num_key_value_heads", kv)] {
+                        let rows = logical[&t(proj)].shape.first().copied();
+                        if rows != Some(n * head_dim) {
+                            return Err(ConfigProblem::Disagrees {
+                                field,
+                                config: format!("{n} heads of {head_dim} ({} rows of {})", n * head_dim, t(proj)),
+                                tensors: match rows {
+                                    Some(r) => format!("{r} rows"),
+                                    None => "a scalar".into(),
+                                },
+                            });
+                        }
                     }
                     let mut g = ChannelGroup::new(kv)
                         .with(Member::new(t("q_proj.weight"), Dim(0), Role::Producer).with_block(per * head_dim))
@@ -795,21 +815,77 @@ fn layer_number(name: &str) -> Option<usize> {
     rest.split('.').next()?.parse().ok()
 }
 
-/// The widths the groups of one kind keep, in layer order.
-fn widths_in_layer_order(results: &[(ChannelGroup, GroupShrink)], mlp: bool) -> Vec<usize> {
+/// `width` of each group of one kind (MLP or key/value heads), in layer
+/// order.
+fn in_layer_order(
+    results: &[(ChannelGroup, GroupShrink)],
+    mlp: bool,
+    width: impl Fn(&ChannelGroup, &GroupShrink) -> usize,
+) -> Vec<usize> {
     let mut w: Vec<(Option<usize>, &str, usize)> = results
         .iter()
         .filter(|(g, _)| is_mlp(g) == mlp)
-        .map(|(g, r)| {
-            let name = g
-                .primary()
-                .expect("a decoder group is built with its producers")
-                .tensor();
-            (layer_number(name), name, r.kept)
-        })
+        .map(|(g, r)| (layer_number(primary_name(g)), primary_name(g), width(g, r)))
         .collect();
     w.sort();
-    w.into_iter().map(|(_, _, kept)| kept).collect()
+    w.into_iter().map(|(_, _, width)| width).collect()
+}
+
+/// The first producer of a decoder group, which names its layer.
+fn primary_name(g: &ChannelGroup) -> &str {
+    g.primary()
+        .expect("a decoder group is built with its producers")
+        .tensor()
+}
+
+/// Checks that `cfg`'s MLP widths are those of the checkpoint the groups
+/// were read from (before the cut), so that a config of another model is
+/// refused rather than rewritten.
+fn check_config_matches(
+    cfg: &Map<String, Value>,
+    results: &[(ChannelGroup, GroupShrink)],
+) -> Result<(), ConfigProblem> {
+    let mlp = in_layer_order(results, true, |g, _| g.channels());
+    let disagrees = |config: String| ConfigProblem::Disagrees {
+        field: "intermediate_size",
+        config,
+        tensors: format!("{mlp:?} (per layer)"),
+    };
+    let field = "intermediate_size";
+    match cfg.get(field) {
+        _ if mlp.is_empty() => {}
+        Some(Value::Array(list)) => {
+            if list.len() != mlp.len() {
+                return Err(ConfigProblem::ListLength {
+                    field,
+                    len: list.len(),
+                    layers: mlp.len(),
+                });
+            }
+            let stated = list
+                .iter()
+                .map(|v| {
+                    v.as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .filter(|&n| n > 0)
+                })
+                .collect::<Option<Vec<usize>>>()
+                .ok_or(ConfigProblem::BadField { field })?;
+            if stated != mlp {
+                return Err(disagrees(format!("{stated:?}")));
+            }
+        }
+        _ => {
+            if let Some(n) = count_field(cfg, field)? {
+                if mlp.iter().any(|&w| w != n) {
+                    return Err(disagrees(n.to_string()));
+                }
+            }
+        }
+    }
+    // The head counts made the attention groups, checked against the
+    // tensors there (`decoder_groups`).
+    Ok(())
 }
 
 /// The rewritten fields of a decoder's config. `intermediate_size` given
@@ -828,15 +904,21 @@ fn decoder_config(
                 Some(_) => Err(ConfigProblem::NonUniform { what, widths }),
             }
         };
-    let mlp = widths_in_layer_order(results, true);
-    let kv = widths_in_layer_order(results, false);
+    if let Some((g, _)) = results.iter().find(|(_, r)| r.kept == 0) {
+        return Err(ConfigProblem::NothingKept {
+            what: if is_mlp(g) {
+                "intermediate_size"
+            } else {
+                "num_key_value_heads"
+            },
+            tensor: primary_name(g).to_string(),
+        });
+    }
+    check_config_matches(cfg, results)?;
+    let mlp = in_layer_order(results, true, |_, r| r.kept);
+    let kv = in_layer_order(results, false, |_, r| r.kept);
     match cfg.get("intermediate_size") {
         Some(Value::Array(per_layer)) if !mlp.is_empty() => {
-            if per_layer.len() != mlp.len() {
-                return Err(ConfigProblem::BadField {
-                    field: "intermediate_size",
-                });
-            }
             let new: Vec<Value> = mlp.iter().map(|&w| Value::from(w)).collect();
             if per_layer != &new {
                 out.insert("intermediate_size".into(), Value::Array(new));

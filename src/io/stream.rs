@@ -306,6 +306,41 @@ impl Output {
         }
     }
 
+    /// [`Output::check`], after checking that the output replaces none
+    /// of `input`'s files ([`CheckpointFiles::input_files`]), however its
+    /// path is spelled (the same file by device and inode on Unix, by
+    /// canonical path elsewhere): [`TargetProblem::InputFile`]. The
+    /// writers ([`FilePruner::run`],
+    /// [`FileShrinker::run`](super::FileShrinker::run)) call it first.
+    ///
+    /// ```
+    /// use ndprune::io::{Checkpoint, CheckpointError, CheckpointFiles, Output, TargetProblem};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join("ndprune-doc-check-for.safetensors");
+    /// Checkpoint::new(ndprune::Sequential::<f32>::new()).save(&path)?;
+    /// let input = CheckpointFiles::open(&path)?;
+    /// let err = Output::File(path.clone()).check_for(&input).unwrap_err();
+    /// assert!(matches!(err, CheckpointError::BadTarget { problem: TargetProblem::InputFile { .. }, .. }));
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn check_for(&self, input: &CheckpointFiles) -> Result<(), CheckpointError> {
+        let out = self.path();
+        if let Some(file) = input
+            .input_files()
+            .into_iter()
+            .find(|f| *f == out || same_file(f, out))
+        {
+            return Err(CheckpointError::BadTarget {
+                path: out.to_path_buf(),
+                problem: TargetProblem::InputFile {
+                    file: file.to_path_buf(),
+                },
+            });
+        }
+        self.check()
+    }
+
     /// Checks, before any work, that the output can be written: see
     /// [`PendingFile::check_target`] and [`PendingDir::check_target`].
     ///
@@ -334,6 +369,30 @@ impl Output {
                 PendingDir::check_target(dir)
             }
         }
+    }
+}
+
+/// Whether two paths name the same existing file: the same device and
+/// inode (links followed), so a hard link, a symbolic link or a bind mount
+/// of a file is that file, however the path is spelled.
+#[cfg(unix)]
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        // A path that names nothing (yet) is no file of the input.
+        _ => false,
+    }
+}
+
+/// Whether two paths name the same existing file (by canonical path where
+/// there are no inodes to compare).
+#[cfg(not(unix))]
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        // A path that names nothing (yet) is no file of the input.
+        _ => false,
     }
 }
 
@@ -813,7 +872,7 @@ impl<'s> FilePruner<'s> {
         output: &Output,
         progress: &mut dyn Progress,
     ) -> Result<StreamReport, CheckpointError> {
-        output.check()?;
+        output.check_for(input)?;
         let view = input.view()?;
         let plan = self.plan(input, &view, output);
         let result = self.write(input, &view, &plan, output, progress);

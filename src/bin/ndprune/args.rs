@@ -1,7 +1,7 @@
 //! Command-line arguments, and the checks that make a bad call a usage
 //! error (exit status 2) before any file is touched.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -429,28 +429,6 @@ fn globs(patterns: &[String]) -> Result<GlobSet, String> {
     b.build().map_err(|e| e.to_string())
 }
 
-/// Whether two paths name the same existing file: the same device and
-/// inode (links followed), so a hard link, a symbolic link or a bind mount
-/// of IN is IN, however the path is spelled.
-#[cfg(unix)]
-pub fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
-    }
-}
-
-/// Whether two paths name the same existing file (by canonical path where
-/// there are no inodes to compare).
-#[cfg(not(unix))]
-pub fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
-}
-
 /// Exits with a usage error (status 2): nothing was written.
 pub fn usage_error(msg: String) -> ! {
     Cli::command()
@@ -616,12 +594,6 @@ pub fn check(mut args: PruneArgs) -> PruneJob {
         Some(globs(&args.include).unwrap_or_else(|e| usage(ErrorKind::InvalidValue, e)))
     };
     let exclude = globs(&args.exclude).unwrap_or_else(|e| usage(ErrorKind::InvalidValue, e));
-    if args.input == args.output || same_file(&args.input, &args.output) {
-        usage(
-            ErrorKind::ArgumentConflict,
-            "OUT must not be IN: the input is never changed".into(),
-        );
-    }
     // A directory or an index as IN makes a directory OUT, unless OUT
     // names a safetensors file.
     let sharded_in = args.input.is_dir()

@@ -211,18 +211,28 @@ pub fn note_left_out(
     );
 }
 
+/// Exits with a usage error (status 2, nothing written) where OUT would
+/// replace a file of IN ([`ndprune::io::Output::check_for`]); the other
+/// problems of OUT are the run's to report.
+fn refuse_out_in(input: &ndprune::io::CheckpointFiles, output: &ndprune::io::Output) {
+    if let Err(ndprune::io::CheckpointError::BadTarget {
+        problem: ndprune::io::TargetProblem::InputFile { file },
+        ..
+    }) = output.check_for(input)
+    {
+        args::usage_error(format!(
+            "OUT must not be IN: {} is a file of IN, and the input is never changed",
+            file.display()
+        ));
+    }
+}
+
 /// Runs a checked pruning job and prints its report.
 fn prune(job: PruneJob) -> Result<(), ndprune::io::CheckpointError> {
     cleanup::install(&job.input);
     ndprune::io::CheckpointFiles::open_watched(&job.input, &mut Conversion)
         .inspect(|input| {
-            // OUT must be none of IN's files, however it is spelled.
-            if let Some(f) = input.files().iter().find(|f| args::same_file(f.path(), job.output.path())) {
-                args::usage_error(format!(
-                    "OUT must not be IN: {} is a file of IN, and the input is never changed",
-                    f.path().display()
-                ));
-            }
+            refuse_out_in(input, &job.output);
             note_left_out(input, &job.output, job.quiet);
         })
         .and_then(|input| run::run(&job, &input))

@@ -102,13 +102,7 @@ pub fn shrink(a: ShrinkArgs) -> Result<(), CheckpointError> {
     cleanup::install(&a.input);
     // A PyTorch input's conversion is removed on a signal, as for `prune`.
     let input = CheckpointFiles::open_watched(&a.input, &mut crate::Conversion)?;
-    if input
-        .files()
-        .iter()
-        .any(|f| crate::args::same_file(f.path(), output.path()))
-    {
-        usage_error("OUT must not be IN: the input is never changed".into());
-    }
+    crate::refuse_out_in(&input, &output);
     if !a.dry_run {
         crate::note_left_out(&input, &output, a.quiet);
     }
