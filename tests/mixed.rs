@@ -539,3 +539,68 @@ proptest! {
         prop_assert_eq!(wide.part::<f32>().buffer("b.w_mask").unwrap().mapv(f64::from), all.buffer("b.w_mask").unwrap().clone());
     }
 }
+
+/// A file whose `fc.weight` is bf16 and which also holds a stray
+/// `fc.weight_mask` (or `fc.weight_orig`) of another dtype: f32, so in the
+/// f32 tree, or u8, so kept raw. Loading it is fine (a plain tensor of that
+/// name); every way of pruning `fc.weight` would make a second tensor of
+/// that name, so each is refused naming it, and the checkpoint is byte for
+/// byte what it was (and still saves).
+#[test]
+fn pruning_refuses_names_another_dtype_or_a_raw_tensor_holds() {
+    use ndprune::io::RawTensor;
+    use rand::SeedableRng;
+    let w = ndarray::array![[1.0f32, -2.0], [3.0, 0.5]]
+        .into_dyn()
+        .mapv(bf16::from_f32);
+    for stray in ["fc.weight_mask", "fc.weight_orig"] {
+        let strays = [
+            RawTensor::new(
+                stray,
+                Dtype::F32,
+                vec![2, 2],
+                [1.0f32, 0.0, 1.0, 1.0]
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+            )
+            .unwrap(),
+            RawTensor::new(stray, Dtype::U8, vec![2, 2], vec![1, 0, 1, 1]).unwrap(),
+        ];
+        for raw in strays {
+            let mut c = MixedCheckpoint::new();
+            c.part_mut::<bf16>()
+                .add_child(
+                    "fc",
+                    Layer::new().with_parameter("weight", w.clone()).unwrap(),
+                )
+                .unwrap();
+            c.push_raw(raw);
+            let bytes = c.to_bytes().unwrap();
+            let mut c = MixedCheckpoint::from_bytes(&bytes).unwrap();
+            type Call = fn(&mut MixedCheckpoint) -> Result<(), PruneError>;
+            let calls: [Call; 5] = [
+                |c| c.l1_unstructured("fc.weight", Amount::Count(1)),
+                |c| c.ln_structured("fc.weight", Amount::Count(1), Norm::L(2.0), Dim(0)),
+                |c| {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+                    c.random_unstructured("fc.weight", Amount::Count(1), &mut rng)
+                },
+                |c| {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+                    c.random_structured("fc.weight", Amount::Count(1), Dim(0), &mut rng)
+                },
+                |c| c.global_unstructured(&["fc.weight"], Amount::Count(1), TieBreak::Torch),
+            ];
+            for call in calls {
+                let err = call(&mut c).unwrap_err();
+                assert!(
+                    matches!(err.kind(), PruneErrorKind::DuplicateTensor { name } if name == stray),
+                    "{stray}: {err}"
+                );
+                assert_eq!(err.tensor(), Some("fc.weight"));
+                assert_eq!(c.to_bytes().unwrap(), bytes, "{stray}");
+            }
+        }
+    }
+}

@@ -218,6 +218,64 @@ proptest! {
         }
     }
 
+    /// `Inexact::Fold` over MLPs with and without BatchNorm whose weight
+    /// rows alone are pruned (the biases, norm scales and shifts left, some
+    /// of each set to zero): either refused (`NoFold`) with nothing changed,
+    /// or reported exact and computing what the masked model did (up to
+    /// the rounding of the folded sums).
+    #[test]
+    fn fold_is_refused_or_exact(
+        seed in any::<u64>(),
+        widths in prop::collection::vec(1usize..6, 3..5),
+        with_bn in any::<bool>(),
+        rows in prop::collection::vec(0usize..6, 4),
+        zeros in any::<u64>(),
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut model, ops) = mlp(&widths, with_bn, &mut rng);
+        let linears: Vec<usize> = ops.iter().enumerate().filter(|(_, o)| matches!(o, Op::Linear)).map(|(i, _)| i).collect();
+        for (&i, &k) in linears.iter().zip(&rows) {
+            let w = format!("{i}.weight");
+            let out = model.tensor(&w).unwrap().shape()[0];
+            prune::ln_structured(&mut model, &w, Amount::Count(k.min(out)), Norm::L(2.0), Dim(0), None).unwrap();
+        }
+        // Zero some entries of every 1-D parameter (biases, norm scales
+        // and shifts), by the bits of `zeros`.
+        let mut bit = 0;
+        let names: Vec<String> = model.state_dict().into_iter().map(|(n, _)| n).filter(|n| !n.ends_with("_mask") && !n.contains("running")).collect();
+        for n in names {
+            if model.tensor(&n).unwrap().ndim() != 1 || n.ends_with("_orig") {
+                continue;
+            }
+            let mut t = model.parameter_mut(&n).unwrap();
+            for v in t.iter_mut() {
+                if zeros >> (bit % 64) & 1 == 1 {
+                    *v = 0.0;
+                }
+                bit += 1;
+            }
+        }
+        let groups = group::infer_chain(&model).unwrap();
+        let x = uniform(vec![3, widths[0]], &mut rng);
+        let masked = forward(&model, &ops, &x);
+        let before = state(&model);
+        let relu: fn(f64) -> f64 = |v| v.max(0.0);
+        match group::shrink(&mut model, &groups, Inexact::Fold(relu)) {
+            Err(e) => {
+                prop_assert!(matches!(e.kind(), PruneErrorKind::NoFold { .. }), "{}", e);
+                prop_assert_eq!(state(&model), before);
+            }
+            Ok(r) => {
+                prop_assert!(r.is_exact());
+                let got = forward(&model, &ops, &x);
+                prop_assert_eq!(got.shape(), masked.shape());
+                for (a, b) in got.iter().zip(&masked) {
+                    prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{} vs {}", a, b);
+                }
+            }
+        }
+    }
+
     /// The same through convs, a BatchNorm, padding and a flatten into a
     /// Linear, with two rounds of pruning.
     #[test]

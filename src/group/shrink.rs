@@ -299,6 +299,25 @@ fn fold<T: PruneFloat, M: Module<T> + ?Sized>(
             "the channel's constant comes from more than one tensor (a bias and a norm layer)",
         ));
     }
+    // The channel's output is `activation(bias[c])` only where nothing
+    // but the zeroed weight and that bias makes it: a norm layer (its
+    // weight, bias or statistics) or a parallel projection between them
+    // and the consumers changes it, even where it is zero on `c` (a norm
+    // layer's zero scale sends its shift on, not the bias).
+    let primary_at = members
+        .iter()
+        .position(|m| m.role() == Role::Producer)
+        .expect("checked: a group has a producer");
+    if let Some((_, other)) = members
+        .iter()
+        .enumerate()
+        .find(|&(i, m)| i != primary_at && i != live[0] && m.role() != Role::Consumer)
+    {
+        return Err(no_fold(
+            other.tensor(),
+            "the group holds more than a weight and its bias before the consumers (a norm layer, its statistics, a parallel projection): the channel's output is not activation(bias)",
+        ));
+    }
     let bias = model
         .tensor(source.tensor())
         .expect("checked: every member's tensor is there");

@@ -403,6 +403,32 @@ impl MixedCheckpoint {
         }
     }
 
+    /// [`Self::locate`] for pruning `name`: also an error where a name the
+    /// pruning creates (`name_orig`, `name_mask`) is held by another tree
+    /// or by a raw tensor (a file may hold a stray mask of another dtype),
+    /// which would leave two tensors of one name and a checkpoint that
+    /// does not save. (Its own tree checks its own names.)
+    fn locate_for_pruning(&self, name: &str) -> Result<Kind, PruneError> {
+        let kind = self.locate(name)?;
+        for made in [
+            crate::module::orig_name(name),
+            crate::module::mask_name(name),
+        ] {
+            let in_tree = KINDS
+                .iter()
+                .copied()
+                .filter(|&k| k != kind)
+                .any(|k| with_kind!(k, T => <T as Part>::part(self).tensor(&made).is_some()));
+            if in_tree || self.raw.iter().any(|r| r.name() == made) {
+                return Err(PruneError::new(
+                    name,
+                    PruneErrorKind::DuplicateTensor { name: made },
+                ));
+            }
+        }
+        Ok(kind)
+    }
+
     /// The dtype of the tensor `name` (a parameter, a buffer, or a pruned
     /// tensor `X`). An error if no tree holds it
     /// ([`PruneErrorKind::NoSuchTensor`]; raw tensors are in none), or if
@@ -527,7 +553,7 @@ impl MixedCheckpoint {
     /// # Ok(()) }
     /// ```
     pub fn l1_unstructured(&mut self, name: &str, amount: Amount) -> Result<(), PruneError> {
-        let kind = self.locate(name)?;
+        let kind = self.locate_for_pruning(name)?;
         with_kind!(kind, T => prune::l1_unstructured(<T as Part>::part_mut(self), name, amount, None))
     }
 
@@ -552,7 +578,7 @@ impl MixedCheckpoint {
         n: Norm,
         dim: Dim,
     ) -> Result<(), PruneError> {
-        let kind = self.locate(name)?;
+        let kind = self.locate_for_pruning(name)?;
         with_kind!(kind, T => prune::ln_structured(<T as Part>::part_mut(self), name, amount, n, dim, None))
     }
 
@@ -580,7 +606,7 @@ impl MixedCheckpoint {
         amount: Amount,
         rng: &mut R,
     ) -> Result<(), PruneError> {
-        let kind = self.locate(name)?;
+        let kind = self.locate_for_pruning(name)?;
         with_kind!(kind, T => prune::random_unstructured(<T as Part>::part_mut(self), name, amount, rng))
     }
 
@@ -607,7 +633,7 @@ impl MixedCheckpoint {
         dim: Dim,
         rng: &mut R,
     ) -> Result<(), PruneError> {
-        let kind = self.locate(name)?;
+        let kind = self.locate_for_pruning(name)?;
         with_kind!(kind, T => prune::random_structured(<T as Part>::part_mut(self), name, amount, dim, rng))
     }
 
@@ -675,7 +701,7 @@ impl MixedCheckpoint {
         let names: Vec<&str> = targets.iter().map(AsRef::as_ref).collect();
         let kinds = names
             .iter()
-            .map(|n| self.locate(n))
+            .map(|n| self.locate_for_pruning(n))
             .collect::<Result<Vec<Kind>, _>>()?;
         match common_kind(&kinds) {
             // One dtype (or no target: the f32 tree reports that): ranked

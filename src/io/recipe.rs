@@ -204,7 +204,9 @@ impl RecipeStep {
 ///   may go past it. A per-tensor step whose amount would take a tensor
 ///   past `floor(max_sparsity × numel)` pruned entries prunes instead the
 ///   largest count (of entries, or of channels for a structured method)
-///   that stays within; one already past it prunes nothing more. A global
+///   that stays within; one already past it prunes nothing more. An N:M,
+///   block or Wanda N:M step has no amount to clamp: on a tensor it would
+///   take past the cap, it prunes nothing (the dry run shows it). A global
 ///   step is not clamped (that would move its cut for every tensor): if it
 ///   would take a tensor past the cap, the run fails with
 ///   [`CheckpointError::SparsityCap`] and nothing is written.

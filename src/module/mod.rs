@@ -13,4 +13,6 @@ pub use store::TensorStore;
 pub use tree::Module;
 
 pub(crate) use store::mask_name;
+#[cfg(feature = "safetensors")]
+pub(crate) use store::orig_name;
 pub(crate) use tree::{resolve, resolve_mut, split_path};
