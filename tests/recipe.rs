@@ -540,6 +540,21 @@ fn toml_errors_name_the_step_and_field() {
         field("max_sparsity = 2.0\nsteps = []"),
         (None, "max_sparsity".into())
     );
+    // nan and inf, which JSON cannot hold, are named as written.
+    for (text, word) in [
+        ("max_sparsity = nan\nsteps = []", "NaN"),
+        ("max_sparsity = -inf\nsteps = []", "-inf"),
+    ] {
+        let err = Recipe::from_toml(text).unwrap_err();
+        assert!(
+            matches!(&err, RecipeError::Field { step: None, field, .. } if field == "max_sparsity"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(word) && !err.to_string().contains("null"),
+            "{err}"
+        );
+    }
     assert_eq!(field("step = []"), (None, "step".into()));
     assert!(matches!(
         Recipe::from_toml("[[steps]\nmethod ="),

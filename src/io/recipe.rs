@@ -288,9 +288,16 @@ impl Recipe {
     /// ```
     pub fn from_toml(text: &str) -> Result<Self, RecipeError> {
         // TOML read into JSON's data model: one validator for both forms.
-        let value: Value = toml::from_str(text).map_err(|e| RecipeError::Toml {
+        // JSON has no nan or inf (they would read as null): they go as the
+        // words the user wrote, which the validator refuses by field.
+        let mut toml_value: toml::Value = toml::from_str(text).map_err(|e| RecipeError::Toml {
             message: e.to_string().trim_end().to_string(),
         })?;
+        spell_non_finite(&mut toml_value);
+        let value: Value =
+            serde::Deserialize::deserialize(toml_value).map_err(|e| RecipeError::Toml {
+                message: e.to_string().trim_end().to_string(),
+            })?;
         Self::from_value(value)
     }
 
@@ -813,4 +820,15 @@ fn step(s: usize, v: &Value) -> Result<RecipeStep, RecipeError> {
         exclude,
         overrides,
     })
+}
+
+/// Turns every nan or infinite float of `v` into its word (`nan`, `inf`,
+/// `-inf`), which JSON's data model can hold.
+fn spell_non_finite(v: &mut toml::Value) {
+    match v {
+        toml::Value::Float(f) if !f.is_finite() => *v = toml::Value::String(f.to_string()),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| spell_non_finite(v)),
+        toml::Value::Array(a) => a.iter_mut().for_each(spell_non_finite),
+        _ => {}
+    }
 }
