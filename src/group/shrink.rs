@@ -31,7 +31,9 @@ pub enum Inexact {
     Drop,
     /// Fold the constant into the consumers' biases, where that is exact:
     /// the nonzero producer is a single 1-D tensor (a Linear's or conv's
-    /// bias `b`), the channel's output is the constant `activation(b[c])`
+    /// bias `b`), the group holds nothing else before its consumers (no
+    /// norm layer, whose scale and statistics would change the constant,
+    /// no parallel projection), the channel's output is the constant `activation(b[c])`
     /// (the function given: identity, ReLU, ...; every op between the
     /// layers must keep a constant channel constant, as activations and
     /// pooling do), and each consumer is a 2-D weight read along dim 1
