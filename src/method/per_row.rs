@@ -133,6 +133,9 @@ impl<T: PruneFloat> PruningMethod<T> for PerRowUnstructured {
         let rows = t.shape()[0];
         let width = t.len().checked_div(rows).unwrap_or(0);
         let out = flat_mut(&mut mask);
+        // The amount against a whole row, also where there is no row (a
+        // NaN or too large amount is refused on every shape).
+        self.rounding.count_of(self.amount, width)?;
         // Each row's count first: a call that fails changes nothing.
         let mut counts = Vec::with_capacity(rows);
         for r in 0..rows {

@@ -68,7 +68,9 @@ where
     T: PruneFloat,
     M: Module<T> + ?Sized,
 {
-    // 1. Check everything, changing nothing.
+    // 1. Check everything, changing nothing. The keys are the tree's
+    // paths only where every child's name is one segment.
+    super::tree::check_child_names(&*root, "")?;
     let expected: Vec<(String, Vec<usize>)> = root
         .state_dict()
         .into_iter()

@@ -208,7 +208,8 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
     /// Changes the trainable tensor at a dotted path with `update` (given a
     /// view of fixed shape, as [`Module::trainable_mut`]), then recomputes
     /// the pruned tensor if there is one: after the call, `X` is
-    /// `X_orig * X_mask` again. Fails, calling nothing, if the path names
+    /// `X_orig * X_mask` again (also where the path names `X_orig`, and
+    /// where `update` panics). Fails, calling nothing, if the path names
     /// no parameter or pruned tensor.
     ///
     /// ```
@@ -234,11 +235,27 @@ pub trait Module<T: PruneFloat>: fmt::Debug {
         F: FnOnce(ArrayViewMutD<'_, T>),
     {
         let (store, name) = resolve_mut(self, path)?;
-        let view = store
-            .trainable_mut(name)
-            .ok_or_else(|| PruneError::new(path, PruneErrorKind::NoSuchTensor))?;
-        update(view);
-        store.recompute_one(name);
+        if store.trainable_mut(name).is_none() {
+            return Err(PruneError::new(path, PruneErrorKind::NoSuchTensor));
+        }
+        // The pruned tensor the update changes: `X` itself, or the `X`
+        // whose `X_orig` is named.
+        let pruned = match name.strip_suffix("_orig") {
+            Some(base) if store.is_pruned(base) => base,
+            _ => name,
+        };
+        // Recomputed however `update` ends, a panic included, so that `X`
+        // is `X_orig * X_mask` whatever it wrote.
+        let guard = Recompute {
+            store,
+            name: pruned,
+        };
+        update(
+            guard
+                .store
+                .trainable_mut(name)
+                .expect("checked just above: a trainable tensor"),
+        );
         Ok(())
     }
 
@@ -472,6 +489,41 @@ fn collect<'a, T: PruneFloat, M: Module<T> + ?Sized>(
     }
 }
 
+/// Checks that every child of the tree under `module` (at `prefix`) has a
+/// name that is one path segment (not empty, no dot) and unique among its
+/// siblings, as [`Sequential::add_child`](crate::Sequential::add_child)
+/// requires: a user's own [`Module::children`] may give any name, and a
+/// name that is no segment makes paths (and `state_dict` keys) that lead
+/// elsewhere or nowhere. The error names the parent's path.
+pub(crate) fn check_child_names<T: PruneFloat, M: Module<T> + ?Sized>(
+    module: &M,
+    prefix: &str,
+) -> Result<(), PruneError> {
+    let children = module.children();
+    for (i, (name, child)) in children.iter().enumerate() {
+        let reason = if name.is_empty() {
+            "a child module name must not be empty"
+        } else if name.contains('.') {
+            "a child module name must hold no dot"
+        } else if children[..i].iter().any(|(n, _)| n == name) {
+            "two children have that name"
+        } else {
+            check_child_names(*child, &join(prefix, name))?;
+            continue;
+        };
+        let kind = PruneErrorKind::InvalidChildName {
+            name: name.to_string(),
+            reason,
+        };
+        return Err(if prefix.is_empty() {
+            kind.into()
+        } else {
+            PruneError::new(prefix, kind)
+        });
+    }
+    Ok(())
+}
+
 /// `prefix.name`, or `name` at the root.
 pub(crate) fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
@@ -543,4 +595,17 @@ pub(crate) fn resolve<'a, T: PruneFloat, M: Module<T> + ?Sized>(
         )
     })?;
     Ok((store, name))
+}
+
+/// Recomputes a store's pruned tensor `name` when dropped
+/// ([`Module::update_trainable`]).
+struct Recompute<'s, T: PruneFloat> {
+    store: &'s mut TensorStore<T>,
+    name: &'s str,
+}
+
+impl<T: PruneFloat> Drop for Recompute<'_, T> {
+    fn drop(&mut self) {
+        self.store.recompute_one(self.name);
+    }
 }
