@@ -1038,3 +1038,41 @@ fn layouts_of_scores_4d() {
         }
     }
 }
+
+/// Buffers list in PyTorch's order (`_buffers` is insertion-ordered): a
+/// mask is registered when its tensor is first pruned, after the buffers
+/// there were then; `remove` deletes it, and pruning again registers it
+/// anew at the end.
+#[test]
+fn buffers_list_in_the_order_pytorch_registers_them() {
+    let mut l = layer(arr(&[4], |i| i as f64 + 1.0));
+    l.store_mut()
+        .add_parameter("bias", arr(&[4], |i| i as f64 - 1.5))
+        .unwrap();
+    l.store_mut().add_buffer("a", arr(&[1], |_| 0.0)).unwrap();
+    let keys =
+        |l: &Layer<f64>| -> Vec<String> { l.named_buffers().into_iter().map(|(k, _)| k).collect() };
+    prune::l1_unstructured(&mut l, "weight", Amount::Count(1), None).unwrap();
+    l.store_mut().add_buffer("b", arr(&[1], |_| 0.0)).unwrap();
+    assert_eq!(keys(&l), ["a", "weight_mask", "b"]);
+    prune::l1_unstructured(&mut l, "bias", Amount::Count(1), None).unwrap();
+    // A second pruning keeps the mask where it is.
+    prune::l1_unstructured(&mut l, "weight", Amount::Count(1), None).unwrap();
+    assert_eq!(keys(&l), ["a", "weight_mask", "b", "bias_mask"]);
+    prune::remove(&mut l, "weight").unwrap();
+    assert_eq!(keys(&l), ["a", "b", "bias_mask"]);
+    prune::l1_unstructured(&mut l, "weight", Amount::Count(1), None).unwrap();
+    assert_eq!(keys(&l), ["a", "b", "bias_mask", "weight_mask"]);
+    let state: Vec<String> = l.state_dict().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        state,
+        [
+            "bias_orig",
+            "weight_orig",
+            "a",
+            "b",
+            "bias_mask",
+            "weight_mask"
+        ]
+    );
+}

@@ -48,6 +48,9 @@ struct Pruned<T> {
     tensor: ArrayD<T>,
     /// The steps that made the mask, oldest first.
     history: Vec<PruningStep>,
+    /// How many own buffers there were when `name` was first pruned: its
+    /// mask comes after them among the buffers, as PyTorch registers it.
+    buffers_before: usize,
 }
 
 impl<T: PruneFloat> PartialEq for Pruned<T> {
@@ -56,6 +59,7 @@ impl<T: PruneFloat> PartialEq for Pruned<T> {
             && self.mask == other.mask
             && self.tensor == other.tensor
             && self.history == other.history
+            && self.buffers_before == other.buffers_before
     }
 }
 
@@ -309,14 +313,25 @@ impl<T: PruneFloat> TensorStore<T> {
     /// assert_eq!(s.buffers().count(), 0);
     /// ```
     pub fn buffers(&self) -> impl Iterator<Item = (&str, &ArrayD<T>)> {
-        let masks = self
-            .pruned
-            .iter()
-            .map(|p| (p.mask_name.as_str(), p.mask.view()));
-        self.buffers
-            .iter()
-            .map(|(n, t)| (n.as_str(), t))
-            .chain(masks)
+        // As PyTorch's `_buffers`, in the order they were registered: a
+        // mask when its tensor was first pruned. Own buffers are never
+        // taken away and a pruning appends, so `buffers_before` does not
+        // decrease along `pruned`.
+        let mut own = self.buffers.iter().enumerate().peekable();
+        let mut masks = self.pruned.iter().peekable();
+        std::iter::from_fn(move || {
+            let mask_first = match (own.peek(), masks.peek()) {
+                (Some(&(i, _)), Some(p)) => p.buffers_before <= i,
+                (None, Some(_)) => true,
+                (_, None) => false,
+            };
+            if mask_first {
+                let p = masks.next().expect("peeked");
+                Some((p.mask_name.as_str(), p.mask.view()))
+            } else {
+                own.next().map(|(_, (n, t))| (n.as_str(), t))
+            }
+        })
     }
 
     /// Pruned tensors (`orig * mask`) in the order they were first pruned.
@@ -543,6 +558,7 @@ impl<T: PruneFloat> TensorStore<T> {
             mask: MaskBuf::new(mask),
             tensor,
             history: vec![method],
+            buffers_before: self.buffers.len(),
         });
     }
 
