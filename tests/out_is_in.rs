@@ -8,7 +8,6 @@
 //! input's files are byte for byte what they were.
 #![cfg(feature = "cli")]
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +20,9 @@ use ndprune::Amount;
 #[path = "support/cli.rs"]
 mod cli;
 use cli::{dir, ndprune, s, stderr};
+#[path = "support/files.rs"]
+mod files;
+use files::snapshot;
 
 fn fixture(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,18 +36,6 @@ fn copy_dir(from: &Path, to: &Path) {
         let e = e.unwrap();
         fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
-}
-
-/// Every file under `d` (one level) and its bytes.
-fn snapshot(d: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fs::read_dir(d)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            let bytes = fs::read(&p).unwrap();
-            (p, bytes)
-        })
-        .collect()
 }
 
 /// The inputs, each in a directory of its own under `root`: (directory,

@@ -19,6 +19,9 @@ use rand::SeedableRng;
 mod models;
 use models::{bn, uniform};
 
+#[path = "support/files.rs"]
+mod files;
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "ndprune-shrink-files-{name}-{}",
@@ -623,18 +626,6 @@ fn a_transformers_checkpoint_shrinks_as_the_round_trip_checked() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Every directory entry under `d` and its bytes.
-fn files_of(d: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    fs::read_dir(d)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            let b = fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect()
-}
-
 /// A config that does not describe the checkpoint beside it (widths,
 /// head counts, a per-layer list of another length or of other things
 /// than widths) is refused, naming what is wrong, and so is a shrink that
@@ -652,7 +643,7 @@ fn configs_that_do_not_describe_the_checkpoint_and_empty_layers_are_refused() {
     let good: serde_json::Value = serde_json::from_slice(&fs::read(&cfg_path).unwrap()).unwrap();
     let out = dir.join("out");
     let refused = |amount: Amount, want: &dyn Fn(&ConfigProblem) -> bool| {
-        let before = files_of(&input);
+        let before = files::snapshot(&input);
         let err = FileShrinker::new(ShrinkGroups::Decoder)
             .amount(amount)
             .run(
@@ -665,7 +656,7 @@ fn configs_that_do_not_describe_the_checkpoint_and_empty_layers_are_refused() {
             other => panic!("{other}"),
         }
         assert!(!out.exists());
-        assert_eq!(files_of(&input), before);
+        assert_eq!(files::snapshot(&input), before);
         err.to_string()
     };
     let with = |field: &str, value: serde_json::Value| {
