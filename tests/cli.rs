@@ -17,6 +17,9 @@ use cli::{dir, ndprune, ok, prune_args, s, stderr};
 
 /// f32 conv, norm and linear layers, a bf16 adapter, an int64 counter and
 /// a uint8 table.
+#[path = "support/files.rs"]
+mod files;
+
 fn mixed_file(path: &Path) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let norm = Layer::new()
@@ -855,18 +858,15 @@ fn a_pth_file_prunes_to_what_its_safetensors_twin_prunes_to() {
 #[test]
 fn a_directory_of_one_bin_file_prunes_into_a_safetensors_directory() {
     let d = dir("bin-dir");
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth");
-    let model = d.join("model");
-    std::fs::create_dir(&model).unwrap();
-    std::fs::copy(fixtures.join("model.pth"), model.join("pytorch_model.bin")).unwrap();
-    std::fs::write(model.join("config.json"), r#"{"model_type": "test"}"#).unwrap();
+    let fixtures = cli::fixtures_pth();
+    let model = cli::bin_dir_model(&d);
     let (out, twin) = (d.join("out"), d.join("twin.safetensors"));
     for (input, output) in [(&model, &out), (&fixtures.join("model.safetensors"), &twin)] {
         let r = ndprune(&prune_args(s(input), s(output), L1));
         assert!(r.status.success(), "{}: {}", input.display(), stderr(&r));
     }
-    assert_eq!(child_names(&out), ["config.json", "model.safetensors"]);
-    assert_eq!(child_names(&model), ["config.json", "pytorch_model.bin"]);
+    assert_eq!(files::names(&out), ["config.json", "model.safetensors"]);
+    assert_eq!(files::names(&model), ["config.json", "pytorch_model.bin"]);
     assert_eq!(
         std::fs::read(out.join("config.json")).unwrap(),
         std::fs::read(model.join("config.json")).unwrap()
@@ -892,7 +892,7 @@ fn a_directory_of_one_bin_file_prunes_into_a_safetensors_directory() {
     let r = ndprune(&prune_args(s(&model), s(&again), L1));
     ok(&r);
     assert_eq!(
-        child_names(&again),
+        files::names(&again),
         ["config.json", "model.safetensors", "training_args.bin"]
     );
     assert_eq!(tensors(&again.join("model.safetensors")), want);
@@ -1140,7 +1140,7 @@ fn in_is_never_out_in_any_spelling() {
     }
     assert_eq!(std::fs::read(&input).unwrap(), before, "IN untouched");
     assert_eq!(
-        child_names(&d),
+        files::names(&d),
         [
             "bound.safetensors",
             "hard.safetensors",
@@ -1149,15 +1149,6 @@ fn in_is_never_out_in_any_spelling() {
             "sub"
         ]
     );
-}
-
-fn child_names(d: &Path) -> Vec<String> {
-    let mut n: Vec<String> = std::fs::read_dir(d)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    n.sort();
-    n
 }
 
 #[cfg(unix)]
@@ -1335,7 +1326,7 @@ fn big_file_named(path: &Path, prefix: &str, n: usize, len: usize) {
 
 #[cfg(target_os = "linux")]
 fn temporaries(d: &Path) -> Vec<String> {
-    child_names(d)
+    files::names(d)
         .into_iter()
         .filter(|n| n.ends_with(".tmp"))
         .collect()
@@ -1441,7 +1432,7 @@ fn a_signal_mid_write_of_a_sharded_output_leaves_nothing_behind() {
         loop {
             let done = temporaries(&d)
                 .iter()
-                .any(|t| child_names(&d.join(t)).iter().any(|n| n == shards[0]));
+                .any(|t| files::names(&d.join(t)).iter().any(|n| n == shards[0]));
             if done {
                 break;
             }
@@ -1465,7 +1456,11 @@ fn a_signal_mid_write_of_a_sharded_output_leaves_nothing_behind() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(!output.exists(), "no partial OUT");
-        assert_eq!(child_names(&d), ["in"], "signal {sig}: nothing left behind");
+        assert_eq!(
+            files::names(&d),
+            ["in"],
+            "signal {sig}: nothing left behind"
+        );
     }
 }
 
@@ -1534,6 +1529,20 @@ fn a_failed_allocation_leaves_no_temporary() {
     assert!(aborted > 0, "no limit made an allocation fail mid-write");
 }
 
+/// Every tensor of a checkpoint (a file, an index or a directory) by
+/// name, with its bytes, sorted by name.
+fn tensor_bytes(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let files = ndprune::io::CheckpointFiles::open(path).unwrap();
+    let view = files.view().unwrap();
+    let mut v: Vec<(String, Vec<u8>)> = view
+        .entries()
+        .iter()
+        .map(|e| (e.name().to_string(), e.data().to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn max_shard_size_reshards_a_file_or_a_sharded_checkpoint() {
     let d = dir("reshard");
@@ -1564,26 +1573,8 @@ fn max_shard_size_reshards_a_file_or_a_sharded_checkpoint() {
             .iter()
             .all(|n| n.starts_with("model-") && out.join(n).is_file()));
         // The same tensors, byte for byte, as the single-file output.
-        let files = ndprune::io::CheckpointFiles::open(&out).unwrap();
-        let view = files.view().unwrap();
-        let got: Vec<(String, Vec<u8>)> = {
-            let mut v: Vec<_> = view
-                .entries()
-                .iter()
-                .map(|e| (e.name().to_string(), e.data().to_vec()))
-                .collect();
-            v.sort();
-            v
-        };
-        let bytes = std::fs::read(&whole).unwrap();
-        let want_view = SafetensorsView::parse(&bytes).unwrap();
-        let mut want: Vec<(String, Vec<u8>)> = want_view
-            .entries()
-            .iter()
-            .map(|e| (e.name().to_string(), e.data().to_vec()))
-            .collect();
-        want.sort();
-        assert_eq!(got, want, "{tag}");
+        let want = tensor_bytes(&whole);
+        assert_eq!(tensor_bytes(&out), want, "{tag}");
         // What fits in one shard: a lone model.safetensors, no index, as
         // transformers writes it; the same bytes of tensors.
         let one = d.join(format!("{tag}-one"));
@@ -1597,16 +1588,8 @@ fn max_shard_size_reshards_a_file_or_a_sharded_checkpoint() {
         } else {
             vec!["model.safetensors"]
         };
-        assert_eq!(child_names(&one), written, "{tag}");
-        let bytes = std::fs::read(one.join("model.safetensors")).unwrap();
-        let view = SafetensorsView::parse(&bytes).unwrap();
-        let mut one_shard: Vec<(String, Vec<u8>)> = view
-            .entries()
-            .iter()
-            .map(|e| (e.name().to_string(), e.data().to_vec()))
-            .collect();
-        one_shard.sort();
-        assert_eq!(one_shard, want, "{tag}");
+        assert_eq!(files::names(&one), written, "{tag}");
+        assert_eq!(tensor_bytes(&one.join("model.safetensors")), want, "{tag}");
     }
     // Bad sizes, and a file as OUT, are usage errors: nothing written.
     for (size, out, says) in [
@@ -1660,7 +1643,7 @@ fn a_toml_recipe_prunes_pytorch_shards_into_a_safetensors_checkpoint() {
         "-q",
     ]));
     assert_eq!(
-        child_names(&a),
+        files::names(&a),
         [
             "config.json",
             "model-00001-of-00002.safetensors",
@@ -1668,7 +1651,7 @@ fn a_toml_recipe_prunes_pytorch_shards_into_a_safetensors_checkpoint() {
             "model.safetensors.index.json"
         ]
     );
-    for name in child_names(&a) {
+    for name in files::names(&a) {
         assert_eq!(
             std::fs::read(a.join(&name)).unwrap(),
             std::fs::read(b.join(&name)).unwrap(),
@@ -1814,7 +1797,7 @@ fn a_signal_mid_write_removes_the_conversion_of_a_pytorch_input() {
             );
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
-        assert_eq!(child_names(&tmp).len(), 1, "the conversion's directory");
+        assert_eq!(files::names(&tmp).len(), 1, "the conversion's directory");
         assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
         let out = child.wait_with_output().unwrap();
         assert_eq!(
@@ -1827,7 +1810,7 @@ fn a_signal_mid_write_removes_the_conversion_of_a_pytorch_input() {
         assert!(!output.exists(), "no partial OUT");
         assert_eq!(temporaries(&d), Vec::<String>::new(), "signal {sig}");
         assert_eq!(
-            child_names(&tmp),
+            files::names(&tmp),
             Vec::<String>::new(),
             "signal {sig}: conversion left"
         );
@@ -1843,7 +1826,7 @@ fn a_signal_mid_write_removes_the_conversion_of_a_pytorch_input() {
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
-    while child_names(&tmp).is_empty() {
+    while files::names(&tmp).is_empty() {
         assert!(child.try_wait().unwrap().is_none(), "finished too soon");
         assert!(start.elapsed().as_secs() < 120, "no conversion appeared");
         std::thread::sleep(std::time::Duration::from_micros(100));
@@ -1853,7 +1836,7 @@ fn a_signal_mid_write_removes_the_conversion_of_a_pytorch_input() {
     assert_eq!(out.status.signal(), Some(libc::SIGTERM));
     assert!(!output.exists());
     assert_eq!(temporaries(&d), Vec::<String>::new());
-    assert_eq!(child_names(&tmp), Vec::<String>::new(), "conversion left");
+    assert_eq!(files::names(&tmp), Vec::<String>::new(), "conversion left");
 }
 
 /// A write that fails midway (the file size limit, `EFBIG`) on the writing
@@ -1896,7 +1879,7 @@ fn a_write_failing_midway_leaves_nothing() {
         assert!(stderr(&out).contains("writing"), "{}", stderr(&out));
         assert!(!output.exists(), "{output:?}");
         assert_eq!(temporaries(&d), Vec::<String>::new());
-        assert_eq!(child_names(&d), ["in.safetensors"]);
+        assert_eq!(files::names(&d), ["in.safetensors"]);
     }
 }
 

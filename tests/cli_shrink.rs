@@ -111,11 +111,8 @@ fn declared_groups_from_json_and_bad_files_are_usage_errors() {
 #[test]
 fn a_directory_of_one_bin_file_shrinks_into_a_safetensors_directory() {
     let d = dir("bin-dir");
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth");
-    let model = d.join("model");
-    std::fs::create_dir(&model).unwrap();
-    std::fs::copy(fixtures.join("model.pth"), model.join("pytorch_model.bin")).unwrap();
-    std::fs::write(model.join("config.json"), r#"{"model_type": "test"}"#).unwrap();
+    let fixtures = cli::fixtures_pth();
+    let model = cli::bin_dir_model(&d);
     // The linear 3 (f32) feeds the bf16 head.
     let groups = d.join("groups.json");
     std::fs::write(

@@ -17,6 +17,9 @@ use ndprune::{Amount, Dim, Norm};
 mod tensors;
 use tensors::{of_files as tensors, Tensors};
 
+#[path = "support/files.rs"]
+mod files;
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/pth")
@@ -331,19 +334,10 @@ fn bin_directory(name: &str) -> PathBuf {
     dir
 }
 
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_directory_of_one_bin_file_prunes_to_the_masks_of_its_twin() {
     let dir = bin_directory("bin-dir");
-    let before = listing(&dir);
+    let before = files::names(&dir);
     let twin = CheckpointFiles::open(fixture("model.safetensors")).unwrap();
     let files = CheckpointFiles::open(&dir).unwrap();
     assert!(files.is_converted() && !files.is_sharded());
@@ -371,7 +365,11 @@ fn a_directory_of_one_bin_file_prunes_to_the_masks_of_its_twin() {
             .unwrap();
         // A safetensors checkpoint as transformers writes one that fits
         // in one file: model.safetensors, no index, the config copied.
-        assert_eq!(listing(&a), ["config.json", "model.safetensors"], "{case}");
+        assert_eq!(
+            files::names(&a),
+            ["config.json", "model.safetensors"],
+            "{case}"
+        );
         assert_eq!(report.other_files, 1);
         assert_eq!(
             std::fs::read(a.join("config.json")).unwrap(),
@@ -388,7 +386,7 @@ fn a_directory_of_one_bin_file_prunes_to_the_masks_of_its_twin() {
     let temp = files.converted_dir().unwrap().to_path_buf();
     drop(files);
     assert!(!temp.exists());
-    assert_eq!(listing(&dir), before);
+    assert_eq!(files::names(&dir), before);
 }
 
 #[test]
@@ -448,7 +446,7 @@ fn a_directory_of_several_pytorch_files_and_no_index_is_refused() {
     drop(files);
     // Without transformers' name, several files are refused.
     std::fs::rename(dir.join("pytorch_model.bin"), dir.join("weights.bin")).unwrap();
-    let before = listing(&dir);
+    let before = files::names(&dir);
     let err = CheckpointFiles::open(&dir).unwrap_err();
     match &err {
         CheckpointError::PthDirectory {
@@ -471,7 +469,7 @@ fn a_directory_of_several_pytorch_files_and_no_index_is_refused() {
     ] {
         assert!(text.contains(says), "{text}");
     }
-    assert_eq!(listing(&dir), before);
+    assert_eq!(files::names(&dir), before);
     // Named, the one file opens (as a file: no other files).
     let files = CheckpointFiles::open(dir.join("weights.bin")).unwrap();
     assert!(files.other_files().is_empty());

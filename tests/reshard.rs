@@ -16,6 +16,9 @@ use ndprune::prelude::*;
 mod tensors;
 use tensors::{of_checkpoint, of_files, Tensors};
 
+#[path = "support/files.rs"]
+mod files;
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sharded")
 }
@@ -33,7 +36,7 @@ fn scratch(name: &str) -> PathBuf {
 /// shard is `model.safetensors` alone, with no index, as transformers'
 /// `save_pretrained` writes it.
 fn check_shards(out: &Path, max: u64) -> BTreeMap<String, Tensors> {
-    let listed = listing(out);
+    let listed = files::names(out);
     assert!(
         !listed.iter().any(|n| n.ends_with(".index.json"))
             || out.join("model.safetensors.index.json").is_file(),
@@ -166,7 +169,7 @@ fn resharded_output_holds_the_same_tensors_as_one_file() {
         }
         if max == total {
             // Everything fits in one: model.safetensors, no index.
-            assert_eq!(listing(&out), ["config.json", "model.safetensors"]);
+            assert_eq!(files::names(&out), ["config.json", "model.safetensors"]);
             assert_eq!(
                 report.files,
                 [PathBuf::from("model.safetensors")],
@@ -251,15 +254,6 @@ fn listing_len(dir: &Path) -> usize {
     std::fs::read_dir(dir).unwrap().count()
 }
 
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// Into one shard or several, the output's index (or its absence) is the
 /// only word on its files: no index of the input is copied, and no
 /// safetensors file the input's index does not list (a stale
@@ -290,7 +284,7 @@ fn no_stale_index_or_weights_reach_a_resharded_output() {
         input.join("model-00001-of-00009.safetensors"),
     )
     .unwrap();
-    let before: Vec<(String, Vec<u8>)> = listing(&input)
+    let before: Vec<(String, Vec<u8>)> = files::names(&input)
         .into_iter()
         .map(|n| (n.clone(), std::fs::read(input.join(&n)).unwrap()))
         .collect();
@@ -323,12 +317,12 @@ fn no_stale_index_or_weights_reach_a_resharded_output() {
             written.push("model.safetensors.index.json".into());
         }
         written.sort();
-        assert_eq!(listing(&out), written, "{tag}");
+        assert_eq!(files::names(&out), written, "{tag}");
         assert_eq!(shards.len() > 1, tag == "several", "{tag}");
         assert_eq!(of_checkpoint(&out), want, "{tag}");
     }
     // The input is as it was.
-    let after: Vec<(String, Vec<u8>)> = listing(&input)
+    let after: Vec<(String, Vec<u8>)> = files::names(&input)
         .into_iter()
         .map(|n| (n.clone(), std::fs::read(input.join(&n)).unwrap()))
         .collect();

@@ -700,19 +700,45 @@ fn read_config(input: &CheckpointFiles) -> Result<Option<Map<String, Value>>, Ch
     }
 }
 
+/// A config value that is a positive whole number that fits.
+fn positive_count(v: &Value) -> Option<usize> {
+    v.as_u64()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n > 0)
+}
+
 fn count_field(
     config: &Map<String, Value>,
     field: &'static str,
 ) -> Result<Option<usize>, ConfigProblem> {
     match config.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|&n| n > 0)
+        Some(v) => positive_count(v)
             .map(Some)
             .ok_or(ConfigProblem::BadField { field }),
     }
+}
+
+/// The config's attention heads, key/value heads (default: as many) and
+/// head width (`head_dim`, else `hidden_size / heads`), checked to divide.
+fn head_counts(cfg: &Map<String, Value>) -> Result<(usize, usize, usize), ConfigProblem> {
+    let heads = count_field(cfg, "num_attention_heads")?.ok_or(ConfigProblem::MissingField {
+        field: "num_attention_heads",
+    })?;
+    let kv = count_field(cfg, "num_key_value_heads")?.unwrap_or(heads);
+    let head_dim = match count_field(cfg, "head_dim")? {
+        Some(d) => d,
+        None => count_field(cfg, "hidden_size")?
+            .map(|h| h / heads)
+            .ok_or(ConfigProblem::MissingField { field: "head_dim" })?,
+    };
+    if heads % kv != 0 {
+        return Err(ConfigProblem::HeadsNotDivisible {
+            heads,
+            kv_heads: kv,
+        });
+    }
+    Ok((heads, kv, head_dim))
 }
 
 /// The decoder's groups: each layer's MLP channels and key/value heads.
@@ -751,19 +777,7 @@ fn decoder_groups(
                     .into(),
             ),
             Some(cfg) => {
-                let heads = count_field(cfg, "num_attention_heads")?
-                    .ok_or(ConfigProblem::MissingField { field: "num_attention_heads" })?;
-                let kv = count_field(cfg, "num_key_value_heads")?.unwrap_or(heads);
-                let hidden = count_field(cfg, "hidden_size")?;
-                let head_dim = match count_field(cfg, "head_dim")? {
-                    Some(d) => d,
-                    None => hidden
-                        .map(|h| h / heads)
-                        .ok_or(ConfigProblem::MissingField { field: "head_dim" })?,
-                };
-                if heads % kv != 0 {
-                    return Err(ConfigProblem::HeadsNotDivisible { heads, kv_heads: kv });
-                }
+                let (heads, kv, head_dim) = head_counts(cfg)?;
                 let per = heads / kv;
                 for name in attention {
                     let p = name.strip_suffix("q_proj.weight").expect("filtered above");
@@ -804,8 +818,7 @@ fn decoder_groups(
 
 /// Whether `g` is a decoder layer's MLP group (else its key/value heads).
 fn is_mlp(g: &ChannelGroup) -> bool {
-    g.primary()
-        .is_some_and(|m| m.tensor().ends_with("mlp.gate_proj.weight"))
+    primary_name(g).ends_with("mlp.gate_proj.weight")
 }
 
 /// The layer number `N` of a tensor named `...layers.N....`, for ordering
@@ -864,11 +877,7 @@ fn check_config_matches(
             }
             let stated = list
                 .iter()
-                .map(|v| {
-                    v.as_u64()
-                        .and_then(|n| usize::try_from(n).ok())
-                        .filter(|&n| n > 0)
-                })
+                .map(positive_count)
                 .collect::<Option<Vec<usize>>>()
                 .ok_or(ConfigProblem::BadField { field })?;
             if stated != mlp {
@@ -933,20 +942,9 @@ fn decoder_config(
         }
     }
     if let Some(k) = uniform("num_key_value_heads", kv)? {
-        let heads =
-            count_field(cfg, "num_attention_heads")?.ok_or(ConfigProblem::MissingField {
-                field: "num_attention_heads",
-            })?;
-        let old_kv = count_field(cfg, "num_key_value_heads")?.unwrap_or(heads);
+        // Key/value groups exist only where `decoder_groups` read these.
+        let (heads, old_kv, head_dim) = head_counts(cfg)?;
         if k != old_kv {
-            let head_dim = match count_field(cfg, "head_dim")? {
-                Some(d) => d,
-                None => {
-                    count_field(cfg, "hidden_size")?.ok_or(ConfigProblem::MissingField {
-                        field: "hidden_size",
-                    })? / heads
-                }
-            };
             out.insert(
                 "num_attention_heads".into(),
                 Value::from(k * (heads / old_kv)),

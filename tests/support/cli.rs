@@ -51,3 +51,23 @@ pub fn prune_args<'a>(input: &'a str, output: &'a str, rest: &[&'a str]) -> Vec<
     v.extend_from_slice(rest);
     v
 }
+
+/// `d/model`: a small model as transformers saves it with
+/// `safe_serialization=False`, `pytorch_model.bin` (the `.pth` fixture)
+/// beside a `config.json`.
+pub fn bin_dir_model(d: &Path) -> PathBuf {
+    let model = d.join("model");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::copy(
+        fixtures_pth().join("model.pth"),
+        model.join("pytorch_model.bin"),
+    )
+    .unwrap();
+    std::fs::write(model.join("config.json"), r#"{"model_type": "test"}"#).unwrap();
+    model
+}
+
+/// `tests/fixtures/pth`.
+pub fn fixtures_pth() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth")
+}

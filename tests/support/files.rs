@@ -1,5 +1,6 @@
 //! What a directory holds, for checking that a call changed nothing on
-//! disk. Shared by `tests/out_is_in.rs` and `tests/shrink_files.rs`.
+//! disk. Shared by the tests that write files.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,4 +15,14 @@ pub fn snapshot(d: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             (p, bytes)
         })
         .collect()
+}
+
+/// The names of the entries of `d`, sorted.
+pub fn names(d: &Path) -> Vec<String> {
+    let mut n: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    n.sort();
+    n
 }
